@@ -1,0 +1,48 @@
+/* cpu.h — the CPU fp32 backend's functions (private to kernels/). Semantics of each
+ * are those of the matching member of struct kernels in kernels.h.
+ *
+ * Every kernel is OpenMP-parallel with static schedules and fixed summation orders,
+ * so the same inputs give bit-identical outputs from run to run; reductions over rows
+ * (dbias, LayerNorm dw/db, embedding grads) are split by column, so their results do
+ * not even depend on the number of threads.
+ */
+#ifndef TRIDENT_KERNELS_CPU_H
+#define TRIDENT_KERNELS_CPU_H
+
+#include "kernels.h"
+
+extern const struct kernels cpu_kernels_f32;
+
+void   cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                      int M, int K, int N);
+void   cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
+                      const float *inp, const float *w, int M, int K, int N);
+void   cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                         const float *w, const float *b, int N, int C);
+void   cpu_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout,
+                         const float *inp, const float *w, const float *mean,
+                         const float *rstd, int N, int C);
+void   cpu_attention_fwd(float *out, float *att, const float *qkv, int B, int T, int Cq,
+                         int NH);
+void   cpu_attention_bwd(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                         const float *att, int B, int T, int Cq, int NH);
+void   cpu_gelu_fwd(float *out, const float *inp, long n);
+void   cpu_gelu_bwd(float *dinp, const float *inp, const float *dout, long n);
+void   cpu_residual_fwd(float *out, const float *a, const float *b, long n);
+void   cpu_embedding_fwd(float *out, const int32_t *tokens, const float *wte,
+                         const float *wpe, int B, int T, int C, int v0, int Vl);
+void   cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout,
+                         const int32_t *tokens, int B, int T, int C, int v0, int Vl);
+void   cpu_xent_max(float *rowmax, const float *logits, int N, int Vl, int v0, int V);
+void   cpu_xent_sumexp(float *sumexp, const float *logits, const float *rowmax, int N,
+                       int Vl, int v0, int V);
+void   cpu_xent_target(float *tlogit, const float *logits, const int32_t *targets, int N,
+                       int Vl, int v0);
+void   cpu_xent_bwd(float *logits, const float *rowmax, const float *sumexp,
+                    const int32_t *targets, float dloss, int N, int Vl, int v0, int V);
+void   cpu_adamw(float *p, const float *grad, float *m, float *v, long n, float lr,
+                 float b1, float b2, float eps, float wd, float grad_scale, int t);
+double cpu_sumsq(const float *x, long n);
+void   cpu_scale(float *x, float s, long n);
+
+#endif

@@ -1,0 +1,354 @@
+/* config.c — the table of configuration keys and everything driven by it. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+enum cfg_type { CT_INT, CT_LONG, CT_FLOAT, CT_STR, CT_ENUM };
+
+struct cfg_key {
+    const char   *name;
+    enum cfg_type type;
+    size_t        offset;
+    size_t        size;    /* for strings: buffer size */
+    const char   *def;     /* default, as text */
+    double        min, max;
+    const char   *choices; /* CT_ENUM: "a|b|c" */
+    const char   *doc;
+};
+
+#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+
+static const struct cfg_key KEYS[] = {
+    /* model */
+    {"n_layer", CT_INT, F(n_layer), "4", 1, 1024, NULL, "transformer blocks"},
+    {"n_head", CT_INT, F(n_head), "4", 1, 1024, NULL, "attention heads (must divide n_embd)"},
+    {"n_embd", CT_INT, F(n_embd), "128", 1, 65536, NULL, "model width C"},
+    {"seq_len", CT_INT, F(seq_len), "128", 1, 1 << 20, NULL, "training context length T (tokens)"},
+    {"block_size", CT_INT, F(block_size), "1024", 1, 1 << 20, NULL,
+     "positions the model has embeddings for (seq_len <= block_size)"},
+    {"vocab_size", CT_INT, F(vocab_size), "257", 2, 1 << 24, NULL,
+     "vocabulary (257 = bytes + end-of-document); padded up to a multiple of 128"},
+    /* batch */
+    {"micro_batch", CT_INT, F(micro_batch), "8", 1, 1 << 20, NULL,
+     "sequences per micro-batch per data-parallel rank"},
+    {"grad_accum", CT_INT, F(grad_accum), "1", 1, 1 << 20, NULL,
+     "micro-batches per step (gradient accumulation; also the pipeline micro-batches)"},
+    {"steps", CT_INT, F(steps), "1000", 0, INT_MAX, NULL, "optimizer steps to train"},
+    /* optimizer */
+    {"lr", CT_FLOAT, F(lr), "6e-4", 0, 10, NULL, "peak learning rate (AdamW)"},
+    {"min_lr", CT_FLOAT, F(min_lr), "6e-5", 0, 10, NULL, "floor of the cosine decay"},
+    {"warmup", CT_INT, F(warmup), "100", 0, INT_MAX, NULL, "linear warmup steps"},
+    {"weight_decay", CT_FLOAT, F(weight_decay), "0.1", 0, 10, NULL,
+     "decoupled weight decay (matrices only, never biases or LayerNorm)"},
+    {"beta1", CT_FLOAT, F(beta1), "0.9", 0, 0.999999, NULL, "AdamW beta1"},
+    {"beta2", CT_FLOAT, F(beta2), "0.95", 0, 0.999999, NULL, "AdamW beta2"},
+    {"adam_eps", CT_FLOAT, F(adam_eps), "1e-8", 0, 1, NULL, "AdamW epsilon"},
+    {"grad_clip", CT_FLOAT, F(grad_clip), "1.0", 0, 1e9, NULL,
+     "clip the global gradient norm to this (0 = off)"},
+    /* run */
+    {"seed", CT_LONG, F(seed), "1337", 0, 9.2e18, NULL, "seed of weights and data order"},
+    {"data", CT_STR, F(data), "data/fortunes.h5", 0, 0, NULL,
+     "token file made by `trident prep`"},
+    {"run_dir", CT_STR, F(run_dir), "runs/default", 0, 0, NULL,
+     "directory for config, metrics.jsonl, checkpoints and logs"},
+    {"resume", CT_STR, F(resume), "auto", 0, 0, NULL,
+     "auto (newest checkpoint in run_dir), none (fresh run only), or a checkpoint path"},
+    {"eval_every", CT_INT, F(eval_every), "100", 0, INT_MAX, NULL,
+     "validation loss every N steps (0 = only at the end)"},
+    {"eval_batches", CT_INT, F(eval_batches), "8", 1, 1 << 20, NULL,
+     "micro-batches per validation pass"},
+    {"ckpt_every", CT_INT, F(ckpt_every), "500", 0, INT_MAX, NULL,
+     "checkpoint every N steps (0 = only at the end)"},
+    {"ckpt_keep", CT_INT, F(ckpt_keep), "3", 1, 1000, NULL, "checkpoints kept in run_dir"},
+    {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
+    /* parallel layout */
+    {"dp", CT_INT, F(dp), "0", 0, 1 << 20, NULL, "data-parallel size (0 = derive)"},
+    {"tp", CT_INT, F(tp), "1", 0, 1024, NULL, "tensor-parallel size (0 = derive)"},
+    {"pp", CT_INT, F(pp), "1", 0, 1024, NULL, "pipeline stages (0 = derive)"},
+    {"schedule", CT_ENUM, F(schedule), "1f1b", 0, 0, "1f1b|gpipe", "pipeline schedule"},
+    {"allreduce", CT_ENUM, F(allreduce), "auto", 0, 0, "auto|flat|hier",
+     "data-parallel gradient reduction (auto = hier when DP spans several nodes)"},
+    {"bucket_mb", CT_FLOAT, F(bucket_mb), "8", 0.001, 4096, NULL,
+     "gradient bucket size for overlapped reduction (MiB)"},
+    {"stages", CT_STR, F(stages), "", 0, 0, NULL,
+     "layers per pipeline stage, e.g. \"5,7\" (empty = balanced by cost)"},
+};
+#undef F
+
+enum { N_KEYS = sizeof(KEYS) / sizeof(KEYS[0]) };
+
+static const struct cfg_key *find_key(const char *name) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (strcmp(KEYS[i].name, name) == 0) return &KEYS[i];
+    return NULL;
+}
+
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = TR_MIN(sub, TR_MIN(del, ins));
+        }
+    return d[la][lb];
+}
+
+static const char *nearest_key(const char *name) {
+    const char *best = NULL;
+    int best_d = 1 << 30;
+    for (int i = 0; i < N_KEYS; i++) {
+        int d = edit_distance(name, KEYS[i].name);
+        if (d < best_d) { best_d = d; best = KEYS[i].name; }
+    }
+    return best;
+}
+
+static int enum_has(const char *choices, const char *value) {
+    size_t n = strlen(value);
+    const char *p = choices;
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0) return 1;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+void config_set(struct config *cfg, const char *key, const char *value, const char *where) {
+    const struct cfg_key *k = find_key(key);
+    char hint[256];
+    if (!k) {
+        snprintf(hint, sizeof hint, "did you mean '%s'? `trident help` lists every key",
+                 nearest_key(key));
+        tr_fail(TR_EXIT_USAGE, hint, "%s: unknown config key '%s'", where, key);
+    }
+    char *base = (char *)cfg + k->offset;
+    char *end = NULL;
+    errno = 0;
+    switch (k->type) {
+    case CT_INT:
+    case CT_LONG: {
+        long long v = strtoll(value, &end, 10);
+        if (end == value || *end || errno) {
+            snprintf(hint, sizeof hint, "write a whole number, e.g. %s = %s", k->name, k->def);
+            tr_fail(TR_EXIT_USAGE, hint, "%s: '%s' expects an integer, got '%s'", where,
+                    k->name, value);
+        }
+        if ((double)v < k->min || (double)v > k->max) {
+            snprintf(hint, sizeof hint, "%s: %s", k->name, k->doc);
+            tr_fail(TR_EXIT_USAGE, hint, "%s: %s = %lld is out of range [%.0f, %.0f]", where,
+                    k->name, v, k->min, k->max);
+        }
+        if (k->type == CT_INT) *(int *)base = (int)v;
+        else *(long *)base = (long)v;
+        break;
+    }
+    case CT_FLOAT: {
+        double v = strtod(value, &end);
+        if (end == value || *end || errno || !isfinite(v)) {
+            snprintf(hint, sizeof hint, "write a number, e.g. %s = %s", k->name, k->def);
+            tr_fail(TR_EXIT_USAGE, hint, "%s: '%s' expects a number, got '%s'", where,
+                    k->name, value);
+        }
+        if (v < k->min || v > k->max) {
+            snprintf(hint, sizeof hint, "%s: %s", k->name, k->doc);
+            tr_fail(TR_EXIT_USAGE, hint, "%s: %s = %g is out of range [%g, %g]", where,
+                    k->name, v, k->min, k->max);
+        }
+        *(float *)base = (float)v;
+        break;
+    }
+    case CT_ENUM:
+        if (!enum_has(k->choices, value)) {
+            snprintf(hint, sizeof hint, "choose one of: %s", k->choices);
+            tr_fail(TR_EXIT_USAGE, hint, "%s: '%s' = '%s' is not a valid choice", where,
+                    k->name, value);
+        }
+        /* fall through: stored like a string */
+    case CT_STR:
+        if (strlen(value) >= k->size)
+            tr_fail(TR_EXIT_USAGE, NULL, "%s: value of '%s' is longer than %zu characters",
+                    where, k->name, k->size - 1);
+        strcpy(base, value);
+        break;
+    }
+}
+
+void config_defaults(struct config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < N_KEYS; i++) config_set(cfg, KEYS[i].name, KEYS[i].def, "default");
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+/* Parse `key = value` lines (comments after '#'); used for files and for checkpoint
+ * attributes alike. */
+static void parse_text(struct config *cfg, char *text, const char *origin) {
+    int lineno = 0;
+    for (char *line = text, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *s = trim(line);
+        if (!*s) continue;
+        char where[CFG_STR_MAX + 32];
+        snprintf(where, sizeof where, "%s:%d", origin, lineno);
+        char *eq = strchr(s, '=');
+        if (!eq)
+            tr_fail(TR_EXIT_USAGE, "each line is `key = value`; comments start with #",
+                    "%s: expected `key = value`, got '%s'", where, s);
+        *eq = '\0';
+        char *value = trim(eq + 1);
+        size_t n = strlen(value);
+        if (n >= 2 && value[0] == '"' && value[n - 1] == '"') { value[n - 1] = '\0'; value++; }
+        config_set(cfg, trim(s), value, where);
+    }
+}
+
+void config_load_file(struct config *cfg, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        tr_fail(TR_EXIT_USAGE, "configs live in inputs/, e.g. inputs/tiny.conf",
+                "cannot read config file '%s': %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = tr_malloc((size_t)n + 1);
+    size_t got = fread(text, 1, (size_t)n, f);
+    text[got] = '\0';
+    fclose(f);
+    parse_text(cfg, text, path);
+    tr_free(text);
+}
+
+void config_from_string(struct config *cfg, const char *text, const char *where) {
+    char *copy = tr_malloc(strlen(text) + 1);
+    strcpy(copy, text);
+    parse_text(cfg, copy, where);
+    tr_free(copy);
+}
+
+void config_parse_args(struct config *cfg, int argc, char **argv, const char *const *extra,
+                       const char **extra_values) {
+    int n_extra = 0;
+    while (extra && extra[n_extra]) extra_values[n_extra++] = NULL;
+    /* the config file comes first so that overrides win regardless of order */
+    const char *file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) == 0) {
+            if (!strchr(argv[i], '=') && i + 1 < argc) i++; /* skip `--key value` */
+            continue;
+        }
+        if (file)
+            tr_fail(TR_EXIT_USAGE, "give one config file, then --key=value overrides",
+                    "two config files given: '%s' and '%s'", file, argv[i]);
+        file = argv[i];
+    }
+    if (file) config_load_file(cfg, file);
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) continue;
+        char key[128];
+        const char *value;
+        const char *eq = strchr(argv[i], '=');
+        if (eq) {
+            snprintf(key, sizeof key, "%.*s", (int)(eq - argv[i] - 2), argv[i] + 2);
+            value = eq + 1;
+        } else {
+            snprintf(key, sizeof key, "%s", argv[i] + 2);
+            if (i + 1 >= argc)
+                tr_fail(TR_EXIT_USAGE, "write --key=value", "option '--%s' has no value", key);
+            value = argv[++i];
+        }
+        int handled = 0;
+        for (int e = 0; e < n_extra; e++)
+            if (strcmp(extra[e], key) == 0) { extra_values[e] = value; handled = 1; }
+        if (handled) continue;
+        char where[160];
+        snprintf(where, sizeof where, "--%s", key);
+        config_set(cfg, key, value, where);
+    }
+}
+
+int config_padded_vocab(const struct config *cfg) {
+    return (cfg->vocab_size + 127) / 128 * 128;
+}
+
+void config_validate(const struct config *c) {
+    char hint[256];
+    if (c->n_embd % c->n_head != 0) {
+        int h = c->n_head;
+        while (h > 1 && c->n_embd % h) h--;
+        snprintf(hint, sizeof hint, "use n_head = %d, or an n_embd that is a multiple of %d",
+                 h, c->n_head);
+        tr_fail(TR_EXIT_USAGE, hint, "n_head = %d does not divide n_embd = %d", c->n_head,
+                c->n_embd);
+    }
+    if (c->seq_len > c->block_size) {
+        snprintf(hint, sizeof hint, "set seq_len <= %d, or raise block_size to %d",
+                 c->block_size, c->seq_len);
+        tr_fail(TR_EXIT_USAGE, hint, "seq_len = %d exceeds block_size = %d (positions the "
+                "model can embed)", c->seq_len, c->block_size);
+    }
+    if (c->min_lr > c->lr)
+        tr_fail(TR_EXIT_USAGE, "min_lr is the floor the cosine schedule decays to",
+                "min_lr = %g is larger than lr = %g", c->min_lr, c->lr);
+    if (c->run_dir[0] == '\0')
+        tr_fail(TR_EXIT_USAGE, "set run_dir = some/directory", "run_dir is empty");
+}
+
+void config_print(const struct config *cfg, FILE *f) {
+    for (int i = 0; i < N_KEYS; i++) {
+        const struct cfg_key *k = &KEYS[i];
+        const char *base = (const char *)cfg + k->offset;
+        fprintf(f, "%-13s = ", k->name);
+        switch (k->type) {
+        case CT_INT:   fprintf(f, "%d\n", *(const int *)base); break;
+        case CT_LONG:  fprintf(f, "%ld\n", *(const long *)base); break;
+        case CT_FLOAT: fprintf(f, "%.9g\n", *(const float *)base); break;
+        case CT_ENUM:
+        case CT_STR:   fprintf(f, "\"%s\"\n", base); break;
+        }
+    }
+}
+
+char *config_to_string(const struct config *cfg) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) TR_ABORT("open_memstream failed");
+    config_print(cfg, f);
+    fclose(f);
+    char *out = tr_malloc(len + 1);
+    memcpy(out, buf, len + 1);
+    free(buf);
+    return out;
+}
+
+void config_print_reference(FILE *f) {
+    fprintf(f, "| key | default | meaning |\n|---|---|---|\n");
+    for (int i = 0; i < N_KEYS; i++)
+        fprintf(f, "| `%s` | `%s` | %s%s%s |\n", KEYS[i].name, KEYS[i].def, KEYS[i].doc,
+                KEYS[i].choices ? "; one of " : "", KEYS[i].choices ? KEYS[i].choices : "");
+}

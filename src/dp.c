@@ -1,0 +1,221 @@
+/* dp.c — bucketed, overlapped, flat or hierarchical gradient reduction. */
+#include "dp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+enum bucket_state { B_IDLE, B_FLAT, B_SCATTER, B_CROSS, B_GATHER, B_DONE };
+
+struct dp_bucket {
+    long  off, n;          /* range of model.grads */
+    enum bucket_state state;
+    MPI_Request req;
+    /* hierarchical: this rank's chunk after the node-local reduce-scatter */
+    float *chunk;
+    int   *counts, *displs;
+};
+
+const char *dpr_algo_name(enum dp_algo a) { return a == DP_HIER ? "hierarchical" : "flat"; }
+
+static int node_size(const struct grid *g) {
+    int n;
+    MPI_Comm_size(g->dp_node_comm, &n);
+    return n;
+}
+
+static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g) {
+    int ls = node_size(g);
+    b->counts = tr_malloc(sizeof(int) * (size_t)ls);
+    b->displs = tr_malloc(sizeof(int) * (size_t)ls);
+    long base = b->n / ls, extra = b->n % ls, off = 0;
+    for (int i = 0; i < ls; i++) {
+        b->counts[i] = (int)(base + (i < extra));
+        b->displs[i] = (int)off;
+        off += b->counts[i];
+    }
+    b->chunk = tr_malloc(sizeof(float) * (size_t)(base + 1));
+}
+
+/* Advance one bucket's state machine as far as it goes without blocking (or, with
+ * block = 1, to the end). */
+static void bucket_advance(struct dp_bucket *b, const struct grid *g, float *grads, int block) {
+    for (;;) {
+        if (b->state == B_IDLE || b->state == B_DONE) return;
+        int done = 0;
+        if (block) {
+            MPI_CHECK(MPI_Wait(&b->req, MPI_STATUS_IGNORE));
+            done = 1;
+        } else {
+            MPI_CHECK(MPI_Test(&b->req, &done, MPI_STATUS_IGNORE));
+        }
+        if (!done) return;
+        int lr;
+        MPI_Comm_rank(g->dp_node_comm, &lr);
+        switch (b->state) {
+        case B_FLAT:
+            b->state = B_DONE;
+            break;
+        case B_SCATTER:
+            MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->chunk, b->counts[lr], MPI_FLOAT, MPI_SUM,
+                                     g->dp_cross_comm, &b->req));
+            b->state = B_CROSS;
+            break;
+        case B_CROSS:
+            MPI_CHECK(MPI_Iallgatherv(b->chunk, b->counts[lr], MPI_FLOAT, grads + b->off,
+                                      b->counts, b->displs, MPI_FLOAT, g->dp_node_comm,
+                                      &b->req));
+            b->state = B_GATHER;
+            break;
+        case B_GATHER:
+            b->state = B_DONE;
+            break;
+        default:
+            return;
+        }
+    }
+}
+
+static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
+                         float *grads) {
+    if (algo == DP_FLAT) {
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, grads + b->off, (int)b->n, MPI_FLOAT, MPI_SUM,
+                                 g->dp_comm, &b->req));
+        b->state = B_FLAT;
+    } else {
+        int lr;
+        MPI_Comm_rank(g->dp_node_comm, &lr);
+        MPI_CHECK(MPI_Ireduce_scatter(grads + b->off, b->chunk, b->counts, MPI_FLOAT, MPI_SUM,
+                                      g->dp_node_comm, &b->req));
+        b->state = B_SCATTER;
+    }
+}
+
+void dpr_allreduce(const struct grid *g, enum dp_algo algo, float *x, long n) {
+    if (g->dp == 1) return;
+    const long max_chunk = 1L << 28;
+    for (long off = 0; off < n; off += max_chunk) {
+        struct dp_bucket b = {.off = off, .n = TR_MIN(max_chunk, n - off)};
+        if (algo == DP_HIER) bucket_plan_hier(&b, g);
+        bucket_start(&b, g, algo, x);
+        bucket_advance(&b, g, x, 1);
+        tr_free(b.chunk);
+        tr_free(b.counts);
+        tr_free(b.displs);
+    }
+}
+
+static int reduced_by_buckets(const struct model *m, const struct grid *g, int i) {
+    if (!m->p[i].n_local) return 0;
+    /* the tied embedding on a split pipeline is summed across stages first */
+    return !(i == 0 && g->pp > 1);
+}
+
+void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
+              const struct config *cfg) {
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->g = g;
+    r->algo = DP_FLAT;
+    if (strcmp(cfg->allreduce, "hier") == 0 ||
+        (strcmp(cfg->allreduce, "auto") == 0 && g->dp_nodes > 1)) {
+        if (g->hier_ok) r->algo = DP_HIER;
+        else tr_warn("hierarchical all-reduce needs the same number of data-parallel peers "
+                     "on every node; nodes differ here, so the flat all-reduce is used");
+    }
+    r->bucket_of = tr_malloc(sizeof(int) * (size_t)m->n_params);
+    r->pending = tr_calloc((size_t)m->n_params, sizeof(int));
+    r->b = tr_calloc((size_t)m->n_params, sizeof(struct dp_bucket));
+    long cap = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
+    if (cap < 1) cap = 1;
+    /* Buckets follow the backward order: from the end of the table to its start.
+     * Tensors are contiguous in model.grads, so a bucket is one range. */
+    int cur = -1;
+    for (int i = m->n_params - 1; i >= 0; i--) {
+        r->bucket_of[i] = -1;
+        if (!reduced_by_buckets(m, g, i)) continue;
+        const struct param *p = &m->p[i];
+        long end = (long)p->offset + (long)p->n_local;
+        if (cur >= 0) {
+            struct dp_bucket *b = &r->b[cur];
+            long new_n = b->off + b->n - (long)p->offset;
+            if (new_n <= cap) {
+                b->n = new_n;
+                b->off = (long)p->offset;
+                r->bucket_of[i] = cur;
+                r->pending[cur]++;
+                continue;
+            }
+        }
+        cur = r->n_buckets++;
+        r->b[cur].off = (long)p->offset;
+        r->b[cur].n = end - (long)p->offset;
+        r->bucket_of[i] = cur;
+        r->pending[cur] = 1;
+    }
+    if (r->algo == DP_HIER)
+        for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
+    /* pending[] holds the tensor count per bucket; keep a pristine copy in the high
+     * half so dpr_arm can reset it cheaply */
+    int *counts = tr_malloc(sizeof(int) * (size_t)2 * m->n_params);
+    memcpy(counts, r->pending, sizeof(int) * (size_t)m->n_params);
+    memcpy(counts + m->n_params, r->pending, sizeof(int) * (size_t)m->n_params);
+    tr_free(r->pending);
+    r->pending = counts;
+}
+
+void dpr_free(struct dp_reducer *r) {
+    for (int i = 0; i < r->n_buckets; i++) {
+        tr_free(r->b[i].chunk);
+        tr_free(r->b[i].counts);
+        tr_free(r->b[i].displs);
+    }
+    tr_free(r->b);
+    tr_free(r->bucket_of);
+    tr_free(r->pending);
+    memset(r, 0, sizeof *r);
+}
+
+void dpr_arm(struct dp_reducer *r) {
+    if (r->g->dp == 1) return;
+    r->armed = 1;
+    memcpy(r->pending, r->pending + r->m->n_params, sizeof(int) * (size_t)r->m->n_params);
+    for (int i = 0; i < r->n_buckets; i++) r->b[i].state = B_IDLE;
+}
+
+void dpr_ready(struct dp_reducer *r, int first, int n) {
+    if (!r->armed) return;
+    for (int i = first; i < first + n; i++) {
+        int b = r->bucket_of[i];
+        if (b < 0) continue;
+        if (--r->pending[b] == 0) bucket_start(&r->b[b], r->g, r->algo, r->m->grads);
+    }
+    dpr_progress(r);
+}
+
+void dpr_progress(struct dp_reducer *r) {
+    if (!r->armed) return;
+    for (int i = 0; i < r->n_buckets; i++) bucket_advance(&r->b[i], r->g, r->m->grads, 0);
+}
+
+void dpr_finish(struct dp_reducer *r) {
+    double t0 = tr_now();
+    struct model *m = r->m;
+    const struct grid *g = r->g;
+    if (g->pp > 1 && m->p[0].n_local) {
+        /* tied embedding: stage 0's lookup gradient + the last stage's head gradient */
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads + m->p[0].offset, (int)m->p[0].n_local,
+                                MPI_FLOAT, MPI_SUM, g->emb_comm));
+        dpr_allreduce(g, r->algo, m->grads + m->p[0].offset, (long)m->p[0].n_local);
+    }
+    if (r->armed) {
+        for (int i = 0; i < r->n_buckets; i++) {
+            if (r->b[i].state == B_IDLE)
+                TR_ABORT("gradient bucket %d was never completed by the backward pass", i);
+            bucket_advance(&r->b[i], g, m->grads, 1);
+        }
+        r->armed = 0;
+    }
+    r->t_exposed = tr_now() - t0;
+}

@@ -1,0 +1,469 @@
+/* model.c — the GPT-2 parameter table, initialisation, and the forward and backward
+ * pass of one micro-batch through this rank's pipeline stage and tensor shard. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "rng.h"
+#include "tp.h"
+
+const char *const KTIMER_NAMES[KT_COUNT] = {
+    "matmul fwd", "matmul bwd", "attention fwd", "attention bwd", "layernorm fwd",
+    "layernorm bwd", "gelu fwd", "gelu bwd", "embedding", "cross-entropy", "residual"};
+
+/* ------------------------------------------------------------------------------------ */
+/* stage balancing                                                                      */
+
+void model_stage_bounds(const struct config *cfg, int pp, int *bounds) {
+    int L = cfg->n_layer;
+    if (cfg->stages[0]) {
+        /* explicit "a,b,c": layers per stage */
+        const char *s = cfg->stages;
+        bounds[0] = 0;
+        for (int i = 0; i < pp; i++) {
+            char *end;
+            long n = strtol(s, &end, 10);
+            if (end == s || n < 1)
+                tr_fail(TR_EXIT_USAGE, "write the layers of each stage, e.g. stages = \"3,5\"",
+                        "stages = \"%s\": expected %d positive numbers", cfg->stages, pp);
+            bounds[i + 1] = bounds[i] + (int)n;
+            s = end;
+            if (*s == ',') s++;
+        }
+        if (*s || bounds[pp] != L)
+            tr_fail(TR_EXIT_USAGE, "the layers of all stages must add up to n_layer",
+                    "stages = \"%s\" gives %d layers over %d stages; the model has %d layers "
+                    "and pp = %d", cfg->stages, bounds[pp], pp, L, pp);
+        return;
+    }
+    /* Balance by cost: a block costs 1; the last stage also runs the LM head and loss,
+     * which cost about V/(12 C) blocks (2·C·V vs 24·C² FLOPs per token). Minimise the
+     * largest stage cost over contiguous splits (dynamic programming, O(pp·L²)). */
+    double head = (double)config_padded_vocab(cfg) / (12.0 * cfg->n_embd);
+    double *best = malloc(sizeof(double) * (size_t)(pp + 1) * (L + 1));
+    int *cut = malloc(sizeof(int) * (size_t)(pp + 1) * (L + 1));
+#define BEST(s, l) best[(s) * (L + 1) + (l)]
+#define CUT(s, l) cut[(s) * (L + 1) + (l)]
+    for (int s = 0; s <= pp; s++)
+        for (int l = 0; l <= L; l++) BEST(s, l) = INFINITY;
+    BEST(0, 0) = 0;
+    for (int s = 1; s <= pp; s++)
+        for (int l = s; l <= L; l++)
+            for (int k = s - 1; k < l; k++) {
+                double c = (double)(l - k) + (s == pp ? head : 0.0);
+                double v = fmax(BEST(s - 1, k), c);
+                if (v < BEST(s, l) - 1e-12) { BEST(s, l) = v; CUT(s, l) = k; }
+            }
+    bounds[pp] = L;
+    for (int s = pp; s >= 1; s--) bounds[s - 1] = CUT(s, bounds[s]);
+#undef BEST
+#undef CUT
+    free(best);
+    free(cut);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the parameter table                                                                  */
+
+static void add_param(struct model *m, const char *name, int ndim, int64_t d0, int64_t d1,
+                      int64_t d2, int shard_axis, int layer, enum pinit init, int decay) {
+    struct param *p = &m->p[m->n_params++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->shape[0] = d0; p->shape[1] = d1; p->shape[2] = d2;
+    for (int i = ndim; i < 3; i++) p->shape[i] = 1;
+    p->shard_axis = shard_axis;
+    p->layer = layer;
+    p->init = init;
+    p->decay = decay;
+}
+
+static int param_on_stage(const struct model *m, const struct param *p) {
+    if (p->layer >= 0) return p->layer >= m->l0 && p->layer < m->l1;
+    if (strcmp(p->name, "wte") == 0) return m->first || m->last;
+    if (strcmp(p->name, "wpe") == 0) return m->first;
+    return m->last; /* ln_f */
+}
+
+static void build_table(struct model *m) {
+    int C = m->C, L = m->L;
+    m->p = tr_calloc((size_t)(4 + 12 * L), sizeof(struct param)); /* wte, wpe, 12 per layer, ln_f.w/b */
+    char n[PARAM_NAME_MAX];
+    add_param(m, "wte", 2, m->Vp, C, 1, 0, -1, PI_NORMAL, 1);
+    add_param(m, "wpe", 2, m->cfg.block_size, C, 1, -1, -1, PI_NORMAL, 1);
+    for (int l = 0; l < L; l++) {
+#define NAME(s) (snprintf(n, sizeof n, "h.%d.%s", l, s), n)
+        add_param(m, NAME("ln_1.w"), 1, C, 1, 1, -1, l, PI_ONES, 0);
+        add_param(m, NAME("ln_1.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
+        add_param(m, NAME("attn.qkv.w"), 3, 3, C, C, 1, l, PI_NORMAL, 1);
+        add_param(m, NAME("attn.qkv.b"), 2, 3, C, 1, 1, l, PI_ZEROS, 0);
+        add_param(m, NAME("attn.proj.w"), 2, C, C, 1, 1, l, PI_NORMAL_RESID, 1);
+        add_param(m, NAME("attn.proj.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
+        add_param(m, NAME("ln_2.w"), 1, C, 1, 1, -1, l, PI_ONES, 0);
+        add_param(m, NAME("ln_2.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
+        add_param(m, NAME("mlp.fc.w"), 2, 4 * C, C, 1, 0, l, PI_NORMAL, 1);
+        add_param(m, NAME("mlp.fc.b"), 1, 4 * C, 1, 1, 0, l, PI_ZEROS, 0);
+        add_param(m, NAME("mlp.proj.w"), 2, C, 4 * C, 1, 1, l, PI_NORMAL_RESID, 1);
+        add_param(m, NAME("mlp.proj.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
+#undef NAME
+    }
+    add_param(m, "ln_f.w", 1, C, 1, 1, -1, -1, PI_ONES, 0);
+    add_param(m, "ln_f.b", 1, C, 1, 1, -1, -1, PI_ZEROS, 0);
+
+    const struct grid *g = m->grid;
+    m->n_local = 0;
+    m->n_logical = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        struct param *p = &m->p[i];
+        int64_t full = p->shape[0] * p->shape[1] * p->shape[2];
+        if (strcmp(p->name, "wte") == 0 || strcmp(p->name, "wpe") == 0 || p->layer >= 0 ||
+            strncmp(p->name, "ln_f", 4) == 0)
+            m->n_logical += full;
+        if (!param_on_stage(m, p)) continue;
+        p->n_local = 1;
+        for (int a = 0; a < 3; a++) {
+            p->local_shape[a] = p->shape[a];
+            p->local_start[a] = 0;
+            if (a == p->shard_axis) {
+                p->local_shape[a] = p->shape[a] / g->tp;
+                p->local_start[a] = p->local_shape[a] * g->tp_rank;
+            }
+            p->n_local *= p->local_shape[a];
+        }
+        p->offset = m->n_local;
+        /* keep every tensor 64-byte aligned for vector loads */
+        m->n_local += (p->n_local + 15) / 16 * 16;
+        /* Each logical element is owned by exactly one rank of the world: data-parallel
+         * replica 0, tensor rank 0 for replicated tensors, and stage 0 for the tied wte. */
+        int is_wte = strcmp(p->name, "wte") == 0;
+        p->owner = g->dp_rank == 0 && (p->shard_axis >= 0 || g->tp_rank == 0) &&
+                   (!is_wte || m->first);
+        p->counted = p->owner;
+    }
+}
+
+int model_find(const struct model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->p[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* allocation                                                                           */
+
+static void alloc_slot(struct model *m, struct acts *a) {
+    size_t BT = (size_t)m->B * m->T, nl = (size_t)m->nl;
+    size_t C = (size_t)m->C, Cl = (size_t)m->Cl, Fl = (size_t)m->Fl;
+    memset(a, 0, sizeof *a);
+    a->x = tr_malloc(sizeof(float) * (nl + 1) * BT * C);
+    if (nl) {
+        a->ln1 = tr_malloc(sizeof(float) * nl * BT * C);
+        a->ln1_mean = tr_malloc(sizeof(float) * nl * BT);
+        a->ln1_rstd = tr_malloc(sizeof(float) * nl * BT);
+        a->qkv = tr_malloc(sizeof(float) * nl * BT * 3 * Cl);
+        a->att = tr_malloc(sizeof(float) * nl * (size_t)m->B * m->NHl * m->T * m->T);
+        a->atty = tr_malloc(sizeof(float) * nl * BT * Cl);
+        a->xmid = tr_malloc(sizeof(float) * nl * BT * C);
+        a->ln2 = tr_malloc(sizeof(float) * nl * BT * C);
+        a->ln2_mean = tr_malloc(sizeof(float) * nl * BT);
+        a->ln2_rstd = tr_malloc(sizeof(float) * nl * BT);
+        a->fch = tr_malloc(sizeof(float) * nl * BT * Fl);
+        a->fch_gelu = tr_malloc(sizeof(float) * nl * BT * Fl);
+    }
+    if (m->first) a->tokens = tr_malloc(sizeof(int32_t) * BT);
+    if (m->last) {
+        a->lnf = tr_malloc(sizeof(float) * BT * C);
+        a->lnf_mean = tr_malloc(sizeof(float) * BT);
+        a->lnf_rstd = tr_malloc(sizeof(float) * BT);
+        a->logits = tr_malloc(sizeof(float) * BT * (size_t)m->Vl);
+        a->rowmax = tr_malloc(sizeof(float) * BT);
+        a->sumexp = tr_malloc(sizeof(float) * BT);
+        a->tlogit = tr_malloc(sizeof(float) * BT);
+        a->targets = tr_malloc(sizeof(int32_t) * BT);
+    }
+}
+
+static void free_slot(struct acts *a) {
+    void *ptrs[] = {a->x, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty, a->xmid,
+                    a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->lnf, a->lnf_mean,
+                    a->lnf_rstd, a->logits, a->rowmax, a->sumexp, a->tlogit, a->tokens,
+                    a->targets};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) tr_free(ptrs[i]);
+}
+
+void model_init(struct model *m, const struct config *cfg, const struct grid *g,
+                const struct kernels *k, int n_slots) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->grid = g;
+    m->k = k;
+    m->C = cfg->n_embd;
+    m->NH = cfg->n_head;
+    m->V = cfg->vocab_size;
+    m->Vp = config_padded_vocab(cfg);
+    m->L = cfg->n_layer;
+    m->T = cfg->seq_len;
+    m->B = cfg->micro_batch;
+    m->Cl = m->C / g->tp;
+    m->NHl = m->NH / g->tp;
+    m->Vl = m->Vp / g->tp;
+    m->v0 = m->Vl * g->tp_rank;
+    m->Fl = 4 * m->C / g->tp;
+    int *bounds = malloc(sizeof(int) * (size_t)(g->pp + 1));
+    model_stage_bounds(cfg, g->pp, bounds);
+    m->l0 = bounds[g->pp_rank];
+    m->l1 = bounds[g->pp_rank + 1];
+    free(bounds);
+    m->nl = m->l1 - m->l0;
+    m->first = grid_is_first_stage(g);
+    m->last = grid_is_last_stage(g);
+    build_table(m);
+    m->params = tr_calloc((size_t)m->n_local, sizeof(float));
+    m->grads = tr_calloc((size_t)m->n_local, sizeof(float));
+    m->n_slots = n_slots;
+    m->slots = tr_calloc((size_t)n_slots, sizeof(struct acts));
+    for (int s = 0; s < n_slots; s++) alloc_slot(m, &m->slots[s]);
+    size_t BT = (size_t)m->B * m->T;
+    m->dres = tr_malloc(sizeof(float) * BT * m->C);
+    m->dln = tr_malloc(sizeof(float) * BT * m->C);
+    m->dqkv = tr_malloc(sizeof(float) * BT * 3 * m->Cl);
+    m->datty = tr_malloc(sizeof(float) * BT * m->Cl);
+    m->dfch = tr_malloc(sizeof(float) * BT * m->Fl);
+    m->att_scratch = tr_malloc(sizeof(float) * (size_t)m->B * m->NHl * m->T * m->T);
+}
+
+void model_free(struct model *m) {
+    for (int s = 0; s < m->n_slots; s++) free_slot(&m->slots[s]);
+    tr_free(m->slots);
+    tr_free(m->p);
+    tr_free(m->params);
+    tr_free(m->grads);
+    void *ptrs[] = {m->dres, m->dln, m->dqkv, m->datty, m->dfch, m->att_scratch};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) tr_free(ptrs[i]);
+    memset(m, 0, sizeof *m);
+}
+
+void model_zero_grads(struct model *m) {
+    memset(m->grads, 0, sizeof(float) * (size_t)m->n_local);
+}
+
+void model_timers_reset(struct model *m) {
+    memset(m->t_kernel, 0, sizeof m->t_kernel);
+    m->t_tp_comm = 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* initialisation                                                                       */
+
+void model_init_weights(struct model *m, uint64_t seed) {
+    double resid_scale = 1.0 / sqrt(2.0 * m->L);
+    for (int i = 0; i < m->n_params; i++) {
+        struct param *p = &m->p[i];
+        if (!p->n_local) continue;
+        float *w = m->params + p->offset;
+        uint64_t tensor_key = tr_hash_str(p->name);
+        double std = p->init == PI_NORMAL_RESID ? 0.02 * resid_scale : 0.02;
+        const int64_t *ls = p->local_shape, *st = p->local_start, *fs = p->shape;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t a = 0; a < ls[0]; a++)
+            for (int64_t b = 0; b < ls[1]; b++)
+                for (int64_t c = 0; c < ls[2]; c++) {
+                    int64_t local = (a * ls[1] + b) * ls[2] + c;
+                    int64_t logical = ((a + st[0]) * fs[1] + (b + st[1])) * fs[2] + c + st[2];
+                    float v = 0.0f;
+                    switch (p->init) {
+                    case PI_ZEROS: v = 0.0f; break;
+                    case PI_ONES: v = 1.0f; break;
+                    case PI_NORMAL:
+                    case PI_NORMAL_RESID:
+                        v = (float)(std * rng_normal(rng_key3(seed, tensor_key,
+                                                              (uint64_t)logical)));
+                        break;
+                    }
+                    w[local] = v;
+                }
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* forward and backward                                                                 */
+
+/* pointers to this stage's weights (or gradients) of local layer i */
+struct layer_w {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcpw, *fcpb;
+};
+
+static void layer_ptrs(const struct model *m, float *base, int layer, struct layer_w *w) {
+    /* the 12 tensors of a layer are consecutive in the table */
+    int first = 2 + 12 * layer;
+    float **out = (float **)w;
+    for (int j = 0; j < 12; j++) out[j] = base + m->p[first + j].offset;
+}
+
+#define TIMED(m, id, call)                                                           \
+    do {                                                                             \
+        double t0_ = tr_now();                                                       \
+        call;                                                                        \
+        (m)->t_kernel[id] += tr_now() - t0_;                                         \
+    } while (0)
+
+double model_forward(struct model *m, int slot, int B, int T, float dloss) {
+    const struct kernels *k = m->k;
+    const struct grid *g = m->grid;
+    struct acts *a = &m->slots[slot];
+    const long BT = (long)B * T, BTmax = (long)m->B * m->T;
+    const int C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
+    const int tp0 = g->tp_rank == 0;
+
+    if (m->first) {
+        const float *wte = m->params + m->p[0].offset;
+        const float *wpe = m->params + m->p[1].offset;
+        /* vocabulary-parallel lookup: each rank adds its rows, the sum completes it;
+         * the position embedding is added once (by tensor rank 0) before the sum. */
+        TIMED(m, KT_EMB, k->embedding_fwd(a->x, a->tokens, wte, tp0 ? wpe : NULL, B, T, C,
+                                          m->v0, m->Vl));
+        m->t_tp_comm += tp_reduce_fwd(g, a->x, BT * C);
+    }
+    for (int i = 0; i < m->nl; i++) {
+        struct layer_w w;
+        layer_ptrs(m, m->params, m->l0 + i, &w);
+        float *in = a->x + i * BTmax * C, *out = a->x + (i + 1) * BTmax * C;
+        float *ln1 = a->ln1 + i * BTmax * C, *qkv = a->qkv + i * BTmax * 3 * Cl;
+        float *att = a->att + (long)i * m->B * NHl * m->T * m->T;
+        float *atty = a->atty + i * BTmax * Cl, *xmid = a->xmid + i * BTmax * C;
+        float *ln2 = a->ln2 + i * BTmax * C;
+        float *fch = a->fch + i * BTmax * Fl, *fchg = a->fch_gelu + i * BTmax * Fl;
+
+        TIMED(m, KT_LN_F, k->layernorm_fwd(ln1, a->ln1_mean + i * BTmax, a->ln1_rstd + i * BTmax,
+                                           in, w.ln1w, w.ln1b, (int)BT, C));
+        m->t_tp_comm += tp_copy_fwd(g, ln1, BT * C);
+        TIMED(m, KT_MATMUL_F, k->matmul_fwd(qkv, ln1, w.qkvw, w.qkvb, (int)BT, C, 3 * Cl));
+        TIMED(m, KT_ATTN_F, k->attention_fwd(atty, att, qkv, B, T, Cl, NHl));
+        /* row-parallel: partial sums; the replicated bias is added once, by tp rank 0 */
+        TIMED(m, KT_MATMUL_F, k->matmul_fwd(xmid, atty, w.projw, tp0 ? w.projb : NULL, (int)BT,
+                                            Cl, C));
+        m->t_tp_comm += tp_reduce_fwd(g, xmid, BT * C);
+        TIMED(m, KT_RESID, k->residual_fwd(xmid, xmid, in, BT * C));
+
+        TIMED(m, KT_LN_F, k->layernorm_fwd(ln2, a->ln2_mean + i * BTmax, a->ln2_rstd + i * BTmax,
+                                           xmid, w.ln2w, w.ln2b, (int)BT, C));
+        m->t_tp_comm += tp_copy_fwd(g, ln2, BT * C);
+        TIMED(m, KT_MATMUL_F, k->matmul_fwd(fch, ln2, w.fcw, w.fcb, (int)BT, C, Fl));
+        TIMED(m, KT_GELU_F, k->gelu_fwd(fchg, fch, BT * Fl));
+        TIMED(m, KT_MATMUL_F, k->matmul_fwd(out, fchg, w.fcpw, tp0 ? w.fcpb : NULL, (int)BT, Fl,
+                                            C));
+        m->t_tp_comm += tp_reduce_fwd(g, out, BT * C);
+        TIMED(m, KT_RESID, k->residual_fwd(out, out, xmid, BT * C));
+    }
+    if (!m->last) return 0.0;
+
+    /* final LayerNorm, tied LM head (vocabulary-parallel), cross-entropy that combines
+     * the shards' max, sum of exponentials and target logit, never the logits */
+    int f = m->n_params - 2;
+    const float *wte = m->params + m->p[0].offset;
+    float *xl = a->x + (long)m->nl * BTmax * C;
+    TIMED(m, KT_LN_F, k->layernorm_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, xl,
+                                       m->params + m->p[f].offset,
+                                       m->params + m->p[f + 1].offset, (int)BT, C));
+    m->t_tp_comm += tp_copy_fwd(g, a->lnf, BT * C);
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(a->logits, a->lnf, wte, NULL, (int)BT, C, m->Vl));
+    double t0 = tr_now();
+    k->xent_max(a->rowmax, a->logits, (int)BT, m->Vl, m->v0, m->V);
+    m->t_tp_comm += tp_allreduce(g, a->rowmax, BT, MPI_MAX);
+    k->xent_sumexp(a->sumexp, a->logits, a->rowmax, (int)BT, m->Vl, m->v0, m->V);
+    m->t_tp_comm += tp_allreduce(g, a->sumexp, BT, MPI_SUM);
+    k->xent_target(a->tlogit, a->logits, a->targets, (int)BT, m->Vl, m->v0);
+    m->t_tp_comm += tp_allreduce(g, a->tlogit, BT, MPI_SUM);
+    double loss = 0.0;
+    for (long n = 0; n < BT; n++)
+        loss += log((double)a->sumexp[n]) + (double)a->rowmax[n] - (double)a->tlogit[n];
+    /* the logits are not needed again: turn them into their gradient right away */
+    if (dloss != 0.0f)
+        k->xent_bwd(a->logits, a->rowmax, a->sumexp, a->targets, dloss, (int)BT, m->Vl, m->v0,
+                    m->V);
+    m->t_kernel[KT_XENT] += tr_now() - t0;
+    return loss;
+}
+
+void model_backward(struct model *m, int slot, int B, int T) {
+    const struct kernels *k = m->k;
+    const struct grid *g = m->grid;
+    struct acts *a = &m->slots[slot];
+    const long BT = (long)B * T, BTmax = (long)m->B * m->T;
+    const int C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
+
+    if (m->last) {
+        int f = m->n_params - 2;
+        float *xl = a->x + (long)m->nl * BTmax * C;
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, m->grads + m->p[0].offset, NULL, a->logits,
+                                            a->lnf, m->params + m->p[0].offset, (int)BT, C,
+                                            m->Vl));
+        m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
+        memset(m->dres, 0, sizeof(float) * (size_t)(BT * C));
+        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, m->grads + m->p[f].offset,
+                                           m->grads + m->p[f + 1].offset, m->dln, xl,
+                                           m->params + m->p[f].offset, a->lnf_mean, a->lnf_rstd,
+                                           (int)BT, C));
+        if (m->on_grads) m->on_grads(m->hook_ctx, f, 2);
+    }
+    /* m->dres is the gradient of the residual stream; LayerNorm backward adds each
+     * block's contribution into it, which is how the skip connections sum up. */
+    for (int i = m->nl - 1; i >= 0; i--) {
+        struct layer_w w, dw;
+        layer_ptrs(m, m->params, m->l0 + i, &w);
+        layer_ptrs(m, m->grads, m->l0 + i, &dw);
+        float *in = a->x + i * BTmax * C;
+        float *ln1 = a->ln1 + i * BTmax * C, *qkv = a->qkv + i * BTmax * 3 * Cl;
+        float *att = a->att + (long)i * m->B * NHl * m->T * m->T;
+        float *atty = a->atty + i * BTmax * Cl, *xmid = a->xmid + i * BTmax * C;
+        float *ln2 = a->ln2 + i * BTmax * C;
+        float *fch = a->fch + i * BTmax * Fl, *fchg = a->fch_gelu + i * BTmax * Fl;
+
+        m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dfch, dw.fcpw, dw.fcpb, m->dres, fchg, w.fcpw,
+                                            (int)BT, Fl, C));
+        TIMED(m, KT_GELU_B, k->gelu_bwd(m->dfch, fch, m->dfch, BT * Fl));
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw.fcw, dw.fcb, m->dfch, ln2, w.fcw, (int)BT,
+                                            C, Fl));
+        m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
+        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw.ln2w, dw.ln2b, m->dln, xmid, w.ln2w,
+                                           a->ln2_mean + i * BTmax, a->ln2_rstd + i * BTmax,
+                                           (int)BT, C));
+
+        m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->datty, dw.projw, dw.projb, m->dres, atty,
+                                            w.projw, (int)BT, Cl, C));
+        TIMED(m, KT_ATTN_B, k->attention_bwd(m->dqkv, m->att_scratch, m->datty, qkv, att, B, T,
+                                             Cl, NHl));
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw.qkvw, dw.qkvb, m->dqkv, ln1, w.qkvw,
+                                            (int)BT, C, 3 * Cl));
+        m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
+        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw.ln1w, dw.ln1b, m->dln, in, w.ln1w,
+                                           a->ln1_mean + i * BTmax, a->ln1_rstd + i * BTmax,
+                                           (int)BT, C));
+        if (m->on_grads) m->on_grads(m->hook_ctx, 2 + 12 * (m->l0 + i), 12);
+    }
+    if (m->first) {
+        /* the lookup's all-reduce has an identity backward: dres is already complete */
+        TIMED(m, KT_EMB, k->embedding_bwd(m->grads + m->p[0].offset, m->grads + m->p[1].offset,
+                                          m->dres, a->tokens, B, T, C, m->v0, m->Vl));
+        if (m->on_grads) m->on_grads(m->hook_ctx, 0, 2);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+
+double model_flops_per_token(const struct config *cfg) {
+    /* 6 FLOPs per parameter per token in the matmuls (2 forward, 4 backward), with the
+     * tied LM head counted once as a matmul; plus attention scores and mixing:
+     * 2·2·T·C per layer forward (QK^T and PV), times 3 for forward + backward. */
+    double C = cfg->n_embd, L = cfg->n_layer, T = cfg->seq_len;
+    double Vp = config_padded_vocab(cfg);
+    double matmul_params = L * 12.0 * C * C + Vp * C;
+    return 6.0 * matmul_params + 12.0 * L * T * C;
+}

@@ -1,0 +1,129 @@
+/* model.h — GPT-2 with tensor- and pipeline-parallel shards.
+ *
+ * Every logical parameter is described once in a table (name, full shape, shard axis,
+ * init, weight decay). The table drives initialisation, the optimizer's decay mask,
+ * the gradient norm, checkpoint reading and writing, and resharding.
+ *
+ * Names and full shapes (C = n_embd, V = padded vocabulary, P = block_size, L layers):
+ *   wte                [V, C]      split over tp by rows (vocabulary)       stage 0 (+ last)
+ *   wpe                [P, C]      replicated                                stage 0
+ *   h.<l>.ln_1.w/.b    [C]         replicated
+ *   h.<l>.attn.qkv.w   [3, C, C]   split over tp along axis 1 (heads)      column-parallel
+ *   h.<l>.attn.qkv.b   [3, C]      split along axis 1
+ *   h.<l>.attn.proj.w  [C, C]      split along axis 1 (input)              row-parallel
+ *   h.<l>.attn.proj.b  [C]         replicated
+ *   h.<l>.ln_2.w/.b    [C]         replicated
+ *   h.<l>.mlp.fc.w     [4C, C]     split along axis 0 (output)             column-parallel
+ *   h.<l>.mlp.fc.b     [4C]        split along axis 0
+ *   h.<l>.mlp.proj.w   [C, 4C]     split along axis 1 (input)              row-parallel
+ *   h.<l>.mlp.proj.b   [C]         replicated
+ *   ln_f.w/.b          [C]         replicated                              last stage
+ * The LM head is tied to wte: the last stage keeps its own copy of wte when PP > 1,
+ * kept identical to stage 0's by summing their gradients.
+ */
+#ifndef TRIDENT_MODEL_H
+#define TRIDENT_MODEL_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "grid.h"
+#include "kernels.h"
+
+enum pinit { PI_NORMAL, PI_NORMAL_RESID, PI_ZEROS, PI_ONES };
+
+#define PARAM_NAME_MAX 48
+
+/* One logical tensor, and where this rank's shard of it lives. */
+struct param {
+    char    name[PARAM_NAME_MAX];
+    int     ndim;
+    int64_t shape[3];    /* full logical shape */
+    int     shard_axis;  /* -1: replicated over tp */
+    int     layer;       /* -1: not in a block */
+    enum pinit init;
+    int     decay;       /* weight decay applies (matrices only) */
+    /* this rank's shard (n_local == 0 when the tensor is not on this stage) */
+    int64_t local_shape[3], local_start[3];
+    int64_t n_local;
+    int64_t offset;      /* into model.params / model.grads */
+    int     counted;     /* this rank counts the tensor in the global grad norm */
+    int     owner;       /* this rank writes/verifies its shard in a checkpoint */
+};
+
+/* Activations of one micro-batch on this stage (one "slot"). */
+struct acts {
+    float *x;            /* [nl+1][BT][C] residual stream at each local layer boundary */
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *xmid;
+    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu;    /* per layer, stacked */
+    float *lnf, *lnf_mean, *lnf_rstd, *logits;            /* last stage */
+    float *rowmax, *sumexp, *tlogit;
+    int32_t *tokens, *targets;
+};
+
+struct model {
+    struct config cfg;
+    const struct grid *grid;
+    const struct kernels *k;
+    int C, NH, V, Vp, L, T, B;       /* B, T: the largest micro-batch it was sized for */
+    int Cl, NHl, Vl, v0, Fl;         /* local (tp shard) sizes: C/tp, heads, vocab, 4C/tp */
+    int l0, l1, nl;                  /* layers [l0, l1) on this stage */
+    int first, last;                 /* this rank holds stage 0 / the last stage */
+    struct param *p;                 /* the full table (every logical tensor) */
+    int n_params;                    /* entries in the table */
+    int64_t n_local;                 /* floats of this rank's shards */
+    int64_t n_logical;               /* parameters of the whole model */
+    float *params, *grads;
+    int n_slots;
+    struct acts *slots;
+    /* backward scratch, shared by all slots */
+    float *dres, *dqkv, *datty, *dfch, *dln, *att_scratch;
+    /* per-kernel time (seconds, accumulated since the last model_timers_reset) */
+    double t_kernel[16];
+    double t_tp_comm;
+    /* called by model_backward when the gradients of tensors [first, first+n) of the
+     * table are complete for this micro-batch, so the data-parallel reduction of the
+     * last micro-batch can start while earlier layers still compute */
+    void (*on_grads)(void *ctx, int first, int n);
+    void *hook_ctx;
+};
+
+enum ktimer { KT_MATMUL_F, KT_MATMUL_B, KT_ATTN_F, KT_ATTN_B, KT_LN_F, KT_LN_B, KT_GELU_F,
+              KT_GELU_B, KT_EMB, KT_XENT, KT_RESID, KT_COUNT };
+extern const char *const KTIMER_NAMES[KT_COUNT];
+
+/* Build the table, place this rank's shards, allocate params/grads and n_slots
+ * activation slots for micro-batches of B×T (cfg.micro_batch × cfg.seq_len). */
+void model_init(struct model *m, const struct config *cfg, const struct grid *g,
+                const struct kernels *k, int n_slots);
+void model_free(struct model *m);
+
+/* Initialise weights: each shard computes exactly its slice of the full tensor from a
+ * counter-based RNG keyed by (seed, tensor name, element index). */
+void model_init_weights(struct model *m, uint64_t seed);
+
+/* Index of a tensor by name, or -1. */
+int model_find(const struct model *m, const char *name);
+
+/* Layers of each stage, balanced by cost (first/last stages carry the embedding and
+ * the head) or given by cfg.stages "a,b,c". Writes pp+1 boundaries into bounds. */
+void model_stage_bounds(const struct config *cfg, int pp, int *bounds);
+
+/* Forward of one micro-batch (B' <= B sequences of T' <= T tokens) through this stage.
+ *  first stage: reads s->tokens; otherwise s->x[0] must hold the input activation.
+ *  last stage: computes the loss of every token, returns their sum, and (if dloss != 0)
+ *  turns the logits into their gradient for model_backward (dloss: d(total loss)/d(loss
+ *  of one token)). Other stages return 0 and leave the output in s->x[nl]. */
+double model_forward(struct model *m, int slot, int B, int T, float dloss);
+
+/* Backward of one micro-batch: last stage starts from the logits' gradient; other
+ * stages need m->dres to hold d(output). Leaves d(input) in m->dres (stage > 0). */
+void model_backward(struct model *m, int slot, int B, int T);
+
+void model_zero_grads(struct model *m);
+void model_timers_reset(struct model *m);
+
+/* FLOPs of one training token: 6 * parameters in matmuls + attention (fwd + bwd). */
+double model_flops_per_token(const struct config *cfg);
+
+#endif

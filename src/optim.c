@@ -1,0 +1,53 @@
+/* optim.c — learning-rate schedule, gradient norm, AdamW over the parameter table. */
+#include "optim.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+
+float optim_lr(const struct config *cfg, int step) {
+    if (step < cfg->warmup) return cfg->lr * (float)(step + 1) / (float)cfg->warmup;
+    int decay_steps = cfg->steps - cfg->warmup;
+    if (decay_steps <= 1) return cfg->lr;
+    double progress = (double)(step - cfg->warmup) / (double)(decay_steps - 1);
+    if (progress > 1.0) progress = 1.0;
+    double coeff = 0.5 * (1.0 + cos(M_PI * progress));
+    return (float)(cfg->min_lr + coeff * (cfg->lr - cfg->min_lr));
+}
+
+void optim_init(struct optim *o, const struct model *m) {
+    memset(o, 0, sizeof *o);
+    o->n = m->n_local;
+    o->m = tr_calloc((size_t)o->n, sizeof(float));
+    o->v = tr_calloc((size_t)o->n, sizeof(float));
+}
+
+void optim_free(struct optim *o) {
+    tr_free(o->m);
+    tr_free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+double optim_grad_norm(const struct model *m) {
+    double local = 0.0;
+    for (int i = 0; i < m->n_params; i++) {
+        const struct param *p = &m->p[i];
+        if (p->n_local && p->counted) local += m->k->sumsq(m->grads + p->offset, p->n_local);
+    }
+    double total = 0.0;
+    MPI_CHECK(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    return sqrt(total);
+}
+
+void optim_step(struct optim *o, struct model *m, float lr, float grad_scale) {
+    const struct config *c = &m->cfg;
+    o->t++;
+    for (int i = 0; i < m->n_params; i++) {
+        const struct param *p = &m->p[i];
+        if (!p->n_local) continue;
+        m->k->adamw(m->params + p->offset, m->grads + p->offset, o->m + p->offset,
+                    o->v + p->offset, p->n_local, lr, c->beta1, c->beta2, c->adam_eps,
+                    p->decay ? c->weight_decay : 0.0f, grad_scale, o->t);
+    }
+}

@@ -1,0 +1,36 @@
+/* tp.h — tensor-parallel collectives, as named forward/backward pairs (Megatron-style).
+ *
+ *   copy:   forward identity,   backward all-reduce   (before a column-parallel GEMM:
+ *           every rank feeds the same input, so input gradients are summed)
+ *   reduce: forward all-reduce, backward identity     (after a row-parallel GEMM: the
+ *           partial outputs are summed; the gradient is already replicated)
+ *
+ * Column-parallel and row-parallel layers in model.c only compose these. With tp = 1
+ * every function is a no-op.
+ */
+#ifndef TRIDENT_TP_H
+#define TRIDENT_TP_H
+
+#include <mpi.h>
+
+#include "grid.h"
+
+/* in-place all-reduce of n floats over tp_comm; returns the seconds spent */
+double tp_allreduce(const struct grid *g, float *x, long n, MPI_Op op);
+
+static inline double tp_copy_fwd(const struct grid *g, float *x, long n) {
+    (void)g; (void)x; (void)n;
+    return 0.0;
+}
+static inline double tp_copy_bwd(const struct grid *g, float *dx, long n) {
+    return tp_allreduce(g, dx, n, MPI_SUM);
+}
+static inline double tp_reduce_fwd(const struct grid *g, float *x, long n) {
+    return tp_allreduce(g, x, n, MPI_SUM);
+}
+static inline double tp_reduce_bwd(const struct grid *g, float *dx, long n) {
+    (void)g; (void)dx; (void)n;
+    return 0.0;
+}
+
+#endif

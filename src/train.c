@@ -1,0 +1,328 @@
+/* train.c — one training step over the 3D grid, the training loop, evaluation. */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckpt.h"
+#include "common.h"
+#include "dataset.h"
+#include "p2p.h"
+#include "rng.h"
+
+/* Keys that separate the random streams drawn from one seed. */
+#define STREAM_TRAIN_WINDOWS 0x7472616e5f77696eull
+
+/* ------------------------------------------------------------------------------------ */
+/* data                                                                                 */
+
+/* The windows of global step `step`: sample i of the global batch starts at a position
+ * that depends only on (seed, step, i). This rank's micro-batch mb holds samples
+ * (dp_rank*M + mb)*B + b, so every layout covers the same global batch. */
+static void read_batch(struct trainer *t, int step) {
+    struct model *m = &t->m;
+    if (!m->first && !m->last) return;
+    double t0 = tr_now();
+    const int B = t->cfg.micro_batch, T = t->cfg.seq_len;
+    int64_t n_pos = dataset_n_tokens(t->ds, DS_TRAIN) - T;
+    for (int mb = 0; mb < t->M; mb++)
+        for (int b = 0; b < B; b++) {
+            uint64_t i = (uint64_t)(t->g.dp_rank * t->M + mb) * B + b;
+            t->offsets[mb * B + b] = (int64_t)rng_below(
+                rng_key3((uint64_t)t->cfg.seed, STREAM_TRAIN_WINDOWS ^ (uint64_t)step, i),
+                (uint64_t)n_pos);
+        }
+    dataset_read_windows(t->ds, DS_TRAIN, t->offsets, t->M * B, T + 1, t->batch);
+    t->tm.data += tr_now() - t0;
+}
+
+/* Copy rows [first, first+B) of a window buffer into a slot: inputs and targets are the
+ * same window shifted by one token. */
+static void load_slot(struct trainer *t, int slot, const int32_t *windows, int B, int T) {
+    struct acts *a = &t->m.slots[slot];
+    for (int b = 0; b < B; b++) {
+        const int32_t *w = windows + (long)b * (T + 1);
+        if (t->m.first) memcpy(a->tokens + (long)b * T, w, sizeof(int32_t) * (size_t)T);
+        if (t->m.last) memcpy(a->targets + (long)b * T, w + 1, sizeof(int32_t) * (size_t)T);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* the pipeline schedule                                                                */
+
+static double forward_step(struct trainer *t, int mb, int B, int T, float dloss,
+                           const int32_t *windows) {
+    struct model *m = &t->m;
+    int slot = mb % m->n_slots;
+    long n = (long)B * T * m->C;
+    struct acts *a = &m->slots[slot];
+    /* the slot's output may still be on its way to the next stage */
+    t->tm.pipe_wait += p2p_wait(&t->fsend[slot]);
+    if (windows) load_slot(t, slot, windows, B, T);
+    if (!m->first) t->tm.pipe_wait += p2p_recv_fwd(&t->g, a->x, n, mb);
+    double loss = model_forward(m, slot, B, T, dloss);
+    if (!m->last) p2p_send_fwd(&t->g, a->x + (long)m->nl * m->B * m->T * m->C, n, mb,
+                               &t->fsend[slot]);
+    return loss;
+}
+
+static void backward_step(struct trainer *t, int mb, int B, int T) {
+    struct model *m = &t->m;
+    int slot = mb % m->n_slots;
+    long n = (long)B * T * m->C;
+    if (!m->last) t->tm.pipe_wait += p2p_recv_bwd(&t->g, m->dres, n, mb);
+    if (mb == t->M - 1) dpr_arm(&t->dpr);
+    model_backward(m, slot, B, T);
+    if (!m->first) {
+        t->tm.pipe_wait += p2p_wait(&t->bsend[slot]);
+        memcpy(t->gsend[slot], m->dres, sizeof(float) * (size_t)n);
+        p2p_send_bwd(&t->g, t->gsend[slot], n, mb, &t->bsend[slot]);
+    }
+}
+
+/* Runs every micro-batch of the step through this stage; returns the summed loss of
+ * the tokens this rank scored (last stage; 0 elsewhere).
+ *
+ * Both schedules run the backward passes in micro-batch order 0..M-1, so parameter
+ * gradients accumulate in the same order whatever the schedule or the number of stages:
+ * the same config gives the same bits under GPipe, 1F1B and PP = 1. */
+static double run_schedule(struct trainer *t, float dloss) {
+    const int B = t->cfg.micro_batch, T = t->cfg.seq_len, M = t->M;
+    const int32_t *w = t->batch;
+    const long wstride = (long)B * (T + 1);
+    double loss = 0.0;
+    if (t->gpipe) {
+        for (int mb = 0; mb < M; mb++) loss += forward_step(t, mb, B, T, dloss, w + mb * wstride);
+        for (int mb = 0; mb < M; mb++) backward_step(t, mb, B, T);
+        return loss;
+    }
+    /* 1F1B: stage s first runs (pp - s - 1) forwards (warmup), then alternates one
+     * forward and one backward (steady state), then drains the backwards (cooldown).
+     * At most pp - s micro-batches are in flight, which bounds activation memory. */
+    int warmup = TR_MIN(t->g.pp - t->g.pp_rank - 1, M);
+    int steady = M - warmup;
+    for (int mb = 0; mb < warmup; mb++)                               /* warmup   */
+        loss += forward_step(t, mb, B, T, dloss, w + mb * wstride);
+    for (int i = 0; i < steady; i++) {                                /* steady   */
+        int f = warmup + i;
+        loss += forward_step(t, f, B, T, dloss, w + f * wstride);
+        backward_step(t, i, B, T);
+    }
+    for (int mb = steady; mb < M; mb++) backward_step(t, mb, B, T);  /* cooldown */
+    return loss;
+}
+
+static void on_grads(void *ctx, int first, int n) {
+    dpr_ready((struct dp_reducer *)ctx, first, n);
+}
+
+double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
+    struct model *m = &t->m;
+    memset(&t->tm, 0, sizeof t->tm);
+    double t0 = tr_now();
+    read_batch(t, t->step);
+    model_timers_reset(m);
+    model_zero_grads(m);
+
+    const long tokens = (long)t->cfg.micro_batch * t->cfg.seq_len * t->M * t->g.dp;
+    /* the loss is the mean over every target token of the global batch */
+    float dloss = (float)(1.0 / (double)tokens);
+    double loss_local = run_schedule(t, dloss);
+    for (int s = 0; s < m->n_slots; s++) {
+        t->tm.pipe_wait += p2p_wait(&t->fsend[s]);
+        t->tm.pipe_wait += p2p_wait(&t->bsend[s]);
+    }
+    dpr_finish(&t->dpr);
+    t->tm.dp_exposed = t->dpr.t_exposed;
+
+    double t1 = tr_now();
+    double norm = optim_grad_norm(m);
+    float scale = 1.0f;
+    if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
+    float lr = optim_lr(&t->cfg, t->step);
+    optim_step(&t->o, m, lr, scale);
+    t->tm.optimizer = tr_now() - t1;
+
+    /* one scalar per step reaches every rank: the loss, counted by tensor rank 0 of
+     * the last stage of each data-parallel replica */
+    double loss = (m->last && t->g.tp_rank == 0) ? loss_local : 0.0;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    t->tm.tp_comm = m->t_tp_comm;
+    t->tm.compute = 0;
+    for (int i = 0; i < KT_COUNT; i++) t->tm.compute += m->t_kernel[i];
+    t->tm.total = tr_now() - t0;
+    t->step++;
+    if (grad_norm) *grad_norm = norm;
+    if (lr_out) *lr_out = lr;
+    return loss / (double)tokens;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* evaluation                                                                           */
+
+double trainer_eval(struct trainer *t) {
+    struct model *m = &t->m;
+    const int B = t->cfg.micro_batch, T = t->cfg.seq_len;
+    const long W = (long)t->cfg.eval_batches * B;  /* windows, for the whole job */
+    int64_t n_pos = dataset_n_tokens(t->ds, DS_VAL) - T;
+    /* evenly spaced windows over the validation split; data-parallel rank d takes the
+     * contiguous share [d*W/dp, (d+1)*W/dp), in micro-batches of up to B */
+    long lo = W * t->g.dp_rank / t->g.dp, hi = W * (t->g.dp_rank + 1) / t->g.dp;
+    double loss = 0.0;
+    for (long w0 = lo; w0 < hi; w0 += B) {
+        int nb = (int)TR_MIN((long)B, hi - w0);
+        int32_t *win = NULL;
+        if (m->first || m->last) {
+            for (int b = 0; b < nb; b++)
+                t->offsets[b] = W > 1 ? (int64_t)((w0 + b) * (n_pos - 1) / (W - 1)) : 0;
+            dataset_read_windows(t->ds, DS_VAL, t->offsets, nb, T + 1, t->batch);
+            win = t->batch;
+        }
+        /* forward only, micro-batch by micro-batch, through the stages */
+        loss += forward_step(t, 0, nb, T, 0.0f, win);
+    }
+    for (int s = 0; s < m->n_slots; s++) p2p_wait(&t->fsend[s]);
+    double total = (m->last && t->g.tp_rank == 0) ? loss : 0.0;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    return total / (double)(W * T);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* set-up                                                                               */
+
+static void make_dir(const char *path) {
+    char buf[CFG_STR_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        tr_fail(TR_EXIT_USAGE, "choose a run_dir you can write to",
+                "cannot create run_dir '%s': %s", path, strerror(errno));
+}
+
+static void check_data(const struct trainer *t) {
+    const struct config *c = &t->cfg;
+    int dv = dataset_vocab_size(t->ds);
+    if (dv > c->vocab_size) {
+        char hint[160];
+        snprintf(hint, sizeof hint, "set vocab_size = %d (or more), or prepare the data with "
+                 "a smaller tokenizer", dv);
+        tr_fail(TR_EXIT_USAGE, hint, "data '%s' has a vocabulary of %d tokens but the model's "
+                "vocab_size is %d", c->data, dv, c->vocab_size);
+    }
+    const char *split_name[2] = {"training", "validation"};
+    for (int s = 0; s < 2; s++) {
+        int64_t n = dataset_n_tokens(t->ds, (enum dataset_split)s);
+        if (n < (int64_t)c->seq_len + 2) {
+            char hint[160];
+            snprintf(hint, sizeof hint, "use a shorter seq_len (at most %lld), or a larger "
+                     "corpus", (long long)(n > 2 ? n - 2 : 1));
+            tr_fail(TR_EXIT_USAGE, hint, "data '%s': the %s split has %lld tokens, fewer than "
+                    "one window of seq_len + 1 = %d", c->data, split_name[s], (long long)n,
+                    c->seq_len + 1);
+        }
+    }
+}
+
+static void resume_or_init(struct trainer *t) {
+    const struct config *c = &t->cfg;
+    char path[CFG_STR_MAX + 64];
+    int step = -1;
+    if (strcmp(c->resume, "none") == 0) {
+        if (ckpt_find_latest(c->run_dir, path, sizeof path) == 0)
+            tr_fail(TR_EXIT_USAGE, "use resume = auto to continue it, or another run_dir",
+                    "resume = none but run_dir '%s' already holds checkpoint '%s'", c->run_dir,
+                    path);
+    } else if (strcmp(c->resume, "auto") == 0) {
+        step = ckpt_resume_latest(c->run_dir, &t->m, &t->o, path, sizeof path);
+    } else {
+        snprintf(path, sizeof path, "%s", c->resume);
+        step = ckpt_load(path, &t->m, &t->o);
+    }
+    if (step >= 0) {
+        t->step = step;
+        tr_info("resumed from %s at step %d", path, step);
+        return;
+    }
+    /* a fresh run (a failed resume attempt may have left partial contents) */
+    model_init_weights(&t->m, (uint64_t)c->seed);
+    memset(t->o.m, 0, sizeof(float) * (size_t)t->o.n);
+    memset(t->o.v, 0, sizeof(float) * (size_t)t->o.n);
+    t->o.t = 0;
+    t->step = 0;
+}
+
+void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    config_validate(&t->cfg);
+    grid_init(&t->g, &t->cfg);
+    t->k = kernels_get(KDEV_CPU, KDT_F32);
+    t->M = t->cfg.grad_accum;
+    t->gpipe = strcmp(t->cfg.schedule, "gpipe") == 0;
+    if (t->g.pp > 1 && t->M < t->g.pp)
+        tr_warn("%d micro-batches for %d pipeline stages: the pipeline is idle %.0f%% of the "
+                "time; use grad_accum >= %d (ideally 4x that)", t->M, t->g.pp,
+                100.0 * (t->g.pp - 1) / (t->M + t->g.pp - 1), t->g.pp);
+
+    t->ds = dataset_open(t->cfg.data, MPI_COMM_WORLD);
+    check_data(t);
+
+    int n_slots = t->gpipe ? t->M : TR_MIN(t->M, t->g.pp - t->g.pp_rank);
+    model_init(&t->m, &t->cfg, &t->g, t->k, n_slots);
+    optim_init(&t->o, &t->m);
+    dpr_init(&t->dpr, &t->m, &t->g, &t->cfg);
+    t->m.on_grads = on_grads;
+    t->m.hook_ctx = &t->dpr;
+
+    const int B = t->cfg.micro_batch, T = t->cfg.seq_len;
+    long n_win = (long)TR_MAX(t->M, 1) * B;
+    t->batch = tr_malloc(sizeof(int32_t) * (size_t)n_win * (T + 1));
+    t->offsets = tr_malloc(sizeof(int64_t) * (size_t)n_win);
+    t->gsend = tr_calloc((size_t)n_slots, sizeof(float *));
+    t->fsend = tr_malloc(sizeof(MPI_Request) * (size_t)n_slots);
+    t->bsend = tr_malloc(sizeof(MPI_Request) * (size_t)n_slots);
+    for (int s = 0; s < n_slots; s++) {
+        t->fsend[s] = t->bsend[s] = MPI_REQUEST_NULL;
+        if (!t->m.first) t->gsend[s] = tr_malloc(sizeof(float) * (size_t)B * T * t->m.C);
+    }
+    if (open_run_dir) {
+        if (t->g.world_rank == 0) make_dir(t->cfg.run_dir);
+        MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    }
+    resume_or_init(t);
+    if (open_run_dir && t->g.world_rank == 0) {
+        char path[CFG_STR_MAX + 32];
+        snprintf(path, sizeof path, "%s/config.txt", t->cfg.run_dir);
+        FILE *f = fopen(path, "w");
+        if (!f) tr_fail(TR_EXIT_USAGE, NULL, "cannot write '%s': %s", path, strerror(errno));
+        config_print(&t->cfg, f);
+        fclose(f);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg.run_dir);
+        t->metrics = fopen(path, "a");
+        if (!t->metrics) tr_fail(TR_EXIT_USAGE, NULL, "cannot write '%s': %s", path,
+                                 strerror(errno));
+    }
+}
+
+void trainer_free(struct trainer *t) {
+    if (t->metrics) fclose(t->metrics);
+    for (int s = 0; s < t->m.n_slots; s++) tr_free(t->gsend[s]);
+    tr_free(t->gsend);
+    tr_free(t->fsend);
+    tr_free(t->bsend);
+    tr_free(t->batch);
+    tr_free(t->offsets);
+    dpr_free(&t->dpr);
+    optim_free(&t->o);
+    model_free(&t->m);
+    dataset_close(t->ds);
+    grid_free(&t->g);
+}

@@ -1,0 +1,690 @@
+/* test_io.c — tokenizer, `trident prep` and the token file reader.
+ *
+ * Runs on any number of ranks (1 in the suite): prep and the bad-input tests run on
+ * rank 0, every rank reads its own windows from the shared token file. Bad input exits
+ * the process, so those tests re-execute this binary as a child (a fresh process, so no
+ * MPI state is shared with the parent) and check its exit code and stderr.
+ */
+#include "common.h"
+#include "dataset.h"
+#include "prep.h"
+#include "test.h"
+#include "tokenizer.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define N_FILE_DOCS 40
+#define FILE_SEED   7
+#define FILE_VAL    0.25
+
+/* The generated corpus: set up once in main, read by the tests (they take no arguments). */
+struct corpus {
+    char     dir[256];                 /* temp dir, shared by all ranks */
+    char     h5[320];                  /* token file made from the N_FILE_DOCS files */
+    uint8_t *docs[N_FILE_DOCS];
+    size_t   doc_len[N_FILE_DOCS];
+    uint16_t *split_tokens[2];         /* expected /train/tokens, /val/tokens */
+    int64_t  n_split_tokens[2], n_split_docs[2];
+};
+static struct corpus cx;
+
+/* ---------------------------------------------------------------------------------- */
+/* helpers */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void path_in(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", cx.dir, name);
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) TR_ABORT("cannot write %s", path);
+}
+
+static int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+static int file_contains(const char *path, const char *needle) {
+    size_t n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char *buf = tr_malloc(1 << 16);
+    n = fread(buf, 1, (1 << 16) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int found = strstr(buf, needle) != NULL;
+    tr_free(buf);
+    return found;
+}
+
+/* prep_main with its progress lines silenced. */
+static int prep_quiet(int argc, const char **argv) {
+    fflush(stdout);
+    int saved = dup(1), null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    close(null);
+    int rc = prep_main(argc, (char **)argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    return rc;
+}
+
+/* Serial HDF5 reads, independent of dataset.c, to check what prep wrote. */
+static uint16_t *h5_read_tokens(const char *path, const char *name, int64_t *n) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    hid_t s = H5Dget_space(d);
+    hsize_t dims[1] = {0};
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    uint16_t *t = tr_malloc(sizeof(uint16_t) * (dims[0] + 1));
+    if (dims[0] > 0) H5Dread(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, t);
+    H5Sclose(s);
+    H5Dclose(d);
+    H5Fclose(f);
+    *n = (int64_t)dims[0];
+    return t;
+}
+
+static int64_t h5_attr_i64(const char *path, const char *name) {
+    int64_t v = -12345;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    H5Aread(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+    H5Fclose(f);
+    return v;
+}
+
+static double h5_attr_f64(const char *path, const char *name) {
+    double v = -1;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    H5Aread(a, H5T_NATIVE_DOUBLE, &v);
+    H5Aclose(a);
+    H5Fclose(f);
+    return v;
+}
+
+static void h5_attr_str(const char *path, const char *name, char *out, size_t cap) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1), ft = H5Aget_type(a);
+    H5Tset_size(t, cap);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_cset(t, H5Tget_cset(ft));
+    H5Tclose(ft);
+    out[0] = '\0';
+    H5Aread(a, t, out);
+    H5Tclose(t);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
+/* Runs this binary again as `self --child ARGS...` with stdout discarded and stderr in
+ * err_path; returns its exit code. The MPI launcher's job variables are left out of the
+ * child's environment so it starts as its own (singleton) MPI job. */
+static int run_child(const char *err_path, const char **args) {
+    const char *argv[32] = {"/proc/self/exe", "--child"};
+    int n = 2;
+    for (; args[n - 2]; n++) argv[n] = args[n - 2];
+    argv[n] = NULL;
+    int n_env = 0;
+    for (char **e = environ; *e; e++) n_env++;
+    char **envp = tr_malloc(sizeof(char *) * (size_t)(n_env + 1));
+    int m = 0;
+    for (char **e = environ; *e; e++) {
+        int job = strncmp(*e, "PMIX_", 5) == 0 ||
+                  (strncmp(*e, "OMPI_", 5) == 0 && strncmp(*e, "OMPI_ALLOW_", 11) != 0);
+        if (!job) envp[m++] = *e;
+    }
+    envp[m] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int status = 0, rc = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, (char **)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    tr_free(envp);
+    if (rc != 0) return -1;
+    if (waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A child exits 2 and its stderr names `key` and gives a HINT. */
+#define CHECK_CHILD_FAILS(key, ...)                                                  \
+    do {                                                                             \
+        char err_[512];                                                              \
+        path_in(err_, sizeof(err_), "child.err");                                    \
+        const char *args_[] = {__VA_ARGS__, NULL};                                   \
+        int rc_ = run_child(err_, args_);                                            \
+        CHECK_MSG(rc_ == 2, "%s: exit code %d, expected 2", (key), rc_);             \
+        CHECK_MSG(file_contains(err_, (key)), "stderr lacks '%s'", (key));           \
+        CHECK_MSG(file_contains(err_, "HINT: "), "stderr lacks a HINT (%s)", (key)); \
+    } while (0)
+
+/* The split a document goes to when neither split is empty by chance. */
+static int doc_is_val(uint64_t seed, int64_t i, double frac) {
+    return prep_doc_unit(seed, i) < frac;
+}
+
+/* Concatenated train and val, decoded without separators, interleaved back into the
+ * original document order by the split rule: must give the documents back. */
+static int decoded_docs_match(const char *h5, uint64_t seed, double frac, const char **docs,
+                              int n_docs) {
+    int64_t n[2];
+    uint16_t *t[2] = {h5_read_tokens(h5, "/train/tokens", &n[0]),
+                      h5_read_tokens(h5, "/val/tokens", &n[1])};
+    int64_t pos[2] = {0, 0};
+    int ok = 1;
+    for (int i = 0; i < n_docs && ok; i++) {
+        int s = doc_is_val(seed, i, frac);
+        size_t len = strlen(docs[i]);
+        uint8_t *bytes = tr_malloc(len + 1);
+        if (pos[s] + (int64_t)len + 1 > n[s]) { ok = 0; tr_free(bytes); break; }
+        size_t nb = tok_decode_u16(t[s] + pos[s], len, NULL, bytes);
+        ok = nb == len && memcmp(bytes, docs[i], len) == 0 && t[s][pos[s] + (int64_t)len] == TOK_EOT;
+        if (!ok) fprintf(stderr, "  document %d differs\n", i);
+        pos[s] += (int64_t)len + 1;
+        tr_free(bytes);
+    }
+    ok = ok && pos[0] == n[0] && pos[1] == n[1];
+    tr_free(t[0]);
+    tr_free(t[1]);
+    return ok;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* tokenizer */
+
+static void test_tokenizer_round_trips_all_byte_values(void) {
+    uint8_t bytes[256], back[256 * 4];
+    uint16_t t16[256];
+    int32_t t32[256];
+    for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)i;
+    CHECK(tok_encode(bytes, 256, t16) == 256);
+    for (int i = 0; i < 256; i++) {
+        CHECK(t16[i] == i);
+        t32[i] = t16[i];
+    }
+    CHECK(tok_decode_u16(t16, 256, NULL, back) == 256 && memcmp(back, bytes, 256) == 0);
+    CHECK(tok_decode(t32, 256, TOK_EOT_TEXT, back) == 256 && memcmp(back, bytes, 256) == 0);
+}
+
+static void test_tokenizer_round_trips_random_buffers(void) {
+    uint64_t rng = 42;
+    uint8_t *bytes = tr_malloc(10000), *back = tr_malloc(10000 * 4);
+    uint16_t *t16 = tr_malloc(sizeof(uint16_t) * 10000);
+    int32_t *t32 = tr_malloc(sizeof(int32_t) * 10000);
+    for (int iter = 0; iter < 200; iter++) {
+        size_t n = rng_next(&rng) % 10000;
+        for (size_t i = 0; i < n; i++) bytes[i] = (uint8_t)rng_next(&rng);
+        tok_encode(bytes, n, t16);
+        for (size_t i = 0; i < n; i++) t32[i] = t16[i];
+        CHECK(tok_decode_u16(t16, n, NULL, back) == n && memcmp(back, bytes, n) == 0);
+        CHECK(tok_decode(t32, n, NULL, back) == n && memcmp(back, bytes, n) == 0);
+    }
+    tr_free(bytes); tr_free(back); tr_free(t16); tr_free(t32);
+}
+
+static void test_tokenizer_shows_eot_as_separator_and_bad_tokens_as_replacement(void) {
+    const int32_t t[] = {'a', 'b', TOK_EOT, 'c', 300, -1};
+    uint8_t out[128];
+    CHECK(tok_decode_bound(6, TOK_EOT_TEXT) >= 2 + strlen(TOK_EOT_TEXT) + 1 + 6);
+    size_t n = tok_decode(t, 4, NULL, out);
+    CHECK(n == 3 && memcmp(out, "abc", 3) == 0);
+    n = tok_decode(t, 4, TOK_EOT_TEXT, out);
+    const char *want = "ab" TOK_EOT_TEXT "c";
+    CHECK(n == strlen(want) && memcmp(out, want, n) == 0);
+    n = tok_decode(t + 4, 2, NULL, out);
+    CHECK(n == 6 && memcmp(out, TOK_INVALID_TEXT TOK_INVALID_TEXT, 6) == 0);
+    CHECK(TOK_VOCAB_SIZE == 257 && TOK_EOT == 256 && strcmp(TOK_NAME, "bytes+eot") == 0);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* prep */
+
+/* Every rank builds the same documents; rank 0 also writes them and runs prep. */
+static void corpus_setup(void) {
+    uint64_t rng = 2024;
+    int64_t n_tok[2] = {0, 0};
+    for (int i = 0; i < N_FILE_DOCS; i++) {
+        size_t len = 1 + rng_next(&rng) % 40000;  /* ~800k tokens: > 256 disjoint ranges fit */
+        cx.docs[i] = tr_malloc(len);
+        cx.doc_len[i] = len;
+        cx.docs[i][0] = (uint8_t)('A' + i % 26);  /* never blank; the rest is any byte */
+        for (size_t j = 1; j < len; j++) cx.docs[i][j] = (uint8_t)rng_next(&rng);
+        int s = doc_is_val(FILE_SEED, i, FILE_VAL);
+        n_tok[s] += (int64_t)len + 1;
+        cx.n_split_docs[s]++;
+    }
+    for (int s = 0; s < 2; s++) {
+        cx.n_split_tokens[s] = n_tok[s];
+        cx.split_tokens[s] = tr_malloc(sizeof(uint16_t) * (size_t)n_tok[s]);
+    }
+    int64_t pos[2] = {0, 0};
+    for (int i = 0; i < N_FILE_DOCS; i++) {
+        int s = doc_is_val(FILE_SEED, i, FILE_VAL);
+        pos[s] += (int64_t)tok_encode(cx.docs[i], cx.doc_len[i], cx.split_tokens[s] + pos[s]);
+        cx.split_tokens[s][pos[s]++] = TOK_EOT;
+    }
+    path_in(cx.h5, sizeof(cx.h5), "files.h5");
+    if (test_rank != 0) return;
+    char names[N_FILE_DOCS][320];
+    const char *argv[8 + N_FILE_DOCS] = {"prep", "--out", cx.h5, "--seed", "7",
+                                         "--val-fraction=0.25"};
+    for (int i = 0; i < N_FILE_DOCS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "doc%02d.bin", N_FILE_DOCS - 1 - i);  /* given in order */
+        path_in(names[i], sizeof(names[i]), name);
+        write_file(names[i], cx.docs[i], cx.doc_len[i]);
+        argv[6 + i] = names[i];
+    }
+    prep_quiet(6 + N_FILE_DOCS, argv);
+}
+
+static void test_prep_files_are_documents_in_argument_order(void) {
+    if (test_rank != 0) return;
+    CHECK(cx.n_split_docs[0] > 0 && cx.n_split_docs[1] > 0);  /* the test needs both */
+    CHECK(file_exists(cx.h5));
+    char tmp[400];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", cx.h5);
+    CHECK(!file_exists(tmp));
+    for (int s = 0; s < 2; s++) {
+        int64_t n = 0;
+        uint16_t *t = h5_read_tokens(cx.h5, s ? "/val/tokens" : "/train/tokens", &n);
+        CHECK(n == cx.n_split_tokens[s]);
+        CHECK(n == cx.n_split_tokens[s] &&
+              memcmp(t, cx.split_tokens[s], sizeof(uint16_t) * (size_t)n) == 0);
+        tr_free(t);
+    }
+}
+
+static void test_prep_writes_all_attributes(void) {
+    if (test_rank != 0) return;
+    char s[4096];
+    h5_attr_str(cx.h5, "format", s, sizeof(s));
+    CHECK(strcmp(s, "trident-tokens") == 0);
+    h5_attr_str(cx.h5, "tokenizer", s, sizeof(s));
+    CHECK(strcmp(s, "bytes+eot") == 0);
+    h5_attr_str(cx.h5, "sources", s, sizeof(s));
+    CHECK(strstr(s, "doc39.bin\n") != NULL && strstr(s, "doc00.bin") != NULL);
+    CHECK(h5_attr_i64(cx.h5, "format_version") == 1);
+    CHECK(h5_attr_i64(cx.h5, "vocab_size") == 257);
+    CHECK(h5_attr_i64(cx.h5, "eot_token") == 256);
+    CHECK(h5_attr_i64(cx.h5, "n_docs") == N_FILE_DOCS);
+    CHECK(h5_attr_i64(cx.h5, "n_train_docs") == cx.n_split_docs[0]);
+    CHECK(h5_attr_i64(cx.h5, "n_val_docs") == cx.n_split_docs[1]);
+    CHECK(h5_attr_i64(cx.h5, "n_train_tokens") == cx.n_split_tokens[0]);
+    CHECK(h5_attr_i64(cx.h5, "n_val_tokens") == cx.n_split_tokens[1]);
+    CHECK(h5_attr_i64(cx.h5, "n_train_docs") + h5_attr_i64(cx.h5, "n_val_docs") == N_FILE_DOCS);
+    CHECK(h5_attr_i64(cx.h5, "seed") == FILE_SEED);
+    CHECK(h5_attr_f64(cx.h5, "val_fraction") == FILE_VAL);
+}
+
+static void test_prep_split_on_cuts_blocks_between_separator_lines(void) {
+    if (test_rank != 0) return;
+    /* Blank blocks are dropped; "%%", "% " and "a%" are text, not separators; a CRLF
+     * separator counts; text before the first and after the last separator counts. */
+    const char *text = "first\nfortune\n%\n%\n\n  \n%\nsecond %\n%%\n% \n%\r\nthird\r\n%\nlast, no newline";
+    const char *docs[] = {"first\nfortune\n", "second %\n%%\n% \n", "third\r\n", "last, no newline"};
+    char in[320], out[320];
+    path_in(in, sizeof(in), "fortunes.txt");
+    path_in(out, sizeof(out), "fortunes.h5");
+    write_file(in, text, strlen(text));
+    const char *argv[] = {"prep", "--out", out, "--split-on", "%", "--val-fraction", "0.5", in};
+    CHECK(prep_quiet(8, argv) == 0);
+    CHECK(h5_attr_i64(out, "n_docs") == 4);
+    int n_val = 0;
+    for (int i = 0; i < 4; i++) n_val += doc_is_val(0, i, 0.5);
+    CHECK(n_val > 0 && n_val < 4);  /* no split filled by force: the rule below holds */
+    CHECK(h5_attr_i64(out, "n_val_docs") == n_val);
+    CHECK(decoded_docs_match(out, 0, 0.5, docs, 4));
+    char s[64];
+    h5_attr_str(out, "split_on", s, sizeof(s));
+    CHECK(strcmp(s, "%") == 0);
+}
+
+static void test_prep_validation_fraction_is_close_to_requested(void) {
+    if (test_rank != 0) return;
+    /* 20000 tiny documents at 10%: the count is binomial, sd = 42; allow 5 sd. */
+    size_t cap = 20000 * 16, n = 0;
+    char *text = tr_malloc(cap);
+    for (int i = 0; i < 20000; i++) n += (size_t)snprintf(text + n, cap - n, "doc %d\n%%\n", i);
+    char in[320], out[320];
+    path_in(in, sizeof(in), "many.txt");
+    path_in(out, sizeof(out), "many.h5");
+    write_file(in, text, n);
+    tr_free(text);
+    const char *argv[] = {"prep", "--out", out, "--split-on", "%", "--val-fraction", "0.1",
+                          "--seed", "99", in};
+    CHECK(prep_quiet(10, argv) == 0);
+    int64_t n_val = h5_attr_i64(out, "n_val_docs");
+    CHECK(h5_attr_i64(out, "n_docs") == 20000);
+    CHECK_MSG(n_val > 2000 - 210 && n_val < 2000 + 210, "n_val_docs %lld", (long long)n_val);
+    CHECK(h5_attr_i64(out, "n_train_docs") + n_val == 20000);
+    int64_t expected = 0;
+    for (int i = 0; i < 20000; i++) expected += doc_is_val(99, i, 0.1);
+    CHECK(n_val == expected);
+}
+
+static void test_prep_directory_is_sorted_and_skips_dat_binary_and_duplicates(void) {
+    if (test_rank != 0) return;
+    char d[320], sub[340], p[400], out[320];
+    path_in(d, sizeof(d), "corpus");
+    snprintf(sub, sizeof(sub), "%s/sub", d);
+    mkdir(d, 0755);
+    mkdir(sub, 0755);
+    const char *files[][2] = {
+        {"b.txt", "bee\n"}, {"a.txt", "ay\n"}, {"c.txt", "ay\n"} /* same bytes as a.txt */,
+        {"x.dat", "index\n"}, {"sub/d.txt", "dee\n"}, {"e.txt", " \n\n"} /* blank */,
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", d, files[i][0]);
+        write_file(p, files[i][1], strlen(files[i][1]));
+    }
+    snprintf(p, sizeof(p), "%s/bin.bin", d);
+    write_file(p, "z\0z\n", 4);
+    snprintf(p, sizeof(p), "%s/a.u8", d);
+    if (symlink("a.txt", p) != 0) CHECK(0);
+    path_in(out, sizeof(out), "corpus.h5");
+    const char *argv[] = {"prep", "--out", out, "--val-fraction", "0.3", "--seed", "3", d};
+    CHECK(prep_quiet(8, argv) == 0);
+    const char *docs[] = {"ay\n", "bee\n", "dee\n"};  /* a.txt, b.txt, sub/d.txt */
+    CHECK(h5_attr_i64(out, "n_docs") == 3);
+    int n_val = doc_is_val(3, 0, 0.3) + doc_is_val(3, 1, 0.3) + doc_is_val(3, 2, 0.3);
+    if (n_val > 0 && n_val < 3) CHECK(decoded_docs_match(out, 3, 0.3, docs, 3));
+    char s[4096];
+    h5_attr_str(out, "sources", s, sizeof(s));
+    CHECK(strstr(s, "a.txt") && strstr(s, "b.txt") && strstr(s, "sub/d.txt") && strstr(s, "e.txt"));
+    CHECK(!strstr(s, "c.txt") && !strstr(s, ".dat") && !strstr(s, "bin.bin") && !strstr(s, "a.u8"));
+}
+
+static void test_prep_puts_one_document_in_each_split_when_chance_leaves_one_empty(void) {
+    if (test_rank != 0) return;
+    char a[320], b[320], out[320];
+    path_in(a, sizeof(a), "two_a.txt");
+    path_in(b, sizeof(b), "two_b.txt");
+    path_in(out, sizeof(out), "two.h5");
+    write_file(a, "alpha\n", 6);
+    write_file(b, "beta\n", 5);
+    const char *fracs[] = {"0.000001", "0.999999"};
+    for (int k = 0; k < 2; k++) {
+        const char *argv[] = {"prep", "--out", out, "--val-fraction", fracs[k], a, b};
+        CHECK(prep_quiet(7, argv) == 0);
+        CHECK(h5_attr_i64(out, "n_train_docs") == 1 && h5_attr_i64(out, "n_val_docs") == 1);
+        CHECK(h5_attr_i64(out, "n_train_tokens") + h5_attr_i64(out, "n_val_tokens") == 13);
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* dataset */
+
+static void test_dataset_open_reports_what_prep_wrote(void) {
+    struct dataset *ds = dataset_open(cx.h5, MPI_COMM_WORLD);
+    CHECK(dataset_vocab_size(ds) == TOK_VOCAB_SIZE);
+    CHECK(dataset_eot_token(ds) == TOK_EOT);
+    CHECK(strcmp(dataset_tokenizer(ds), TOK_NAME) == 0);
+    CHECK(strcmp(dataset_path(ds), cx.h5) == 0);
+    for (int s = 0; s < 2; s++) {
+        CHECK(dataset_n_tokens(ds, (enum dataset_split)s) == cx.n_split_tokens[s]);
+        CHECK(dataset_n_docs(ds, (enum dataset_split)s) == cx.n_split_docs[s]);
+    }
+    dataset_close(ds);
+}
+
+/* Reads the windows and compares each with the slice of the expected array. */
+static int windows_match(struct dataset *ds, int split, const int64_t *off, int n, int len) {
+    int32_t *out = tr_malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1) * (size_t)len);
+    dataset_read_windows(ds, (enum dataset_split)split, off, n, len, out);
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++)
+        for (int j = 0; j < len && ok; j++)
+            ok = out[(size_t)i * (size_t)len + (size_t)j] == cx.split_tokens[split][off[i] + j];
+    tr_free(out);
+    return ok;
+}
+
+static void test_dataset_windows_equal_slices_in_any_order(void) {
+    struct dataset *ds = dataset_open(cx.h5, MPI_COMM_WORLD);
+    uint64_t rng = 77 + (uint64_t)test_rank;
+    enum { MAXW = 2000 };
+    int64_t *off = tr_malloc(sizeof(int64_t) * MAXW);
+    for (int s = 0; s < 2; s++) {
+        int64_t n = cx.n_split_tokens[s];
+        const int lens[] = {1, 7, 64, 1000};
+        for (int k = 0; k < 4; k++) {
+            int len = lens[k];
+            if (len > n) continue;
+            /* random, unsorted; more windows on higher ranks, so ranks read different
+             * amounts independently */
+            int nw = 300 + 50 * test_rank;
+            for (int i = 0; i < nw; i++) off[i] = (int64_t)(rng_next(&rng) % (uint64_t)(n - len + 1));
+            CHECK_MSG(windows_match(ds, s, off, nw, len), "random split %d len %d", s, len);
+            /* duplicates and overlapping chains, shuffled */
+            int64_t base = (int64_t)(rng_next(&rng) % (uint64_t)(n - len + 1));
+            for (int i = 0; i < 40; i++) off[i] = TR_MIN(base + (i % 20) * 5, n - len);
+            for (int i = 39; i > 0; i--) {
+                int j = (int)(rng_next(&rng) % (uint64_t)(i + 1));
+                int64_t t = off[i]; off[i] = off[j]; off[j] = t;
+            }
+            CHECK_MSG(windows_match(ds, s, off, 40, len), "overlapping split %d len %d", s, len);
+            /* more disjoint ranges than one H5Dread takes (DS_MAX_RANGES_PER_READ) */
+            if (len <= 64) {
+                int nd = (int)TR_MIN((n - len) / 1500, (int64_t)MAXW);
+                if (s == DS_TRAIN)
+                    CHECK_MSG(nd > 300, "train split too small for the many-ranges case: %d", nd);
+                for (int i = 0; i < nd; i++) off[i] = (int64_t)i * 1500;
+                for (int i = nd - 1; i > 0; i--) {
+                    int j = (int)(rng_next(&rng) % (uint64_t)(i + 1));
+                    int64_t t = off[i]; off[i] = off[j]; off[j] = t;
+                }
+                CHECK_MSG(windows_match(ds, s, off, nd, len), "many ranges split %d len %d", s, len);
+            }
+            /* adjacent windows, the first and last possible window */
+            int64_t edge[] = {n - len, 0, len <= n / 2 ? len : 0, n - len, 0};
+            CHECK_MSG(windows_match(ds, s, edge, 5, len), "edges split %d len %d", s, len);
+        }
+        int64_t whole = 0;
+        CHECK_MSG(windows_match(ds, s, &whole, 1, (int)n), "whole split %d", s);
+    }
+    int32_t sentinel = -7;
+    dataset_read_windows(ds, DS_TRAIN, off, 0, 64, &sentinel);  /* nothing read, nothing written */
+    CHECK(sentinel == -7);
+    tr_free(off);
+    dataset_close(ds);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* bad input */
+
+static void test_prep_refuses_bad_input_with_message_and_hint(void) {
+    if (test_rank != 0) return;
+    char out[320], empty[320], blank[320], one[320], seps[320], bad_out[320];
+    path_in(out, sizeof(out), "bad.h5");
+    path_in(empty, sizeof(empty), "empty.txt");
+    path_in(blank, sizeof(blank), "blank.txt");
+    path_in(one, sizeof(one), "one.txt");
+    path_in(seps, sizeof(seps), "seps.txt");
+    write_file(empty, "", 0);
+    write_file(blank, "\n \n", 3);
+    write_file(one, "only\n%\n\n", 8);
+    write_file(seps, "%\n%\n \n%\n", 8);
+    snprintf(bad_out, sizeof(bad_out), "%s/no/such/dir/x.h5", cx.dir);
+    CHECK_CHILD_FAILS("/no/such/input.txt", "prep", "--out", out, "/no/such/input.txt");
+    CHECK_CHILD_FAILS("empty corpus", "prep", "--out", out, empty, blank);
+    CHECK_CHILD_FAILS("empty corpus", "prep", "--out", out, "--split-on", "%", seps, blank);
+    CHECK_CHILD_FAILS("only 1 document", "prep", "--out", out, one);
+    CHECK_CHILD_FAILS("--out", "prep", one);
+    CHECK_CHILD_FAILS("--frobnicate", "prep", "--out", out, "--frobnicate", one);
+    CHECK_CHILD_FAILS("--val-fraction", "prep", "--out", out, "--val-fraction", "1.5", one);
+    CHECK_CHILD_FAILS("--seed", "prep", "--out", out, "--seed", "x", one);
+    CHECK_CHILD_FAILS("/no/such/dir", "prep", "--out", bad_out, one);
+    if (geteuid() != 0) {  /* root reads any file */
+        char locked[320];
+        path_in(locked, sizeof(locked), "locked.txt");
+        write_file(locked, "secret\n", 7);
+        chmod(locked, 0);
+        CHECK_CHILD_FAILS("locked.txt", "prep", "--out", out, locked, one);
+    }
+    CHECK(!file_exists(out));  /* a failed prep leaves no file behind */
+}
+
+enum fake_flaw { FAKE_OK, FAKE_NO_FORMAT, FAKE_WRONG_FORMAT, FAKE_NO_VOCAB, FAKE_NO_VAL,
+                 FAKE_BAD_COUNT, FAKE_VERSION_2 };
+
+/* A small token file written by hand, with one thing wrong. */
+static void fake_token_file(const char *path, enum fake_flaw flaw) {
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    uint16_t tokens[3] = {'h', 'i', TOK_EOT};
+    hsize_t dims[1] = {3};
+    const char *groups[] = {"/train", "/val"}, *names[] = {"/train/tokens", "/val/tokens"};
+    for (int s = 0; s < 2 - (flaw == FAKE_NO_VAL); s++) {
+        hid_t g = H5Gcreate2(f, groups[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t sp = H5Screate_simple(1, dims, NULL);
+        hid_t d = H5Dcreate2(f, names[s], H5T_STD_U16LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5Dwrite(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens);
+        H5Dclose(d); H5Sclose(sp); H5Gclose(g);
+    }
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    const char *strs[][2] = {{"format", flaw == FAKE_WRONG_FORMAT ? "hdf5-zoo" : "trident-tokens"},
+                             {"tokenizer", "bytes+eot"}};
+    for (int i = 0; i < 2; i++) {
+        if (i == 0 && flaw == FAKE_NO_FORMAT) continue;
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, strlen(strs[i][1]) + 1);
+        hid_t a = H5Acreate2(f, strs[i][0], t, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, strs[i][1]);
+        H5Aclose(a); H5Tclose(t);
+    }
+    struct { const char *name; int64_t v; } ints[] = {
+        {"format_version", flaw == FAKE_VERSION_2 ? 2 : 1}, {"vocab_size", 257}, {"eot_token", 256},
+        {"n_train_tokens", flaw == FAKE_BAD_COUNT ? 4 : 3}, {"n_val_tokens", 3},
+        {"n_train_docs", 1}, {"n_val_docs", 1}, {"n_docs", 2}};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        if (flaw == FAKE_NO_VOCAB && strcmp(ints[i].name, "vocab_size") == 0) continue;
+        hid_t a = H5Acreate2(f, ints[i].name, H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_INT64, &ints[i].v);
+        H5Aclose(a);
+    }
+    H5Sclose(scalar);
+    H5Fclose(f);
+}
+
+static void test_dataset_open_refuses_bad_files_with_message_and_hint(void) {
+    if (test_rank != 0) return;
+    char p[320], err[320], text[320];
+    path_in(p, sizeof(p), "fake.h5");
+    path_in(err, sizeof(err), "child.err");
+    path_in(text, sizeof(text), "text.txt");
+    write_file(text, "plain text\n", 11);
+    fake_token_file(p, FAKE_OK);  /* the fake itself is good: the flaws below are the cause */
+    const char *ok_args[] = {"open", p, NULL};
+    CHECK_MSG(run_child(err, ok_args) == 0, "a correct fake file was refused");
+    CHECK_CHILD_FAILS("/no/such/tokens.h5", "open", "/no/such/tokens.h5");
+    CHECK_CHILD_FAILS("not an HDF5 file", "open", text);
+    fake_token_file(p, FAKE_NO_FORMAT);
+    CHECK_CHILD_FAILS("missing attribute 'format'", "open", p);
+    fake_token_file(p, FAKE_WRONG_FORMAT);
+    CHECK_CHILD_FAILS("'hdf5-zoo', expected 'trident-tokens'", "open", p);
+    fake_token_file(p, FAKE_NO_VOCAB);
+    CHECK_CHILD_FAILS("missing attribute 'vocab_size'", "open", p);
+    fake_token_file(p, FAKE_NO_VAL);
+    CHECK_CHILD_FAILS("missing dataset '/val/tokens'", "open", p);
+    fake_token_file(p, FAKE_BAD_COUNT);
+    CHECK_CHILD_FAILS("n_train_tokens", "open", p);
+    fake_token_file(p, FAKE_VERSION_2);
+    CHECK_CHILD_FAILS("format_version 2", "open", p);
+}
+
+static void test_dataset_window_out_of_range_aborts(void) {
+    if (test_rank != 0) return;
+    char err[320];
+    path_in(err, sizeof(err), "child.err");
+    const char *args[] = {"window", cx.h5, NULL};
+    int rc = run_child(err, args);
+    CHECK_MSG(rc != 0 && rc != 2, "exit code %d", rc);
+    CHECK(file_contains(err, "outside /train/tokens"));
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+/* `test_io --child prep ARGS...`, `--child open FILE`, `--child window FILE`. */
+static int child_main(int argc, char **argv) {
+    if (strcmp(argv[0], "prep") == 0) return prep_main(argc, argv);  /* no MPI needed */
+    MPI_Init(NULL, NULL);
+    struct dataset *ds = dataset_open(argv[1], MPI_COMM_WORLD);
+    if (strcmp(argv[0], "window") == 0) {
+        int64_t off = dataset_n_tokens(ds, DS_TRAIN) - 3;
+        int32_t out[4];
+        dataset_read_windows(ds, DS_TRAIN, &off, 1, 4, out);
+    }
+    dataset_close(ds);
+    MPI_Finalize();
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "--child") == 0) return child_main(argc - 2, argv + 2);
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &test_rank);
+    tr_set_rank(test_rank);
+    if (test_rank == 0) {
+        snprintf(cx.dir, sizeof(cx.dir), "/tmp/trident_test_io_XXXXXX");
+        if (!mkdtemp(cx.dir)) TR_ABORT("mkdtemp failed");
+    }
+    MPI_Bcast(cx.dir, sizeof(cx.dir), MPI_CHAR, 0, MPI_COMM_WORLD);
+
+    RUN(test_tokenizer_round_trips_all_byte_values);
+    RUN(test_tokenizer_round_trips_random_buffers);
+    RUN(test_tokenizer_shows_eot_as_separator_and_bad_tokens_as_replacement);
+
+    corpus_setup();
+    MPI_Barrier(MPI_COMM_WORLD);
+    RUN(test_prep_files_are_documents_in_argument_order);
+    RUN(test_prep_writes_all_attributes);
+    RUN(test_prep_split_on_cuts_blocks_between_separator_lines);
+    RUN(test_prep_validation_fraction_is_close_to_requested);
+    RUN(test_prep_directory_is_sorted_and_skips_dat_binary_and_duplicates);
+    RUN(test_prep_puts_one_document_in_each_split_when_chance_leaves_one_empty);
+
+    RUN(test_dataset_open_reports_what_prep_wrote);
+    RUN(test_dataset_windows_equal_slices_in_any_order);
+
+    RUN(test_prep_refuses_bad_input_with_message_and_hint);
+    RUN(test_dataset_open_refuses_bad_files_with_message_and_hint);
+    RUN(test_dataset_window_out_of_range_aborts);
+
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (test_rank == 0) nftw(cx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    for (int i = 0; i < N_FILE_DOCS; i++) tr_free(cx.docs[i]);
+    tr_free(cx.split_tokens[0]);
+    tr_free(cx.split_tokens[1]);
+    /* A failure on any rank fails the run; rank 0 reports it. */
+    int n_fail_max = 0;
+    MPI_Allreduce(&test_n_fail, &n_fail_max, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    if (test_rank != 0) return n_fail_max ? 1 : 0;
+    test_n_fail = n_fail_max > test_n_fail ? n_fail_max : test_n_fail;
+    return test_summary();
+}
