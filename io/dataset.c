@@ -106,7 +106,8 @@ static hid_t ds_tokens_open(const char *path, hid_t file, const char *name, int6
         ds_bad_file(path, "missing dataset", name);
     /* H5Oopen + H5Iget_type: the same on HDF5 1.10 and 1.12+, unlike H5Oget_info. */
     hid_t d = DS_H5(H5Oopen(file, name, H5P_DEFAULT), path, name);
-    if (H5Iget_type(d) != H5I_DATASET) ds_bad_file(path, "expected a dataset, found a group at", name);
+    if (H5Iget_type(d) != H5I_DATASET)
+        ds_bad_file(path, "expected a dataset, found a group at", name);
     hid_t type = DS_H5(H5Dget_type(d), path, name);
     hid_t space = DS_H5(H5Dget_space(d), path, name);
     hsize_t dims[1] = {0};
@@ -133,16 +134,18 @@ static void ds_validate(struct dataset *ds) {
     free(format);
     int64_t version = ds_attr_i64(p, f, "format_version");
     if (version != PREP_FORMAT_VERSION)
-        tr_fail(TR_EXIT_USAGE, "re-create the file with this trident: trident prep --out FILE.h5 TEXT...",
-                "'%s': token file format_version %lld is not supported (this trident reads version %d)",
-                p, (long long)version, PREP_FORMAT_VERSION);
+        tr_fail(TR_EXIT_USAGE,
+                "re-create the file with this trident: trident prep --out FILE.h5 TEXT...",
+                "'%s': token file format_version %lld is not supported (this trident reads "
+                "version %d)", p, (long long)version, PREP_FORMAT_VERSION);
     int64_t vocab = ds_attr_i64(p, f, "vocab_size"), eot = ds_attr_i64(p, f, "eot_token");
     if (vocab < 1 || vocab > 65536)  /* tokens are stored as uint16 */
         tr_fail(TR_EXIT_USAGE, DS_HINT_PREP, "'%s': vocab_size %lld is outside 1..65536", p,
                 (long long)vocab);
     if (eot < 0 || eot >= vocab)
-        tr_fail(TR_EXIT_USAGE, DS_HINT_PREP, "'%s': eot_token %lld is outside the vocabulary 0..%lld",
-                p, (long long)eot, (long long)vocab - 1);
+        tr_fail(TR_EXIT_USAGE, DS_HINT_PREP,
+                "'%s': eot_token %lld is outside the vocabulary 0..%lld", p, (long long)eot,
+                (long long)vocab - 1);
     ds->vocab_size = (int)vocab;
     ds->eot_token = (int)eot;
     ds->tokenizer = ds_attr_str(p, f, "tokenizer");
@@ -164,10 +167,12 @@ struct dataset *dataset_open(const char *path, MPI_Comm comm) {
     /* The common mistakes are checked before HDF5 sees them, so the user reads one line
      * that says what is wrong instead of an HDF5 error stack. */
     if (access(path, R_OK) != 0)
-        tr_fail(TR_EXIT_USAGE, DS_HINT_PREP, "cannot open token file '%s': %s", path, strerror(errno));
+        tr_fail(TR_EXIT_USAGE, DS_HINT_PREP, "cannot open token file '%s': %s", path,
+                strerror(errno));
     htri_t is_h5 = H5Fis_hdf5(path);
     if (is_h5 <= 0)
-        tr_fail(TR_EXIT_USAGE, DS_HINT_PREP, "'%s' is not a trident token file: not an HDF5 file", path);
+        tr_fail(TR_EXIT_USAGE, DS_HINT_PREP,
+                "'%s' is not a trident token file: not an HDF5 file", path);
 
     struct dataset *ds = tr_calloc(1, sizeof(*ds));
     ds->path = strdup(path);
@@ -205,8 +210,13 @@ int         dataset_vocab_size(const struct dataset *ds) { return ds->vocab_size
 int         dataset_eot_token(const struct dataset *ds) { return ds->eot_token; }
 const char *dataset_tokenizer(const struct dataset *ds) { return ds->tokenizer; }
 const char *dataset_path(const struct dataset *ds) { return ds->path; }
-int64_t     dataset_n_tokens(const struct dataset *ds, enum dataset_split s) { return ds->n_tokens[s]; }
-int64_t     dataset_n_docs(const struct dataset *ds, enum dataset_split s) { return ds->n_docs[s]; }
+
+int64_t dataset_n_tokens(const struct dataset *ds, enum dataset_split s) {
+    return ds->n_tokens[s];
+}
+int64_t dataset_n_docs(const struct dataset *ds, enum dataset_split s) {
+    return ds->n_docs[s];
+}
 
 /* ---------------------------------------------------------------------------------- */
 /* Reading windows */

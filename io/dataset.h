@@ -2,8 +2,8 @@
  *
  * The file (written by `trident prep`, format in README.md) holds /train/tokens and
  * /val/tokens, 1-D uint16 arrays of documents each followed by the EOT token. A rank
- * reads only the windows it needs: dataset_read_windows() turns any set of windows
- * into one independent HDF5 read (one MPI-IO request on the contiguous datasets).
+ * reads only the windows it needs: dataset_read_windows() turns a step's windows into
+ * one independent H5Dread of a union of hyperslabs on the contiguous dataset.
  *
  * Not thread-safe: parallel HDF5 builds are not, so reads (and any prefetch) happen on
  * the thread that opened the file.

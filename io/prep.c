@@ -26,6 +26,16 @@
 #define PREP_USAGE                                                                      \
     "usage: trident prep --out FILE.h5 [--val-fraction F] [--split-on LINE] [--seed N] " \
     "TEXT_FILE_OR_DIR..."
+#define PREP_HELP                                                                        \
+    "Writes an HDF5 token file: each document is its bytes followed by an end-of-document\n" \
+    "token, and goes to /train/tokens or /val/tokens.\n"                                    \
+    "  --out FILE.h5       output file (written as FILE.h5.tmp, then renamed)\n"           \
+    "  --val-fraction F    fraction of documents for validation, 0 < F < 1 (default 0.05)\n" \
+    "  --split-on LINE     a line equal to LINE separates documents (e.g. % for fortunes);\n" \
+    "                      default: each file is one document\n"                           \
+    "  --seed N            seed of the train/validation assignment (default 0)\n"          \
+    "Directories are read in name order (subdirectories too), skipping .dat and binary\n"  \
+    "files and files whose content repeats an earlier one.\n"
 #define PREP_BUF_TOKENS     (4u << 20)   /* tokens buffered per split between writes */
 #define PREP_SOURCES_MAX    16384        /* bytes of the `sources` attribute: stays in the
                                             object header (attributes there max at 64 KiB) */
@@ -36,6 +46,7 @@ struct prep_opts {
     double      val_fraction;
     const char *split_on;    /* NULL: each file is one document */
     uint64_t    seed;
+    int         help;
     char      **inputs;
     int         n_inputs;
 };
@@ -106,6 +117,9 @@ static void prep_parse_args(int argc, char **argv, struct prep_opts *o) {
             o->inputs[o->n_inputs++] = argv[i];
         } else if (strcmp(a, "--") == 0) {
             options_done = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            o->help = 1;
+            return;
         } else if ((v = prep_opt_value(argc, argv, &i, "--out"))) {
             if (!*v) prep_usage_fail("option '%s' needs a file name", "--out");
             o->out = v;
@@ -114,12 +128,14 @@ static void prep_parse_args(int argc, char **argv, struct prep_opts *o) {
             errno = 0;
             double f = strtod(v, &end);
             if (errno || end == v || *end || !(f > 0.0 && f < 1.0))
-                tr_fail(TR_EXIT_USAGE, "give a fraction strictly between 0 and 1, e.g. --val-fraction 0.05",
+                tr_fail(TR_EXIT_USAGE,
+                        "give a fraction strictly between 0 and 1, e.g. --val-fraction 0.05",
                         "--val-fraction '%s' is not a number in (0, 1)", v);
             o->val_fraction = f;
         } else if ((v = prep_opt_value(argc, argv, &i, "--split-on"))) {
             if (!*v || strchr(v, '\n'))
-                tr_fail(TR_EXIT_USAGE, "give the separator line's text, e.g. --split-on % for fortune files",
+                tr_fail(TR_EXIT_USAGE,
+                        "give the separator line's text, e.g. --split-on % for fortune files",
                         "--split-on needs a non-empty, single-line separator");
             o->split_on = v;
         } else if ((v = prep_opt_value(argc, argv, &i, "--seed"))) {
@@ -137,7 +153,8 @@ static void prep_parse_args(int argc, char **argv, struct prep_opts *o) {
     if (!o->out)
         tr_fail(TR_EXIT_USAGE, PREP_USAGE, "no output file: 'trident prep' needs --out FILE.h5");
     if (o->n_inputs == 0)
-        tr_fail(TR_EXIT_USAGE, PREP_USAGE, "no input files: give text files or directories after the options");
+        tr_fail(TR_EXIT_USAGE, PREP_USAGE,
+                "no input files: give text files or directories after the options");
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -240,8 +257,8 @@ static void files_collect(const struct prep_opts *o, struct prep_files *fs) {
         if (S_ISDIR(st.st_mode)) {
             int n_before = fs->n, n_skipped = 0;
             files_expand_dir(fs, p, &n_skipped);
-            tr_info("prep: %s: %d text files (skipped %d: .dat, binary, or another name for a listed file)",
-                    p, fs->n - n_before, n_skipped);
+            tr_info("prep: %s: %d text files (skipped %d: .dat, binary, or another name for "
+                    "a listed file)", p, fs->n - n_before, n_skipped);
         } else if (S_ISREG(st.st_mode)) {
             files_push(fs, p, &st);
         } else {
@@ -440,8 +457,12 @@ static void prep_count(const struct prep_opts *o, struct prep_files *fs, struct 
                 int split = u < o->val_fraction;
                 c->n_split_docs[split]++;
                 c->n_split_tokens[split] += n_tokens;
-                if (u < c->min_unit) { c->min_unit = u; c->min_doc = doc; c->min_doc_tokens = n_tokens; }
-                if (u > c->max_unit) { c->max_unit = u; c->max_doc = doc; c->max_doc_tokens = n_tokens; }
+                if (u < c->min_unit) {
+                    c->min_unit = u, c->min_doc = doc, c->min_doc_tokens = n_tokens;
+                }
+                if (u > c->max_unit) {
+                    c->max_unit = u, c->max_doc = doc, c->max_doc_tokens = n_tokens;
+                }
             }
         }
         tr_free(buf);
@@ -455,8 +476,10 @@ static void prep_count(const struct prep_opts *o, struct prep_files *fs, struct 
                 o->split_on ? " (blank blocks are not documents)" : "");
     if (c->n_docs < 2)
         tr_fail(TR_EXIT_USAGE,
-                "add files, or cut files into documents with --split-on LINE (e.g. --split-on % for fortunes)",
-                "the corpus has only 1 document; a training and a validation split need at least 2");
+                "add files, or cut files into documents with --split-on LINE "
+                "(e.g. --split-on % for fortunes)",
+                "the corpus has only 1 document; a training and a validation split need "
+                "at least 2");
     /* A small corpus can leave a split empty by chance: move the document closest to
      * the threshold, which keeps the assignment a function of (seed, index) alone. */
     if (c->n_split_docs[1] == 0) {
@@ -497,7 +520,8 @@ static void writer_open(struct split_writer *w, hid_t file, const char *path, co
      * byte tokens compress ~2x at most, not worth decoding on every read. */
     hid_t dcpl = PREP_H5(H5Pcreate(H5P_DATASET_CREATE), path, name);
     PREP_H5(H5Pset_layout(dcpl, H5D_CONTIGUOUS), path, name);
-    PREP_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), path, name);  /* every element is written */
+    /* No fill pass: every element is written below. */
+    PREP_H5(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), path, name);
     w->dset = PREP_H5(H5Dcreate2(file, name, H5T_STD_U16LE, w->fspace, H5P_DEFAULT, dcpl,
                                  H5P_DEFAULT), path, name);
     PREP_H5(H5Pclose(dcpl), path, name);
@@ -508,11 +532,14 @@ static void writer_open(struct split_writer *w, hid_t file, const char *path, co
 static void writer_flush(struct split_writer *w) {
     if (w->n_buf == 0) return;
     if (w->n_written + (int64_t)w->n_buf > w->n_total)
-        TR_ABORT("%s: writing past the %lld tokens counted in pass 1", w->name, (long long)w->n_total);
+        TR_ABORT("%s: writing past the %lld tokens counted in pass 1", w->name,
+                 (long long)w->n_total);
     hsize_t start[1] = {(hsize_t)w->n_written}, count[1] = {w->n_buf};
-    PREP_H5(H5Sselect_hyperslab(w->fspace, H5S_SELECT_SET, start, NULL, count, NULL), w->path, w->name);
+    PREP_H5(H5Sselect_hyperslab(w->fspace, H5S_SELECT_SET, start, NULL, count, NULL), w->path,
+            w->name);
     hid_t mspace = PREP_H5(H5Screate_simple(1, count, NULL), w->path, w->name);
-    PREP_H5(H5Dwrite(w->dset, H5T_NATIVE_UINT16, mspace, w->fspace, H5P_DEFAULT, w->buf), w->path, w->name);
+    PREP_H5(H5Dwrite(w->dset, H5T_NATIVE_UINT16, mspace, w->fspace, H5P_DEFAULT, w->buf),
+            w->path, w->name);
     PREP_H5(H5Sclose(mspace), w->path, w->name);
     w->n_written += (int64_t)w->n_buf;
     w->n_buf = 0;
@@ -705,6 +732,11 @@ int prep_main(int argc, char **argv) {
     double t0 = tr_now();
     struct prep_opts o;
     prep_parse_args(argc, argv, &o);
+    if (o.help) {
+        printf("%s\n\n%s", PREP_USAGE, PREP_HELP);
+        tr_free(o.inputs);
+        return 0;
+    }
     prep_check_out_dir(o.out);
     struct prep_files fs;
     files_collect(&o, &fs);

@@ -199,7 +199,8 @@ static int decoded_docs_match(const char *h5, uint64_t seed, double frac, const 
         uint8_t *bytes = tr_malloc(len + 1);
         if (pos[s] + (int64_t)len + 1 > n[s]) { ok = 0; tr_free(bytes); break; }
         size_t nb = tok_decode_u16(t[s] + pos[s], len, NULL, bytes);
-        ok = nb == len && memcmp(bytes, docs[i], len) == 0 && t[s][pos[s] + (int64_t)len] == TOK_EOT;
+        ok = nb == len && memcmp(bytes, docs[i], len) == 0 &&
+             t[s][pos[s] + (int64_t)len] == TOK_EOT;
         if (!ok) fprintf(stderr, "  document %d differs\n", i);
         pos[s] += (int64_t)len + 1;
         tr_free(bytes);
@@ -342,8 +343,10 @@ static void test_prep_split_on_cuts_blocks_between_separator_lines(void) {
     if (test_rank != 0) return;
     /* Blank blocks are dropped; "%%", "% " and "a%" are text, not separators; a CRLF
      * separator counts; text before the first and after the last separator counts. */
-    const char *text = "first\nfortune\n%\n%\n\n  \n%\nsecond %\n%%\n% \n%\r\nthird\r\n%\nlast, no newline";
-    const char *docs[] = {"first\nfortune\n", "second %\n%%\n% \n", "third\r\n", "last, no newline"};
+    const char *text = "first\nfortune\n%\n%\n\n  \n%\nsecond %\n%%\n% \n%\r\n"
+                       "third\r\n%\nlast, no newline";
+    const char *docs[] = {"first\nfortune\n", "second %\n%%\n% \n", "third\r\n",
+                          "last, no newline"};
     char in[320], out[320];
     path_in(in, sizeof(in), "fortunes.txt");
     path_in(out, sizeof(out), "fortunes.h5");
@@ -475,7 +478,8 @@ static void test_dataset_windows_equal_slices_in_any_order(void) {
             /* random, unsorted; more windows on higher ranks, so ranks read different
              * amounts independently */
             int nw = 300 + 50 * test_rank;
-            for (int i = 0; i < nw; i++) off[i] = (int64_t)(rng_next(&rng) % (uint64_t)(n - len + 1));
+            for (int i = 0; i < nw; i++)
+                off[i] = (int64_t)(rng_next(&rng) % (uint64_t)(n - len + 1));
             CHECK_MSG(windows_match(ds, s, off, nw, len), "random split %d len %d", s, len);
             /* duplicates and overlapping chains, shuffled */
             int64_t base = (int64_t)(rng_next(&rng) % (uint64_t)(n - len + 1));
@@ -495,7 +499,8 @@ static void test_dataset_windows_equal_slices_in_any_order(void) {
                     int j = (int)(rng_next(&rng) % (uint64_t)(i + 1));
                     int64_t t = off[i]; off[i] = off[j]; off[j] = t;
                 }
-                CHECK_MSG(windows_match(ds, s, off, nd, len), "many ranges split %d len %d", s, len);
+                CHECK_MSG(windows_match(ds, s, off, nd, len), "many ranges split %d len %d", s,
+                          len);
             }
             /* adjacent windows, the first and last possible window */
             int64_t edge[] = {n - len, 0, len <= n / 2 ? len : 0, n - len, 0};

@@ -18,7 +18,7 @@
 #include "cpu.h"
 #include "vmath.h"
 
-enum { ATT_BLOCK = 256 };
+enum { ATT_BLOCK = 64 };
 
 /* Row t of the causal softmax in place: columns 0..t hold scores, columns > t get 0. */
 static void attention_softmax_row(float *restrict row, int t, int T)
