@@ -1,11 +1,28 @@
 /* cmd_train.c — the `train` and `eval` commands: the loop, progress, metrics. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ckpt.h"
 #include "common.h"
 #include "train.h"
+
+/* Set by SIGUSR1/SIGTERM (Slurm's warning before a time limit or preemption). A signal
+ * handler can only talk to the program through a flag like this one; it is read once per
+ * step and agreed on by every rank. */
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static void format_duration(double s, char *out, size_t n) {
     if (!isfinite(s) || s < 0) s = 0;
@@ -65,8 +82,9 @@ int train_main(int argc, char **argv) {
         tr_info("pipeline: stage %d holds layers [%d, %d); theoretical bubble %.1f%%",
                 g->pp_rank, t.m.l0, t.m.l1, 100.0 * (g->pp - 1) / (t.M + g->pp - 1));
 
+    install_signal_handlers();
     double flops_per_step = model_flops_per_token(&cfg) * (double)tokens_per_step;
-    double run_t0 = tr_now(), steps_time = 0.0;
+    double run_t0 = tr_now(), steps_time = 0.0, last_ckpt_time = tr_now();
     int first_step = t.step, last_ckpt = t.step;
     double val = NAN;
     while (t.step < cfg.steps) {
@@ -119,9 +137,23 @@ int train_main(int argc, char **argv) {
                 fflush(stdout);
             }
         }
-        if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step < cfg.steps) {
+        /* every rank must agree to stop or save: a signal may reach ranks at slightly
+         * different moments, and the clock is rank 0's */
+        int flags[2] = {g_stop_signal != 0,
+                        g->world_rank == 0 && cfg.ckpt_minutes > 0 &&
+                            tr_now() - last_ckpt_time >= 60.0 * cfg.ckpt_minutes};
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+        int by_step = cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0;
+        if ((by_step || flags[0] || flags[1]) && step < cfg.steps) {
             save(&t);
             last_ckpt = step;
+            last_ckpt_time = tr_now();
+        }
+        if (flags[0]) {
+            tr_info("stopping at step %d on a signal (checkpoint saved); exit code %d asks "
+                    "the batch script to requeue and resume", step, TR_EXIT_REQUEUE);
+            trainer_free(&t);
+            return TR_EXIT_REQUEUE;
         }
     }
     /* the end of the run: a final validation loss and checkpoint */

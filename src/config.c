@@ -67,6 +67,8 @@ static const struct cfg_key KEYS[] = {
      "micro-batches per validation pass"},
     {"ckpt_every", CT_INT, F(ckpt_every), "500", 0, INT_MAX, NULL,
      "checkpoint every N steps (0 = only at the end)"},
+    {"ckpt_minutes", CT_FLOAT, F(ckpt_minutes), "0", 0, 1e6, NULL,
+     "also checkpoint when this many minutes passed since the last one (0 = off)"},
     {"ckpt_keep", CT_INT, F(ckpt_keep), "3", 1, 1000, NULL, "checkpoints kept in run_dir"},
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
     /* parallel layout */
@@ -179,7 +181,7 @@ void config_set(struct config *cfg, const char *key, const char *value, const ch
             tr_fail(TR_EXIT_USAGE, hint, "%s: '%s' = '%s' is not a valid choice", where,
                     k->name, value);
         }
-        /* fall through: stored like a string */
+        /* fall through */
     case CT_STR:
         if (strlen(value) >= k->size)
             tr_fail(TR_EXIT_USAGE, NULL, "%s: value of '%s' is longer than %zu characters",
