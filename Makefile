@@ -23,6 +23,8 @@ LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard kernels/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BIN)/%)
+TOOL_SRC := $(wildcard tests/tool_*.c)
+TOOL_BIN := $(TOOL_SRC:tests/%.c=$(BIN)/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BIN)/%)
 
@@ -33,12 +35,15 @@ DEBIAN_PACKAGES := gcc libc6-dev make pkg-config openmpi-bin libopenmpi-dev \
 .PHONY: all tests test bench demo deps clean check-deps
 all: check-deps $(BIN)/trident
 
-tests: $(BIN)/trident $(TEST_BIN) $(BENCH_BIN)
+tests: $(BIN)/trident $(TEST_BIN) $(BENCH_BIN) $(TOOL_BIN)
 
 $(BIN)/trident: $(BUILD)/src/main.o $(LIB_OBJ) | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/test_%: $(BUILD)/tests/test_%.o $(LIB_OBJ) | $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/tool_%: $(BUILD)/tests/tool_%.o | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/bench_%: $(BUILD)/tests/bench_%.o $(LIB_OBJ) | $(BIN)

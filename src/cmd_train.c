@@ -110,7 +110,7 @@ int train_main(int argc, char **argv) {
         if (g->world_rank == 0) {
             double bubble = mean.total > 0 ? mean.pipe_wait / mean.total : 0;
             fprintf(t.metrics,
-                    "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,"
+                    "{\"step\":%d,\"loss\":%.17g,\"lr\":%.6e,\"grad_norm\":%.6f,"
                     "\"tokens_per_s\":%.1f,\"ms_per_step\":%.3f,\"gflops_per_rank\":%.3f,"
                     "\"t_compute\":%.6f,\"t_tp_comm\":%.6f,\"t_pipe_wait\":%.6f,"
                     "\"t_dp_exposed\":%.6f,\"t_optimizer\":%.6f,\"t_data\":%.6f,"

@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# cluster.sh — a real Slurm cluster on this one machine, for tests and demos.
+#
+#   slurm/cluster.sh up [--nodes N] [--cpus C]   start munge, slurmctld and N slurmd
+#   slurm/cluster.sh status                      daemons, nodes, jobs
+#   slurm/cluster.sh down                        stop the daemons this script started
+#
+# The N nodes (n1..nN) are emulated on this machine: one slurmd per node (Debian's slurmd
+# is built with MULTIPLE_SLURMD), each on its own port with its own spool, TmpFS and log.
+# Everything (slurm.conf, state, spool, logs, PIDs) lives under one scratch directory,
+# $TRIDENT_SLURM_DIR (default /tmp/trident-slurm); `down` kills exactly the PIDs that `up`
+# recorded there and removes it. After `up`, point the Slurm commands at the cluster:
+#
+#   export SLURM_CONF=/tmp/trident-slurm/slurm.conf
+#
+# Settings chosen for tests on a small machine (see shared/SLURM-ON-ONE-MACHINE.md):
+# declared CPUs may exceed the real ones (config_overrides); a requeued job reruns within
+# seconds (cred_expire=5, short scheduler intervals); RequeueExit=75 is trident's
+# "checkpointed on a signal, start me again" code. Needs root (slurmd runs as root).
+set -euo pipefail
+
+DIR=${TRIDENT_SLURM_DIR:-/tmp/trident-slurm}
+CONF=$DIR/slurm.conf
+PIDS=$DIR/pids                   # "name pid" per daemon this script started
+CTLD_PORT=${TRIDENT_SLURM_PORT:-16817}
+NODE_PORT0=$((CTLD_PORT + 100))  # n1 listens on NODE_PORT0+1, n2 on +2, ...
+UP_TIMEOUT=${TRIDENT_SLURM_UP_TIMEOUT:-60}
+
+die() { echo "cluster.sh: error: $*" >&2; exit 1; }
+say() { echo "cluster.sh: $*"; }
+
+usage() {
+    sed -n '2,8s/^# \{0,1\}//p' "$0"
+    exit "${1:-0}"
+}
+
+# ---------------------------------------------------------------------------------------
+# packages
+
+install_packages() {
+    local missing=()
+    command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+    command -v munged >/dev/null 2>&1 || missing+=(munge)
+    command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing ${missing[*]} and no apt-get to install them (this script knows Debian)"
+    say "installing ${missing[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+}
+
+# ---------------------------------------------------------------------------------------
+# PIDs this script started
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# Names and PIDs of recorded daemons that are still running, one "name pid" a line.
+live_daemons() {
+    [ -f "$PIDS" ] || return 0
+    local name pid
+    while read -r name pid; do
+        if pid_alive "$pid"; then echo "$name $pid"; fi
+    done <"$PIDS"
+}
+
+record_pid() { echo "$1 $2" >>"$PIDS"; }
+
+# ---------------------------------------------------------------------------------------
+# configuration
+
+write_config() {
+    local nodes=$1 cpus=$2 host
+    host=$(hostname -s)
+    mkdir -p "$DIR"/{state,log,run,etc}
+    local i
+    for i in $(seq 1 "$nodes"); do mkdir -p "$DIR/spool/n$i" "$DIR/tmp/n$i"; done
+
+    # TaskProlog: runs as the job's user before each task; lines it prints as
+    # `export K=V` enter the task's environment. Open MPI names its shared-memory
+    # segments by the real hostname, so two emulated nodes on one host would collide:
+    # give each node of each job its own backing directory. The batch shell (no step
+    # id) needs none.
+    cat >"$DIR/etc/task_prolog.sh" <<'EOF'
+#!/bin/sh
+[ -n "${SLURM_STEP_ID:-}" ] || exit 0
+d=/dev/shm/slurm-vader.${SLURMD_NODENAME}.${SLURM_JOB_ID}
+mkdir -p "$d" 2>/dev/null
+echo "export OMPI_MCA_btl_vader_backing_directory=$d"
+echo "export OMPI_MCA_btl_tcp_if_include=lo"
+echo "export OMPI_MCA_oob_tcp_if_include=lo"
+exit 0
+EOF
+    # Epilog: runs as root on each node when a job ends (also before a requeue).
+    cat >"$DIR/etc/epilog.sh" <<'EOF'
+#!/bin/sh
+[ -n "${SLURM_JOB_ID:-}" ] || exit 0
+rm -rf "/dev/shm/slurm-vader.${SLURMD_NODENAME:-none}.${SLURM_JOB_ID}"
+exit 0
+EOF
+    chmod 755 "$DIR/etc/task_prolog.sh" "$DIR/etc/epilog.sh"
+
+    local nodelist=n1
+    [ "$nodes" -gt 1 ] && nodelist="n[1-$nodes]"
+    local ports=$((NODE_PORT0 + 1))
+    [ "$nodes" -gt 1 ] && ports="[$((NODE_PORT0 + 1))-$((NODE_PORT0 + nodes))]"
+
+    cat >"$CONF" <<EOF
+# Written by slurm/cluster.sh: $nodes emulated node(s) on $host. Do not edit; rerun up.
+ClusterName=trident
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=cred_expire=5
+MpiDefault=pmix
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SwitchType=switch/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+MailProg=/bin/true
+SlurmdParameters=config_overrides
+ReturnToService=2
+# a requeued job reruns in seconds, not minutes
+SchedulerParameters=sched_interval=2,bf_interval=2
+SchedulerType=sched/backfill
+RequeueExit=75
+JobRequeue=1
+KillWait=10
+MinJobAge=600
+InactiveLimit=0
+MessageTimeout=20
+SlurmctldTimeout=60
+SlurmdTimeout=120
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool/%n
+SlurmctldPidFile=$DIR/run/slurmctld.pid
+SlurmdPidFile=$DIR/run/slurmd.%n.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.%n.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# per-node scratch, or the PMIx directories of two emulated nodes clash
+TmpFS=$DIR/tmp/%n
+TaskProlog=$DIR/etc/task_prolog.sh
+Epilog=$DIR/etc/epilog.sh
+NodeName=$nodelist NodeHostname=$host NodeAddr=127.0.0.1 Port=$ports CPUs=$cpus State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+    echo "$nodes $cpus" >"$DIR/shape"
+}
+
+# ---------------------------------------------------------------------------------------
+# daemons
+
+start_munge() {
+    if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+        say "munge already running (not started by this script; left alone)"
+        return 0
+    fi
+    [ -f /etc/munge/munge.key ] || {
+        say "creating /etc/munge/munge.key"
+        if command -v mungekey >/dev/null 2>&1; then mungekey --create >/dev/null 2>&1 || true
+        else dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 2>/dev/null; fi
+        chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+    }
+    mkdir -p /run/munge && chown munge:munge /run/munge
+    setsid setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged -F \
+        </dev/null >"$DIR/log/munged.log" 2>&1 &
+    record_pid munged $!
+    local i
+    for i in $(seq 1 50); do
+        if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    cat "$DIR/log/munged.log" >&2 || true
+    die "munged did not come up (log above)"
+}
+
+show_logs() {
+    local f
+    for f in "$DIR"/log/*.log; do
+        [ -f "$f" ] || continue
+        echo "---- $f (last 20 lines)" >&2
+        tail -n 20 "$f" >&2
+    done
+}
+
+# Polls until all $1 nodes are idle; on timeout prints the daemon logs and fails.
+wait_idle() {
+    local nodes=$1 t0=$SECONDS n=0
+    while [ $((SECONDS - t0)) -lt "$UP_TIMEOUT" ]; do
+        n=$(SLURM_CONF=$CONF sinfo -h -N -t idle -o '%N' 2>/dev/null | sort -u | wc -l) || n=0
+        [ "$n" -ge "$nodes" ] && return 0
+        # a daemon that died will not come back: fail now rather than at the timeout
+        local name pid
+        while read -r name pid; do
+            pid_alive "$pid" || { show_logs; die "$name (pid $pid) exited during start"; }
+        done <"$PIDS"
+        sleep 0.3
+    done
+    SLURM_CONF=$CONF sinfo -N >&2 || true
+    show_logs
+    die "only $n of $nodes node(s) idle after ${UP_TIMEOUT}s (logs above; state in $DIR)"
+}
+
+cmd_up() {
+    local nodes=1 cpus=4
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;
+            --nodes=*) nodes=${1#*=}; shift ;;
+            --cpus) cpus=${2:?--cpus needs a number}; shift 2 ;;
+            --cpus=*) cpus=${1#*=}; shift ;;
+            -h | --help) usage ;;
+            *) die "unknown option '$1' (see: $0 --help)" ;;
+        esac
+    done
+    [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer, not '$nodes'"
+    [[ $cpus =~ ^[1-9][0-9]*$ ]] || die "--cpus must be a positive integer, not '$cpus'"
+    [ "$nodes" -le 64 ] || die "--nodes $nodes: at most 64 emulated nodes"
+    [ "$(id -u)" -eq 0 ] || die "must run as root (slurmd and munge need it)"
+
+    if [ -n "$(live_daemons)" ]; then
+        if [ "$(cat "$DIR/shape" 2>/dev/null)" = "$nodes $cpus" ] &&
+            SLURM_CONF=$CONF sinfo -h >/dev/null 2>&1; then
+            say "already up ($nodes node(s) × $cpus CPUs, $DIR)"
+            echo "export SLURM_CONF=$CONF"
+            return 0
+        fi
+        say "up with another shape or unhealthy: restarting"
+        cmd_down
+    fi
+
+    install_packages
+    rm -rf "$DIR"
+    mkdir -p "$DIR/log"
+    : >"$PIDS"
+    write_config "$nodes" "$cpus"
+    start_munge
+
+    # setsid: the daemons outlive this shell and its terminal; each keeps the PID recorded
+    setsid slurmctld -D -i -f "$CONF" </dev/null >>"$DIR/log/slurmctld.out" 2>&1 &
+    record_pid slurmctld $!
+    local i
+    for i in $(seq 1 "$nodes"); do
+        setsid slurmd -D -N "n$i" -f "$CONF" </dev/null >>"$DIR/log/slurmd.n$i.out" 2>&1 &
+        record_pid "slurmd-n$i" $!
+    done
+    wait_idle "$nodes"
+    say "up: $nodes node(s) × $cpus CPUs; state, logs and PIDs in $DIR"
+    echo "export SLURM_CONF=$CONF"
+}
+
+# Kills the recorded PIDs: TERM, then KILL for any still running after 10 s.
+cmd_down() {
+    if [ ! -f "$PIDS" ]; then
+        say "not up (no $PIDS)"
+        rm -rf "$DIR"
+        return 0
+    fi
+    # end running jobs through Slurm first, so their processes don't outlive the daemons
+    if SLURM_CONF=$CONF timeout 10 squeue -h -o %i >"$DIR/jobs" 2>/dev/null &&
+        [ -s "$DIR/jobs" ]; then
+        # shellcheck disable=SC2046
+        SLURM_CONF=$CONF timeout 10 scancel $(cat "$DIR/jobs") 2>/dev/null || true
+        for _ in $(seq 1 30); do
+            [ -z "$(SLURM_CONF=$CONF timeout 5 squeue -h -t running,completing -o %i 2>/dev/null)" ] && break
+            sleep 0.5
+        done
+    fi
+    local live name pid
+    live=$(live_daemons)
+    if [ -n "$live" ]; then
+        # slurmd before slurmctld, munged last (list is in start order: reverse it)
+        while read -r name pid; do
+            kill -TERM "$pid" 2>/dev/null || true
+        done < <(tac <<<"$live")
+        for _ in $(seq 1 100); do
+            [ -z "$(live_daemons)" ] && break
+            sleep 0.1
+        done
+        while read -r name pid; do
+            say "$name (pid $pid) ignored SIGTERM: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        done < <(live_daemons)
+    fi
+    rm -rf "$DIR"
+    say "down"
+}
+
+cmd_status() {
+    if [ -z "$(live_daemons)" ]; then
+        say "down"
+        return 3
+    fi
+    echo "daemons (started by this script):"
+    live_daemons | sed 's/^/  /'
+    echo "export SLURM_CONF=$CONF"
+    SLURM_CONF=$CONF sinfo -N -o '%N %T %c %O' || true
+    SLURM_CONF=$CONF squeue || true
+}
+
+case ${1:-} in
+    up) shift; cmd_up "$@" ;;
+    down) shift; cmd_down ;;
+    status) shift; cmd_status ;;
+    -h | --help | help) usage ;;
+    *) usage 2 ;;
+esac
