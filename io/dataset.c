@@ -1,11 +1,23 @@
-/* dataset.c — token file reader (see dataset.h). */
+/* dataset.c — token corpus reader (see dataset.h).
+ *
+ * Both read paths plan a request the same way: the windows are sorted and merged into
+ * disjoint ranges of the split (global coordinates), the ranges are cut at file
+ * boundaries into pieces, the pieces are read into one packed uint16 buffer — by HDF5
+ * on the caller's thread, or by pread() on the background thread — and every window is
+ * copied out of that buffer. Only the middle step differs, so the two paths return the
+ * same tokens by construction, and the tests compare them anyway.
+ */
 #include "dataset.h"
 
 #include "common.h"
 #include "prep.h"
 
+#include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
 #include <hdf5.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,18 +29,77 @@
  * than reading them one by one), so more ranges than this are read by several
  * H5Dreads of this many ranges each; a training step's windows fit in one. */
 #define DS_MAX_RANGES_PER_READ 256
+/* Requests queued at once: the thread reads the next one while the caller holds the
+ * results of the previous one (double buffering). */
+#define DS_DEPTH 2
 
 #define DS_HINT_PREP "create it with: trident prep --out FILE.h5 TEXT..."
+#define DS_HINT_CORPUS                                                                   \
+    "data is a token file, a comma-separated list of them, or a pattern such as "        \
+    "'data/corpus-*-of-00008.h5' (made by: trident prep --shards 8 --out data/corpus.h5 " \
+    "TEXT...)"
 
 static const char *const ds_split_names[2] = {"/train/tokens", "/val/tokens"};
 
-struct dataset {
+/* One token file of the corpus. */
+struct ds_file {
     char   *path;
-    char   *tokenizer;
-    hid_t   file, dxpl;
-    hid_t   dset[2];
+    hid_t   file, dset[2];
     int64_t n_tokens[2], n_docs[2];
-    int     vocab_size, eot_token;
+    int64_t first[2];        /* global index of its first token in each split */
+    int64_t byte_offset[2];  /* of the raw uint16 LE array, for pread(); -1: HDF5 only */
+    int     fd;              /* the background thread's descriptor, or -1 */
+};
+
+/* A read, planned: what to read (pieces of files) and where each window lands. */
+struct ds_window {
+    int64_t offset;          /* global, in the split */
+    int     index;           /* position in the caller's order */
+};
+struct ds_piece {
+    int     file;
+    int64_t start, count;    /* tokens of that file's split; stored after the previous
+                                piece in `packed` */
+};
+struct ds_plan {
+    enum dataset_split split;
+    int               n_windows, len, n_ranges, n_pieces;
+    struct ds_window *w;             /* sorted by offset */
+    int64_t          *start, *count; /* merged ranges, global, in file order */
+    struct ds_piece  *piece;
+    uint16_t         *packed;        /* the ranges' tokens, back to back */
+    size_t            cap_windows, cap_pieces, cap_packed;  /* reused by the next plan,
+                                        so a training loop stops allocating after step 1 */
+};
+
+enum ds_state { DS_FREE, DS_QUEUED, DS_DONE };
+
+/* One slot of the prefetch queue. The caller owns a FREE slot, the thread a QUEUED one,
+ * the caller again a DONE one: only `state` is shared, under dataset.mu. */
+struct ds_request {
+    enum ds_state  state;
+    struct ds_plan plan;
+    int32_t       *out;              /* the windows, as dataset_wait() hands them out */
+    size_t         cap_out;
+    int64_t        bad_at;           /* global index of the first token >= vocab_size, or -1 */
+    int            bad_token;
+    char           err[512];         /* I/O error of the background read, "" when none */
+};
+
+struct dataset {
+    char           *spec, *tokenizer;
+    int             vocab_size, eot_token, n_files;
+    struct ds_file *files;
+    int64_t         n_tokens[2], n_docs[2];
+    hid_t           dxpl;
+    int             async;           /* 1: a background thread serves the prefetches */
+    pthread_t       thread;
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             stop;            /* under mu: the thread exits */
+    struct ds_request req[DS_DEPTH];
+    int             head, tail;      /* caller: next slot to fill / to hand out */
+    int             serve;           /* thread: next slot to read */
 };
 
 /* Every HDF5 call is checked; the message names the file and the object. */
@@ -121,11 +192,12 @@ static hid_t ds_tokens_open(const char *path, hid_t file, const char *name, int6
     return d;
 }
 
+
 /* A file made by prep (or anything that follows the format) with the numbers checked
  * against each other, so a truncated or hand-edited file is refused before training. */
-static void ds_validate(struct dataset *ds) {
-    const char *p = ds->path;
-    hid_t f = ds->file;
+static void ds_validate(struct ds_file *df, int *vocab_size, int *eot_token, char **tokenizer) {
+    const char *p = df->path;
+    hid_t f = df->file;
     char *format = ds_attr_str(p, f, "format");
     if (strcmp(format, PREP_FORMAT) != 0)
         tr_fail(TR_EXIT_USAGE, DS_HINT_PREP,
@@ -146,62 +218,446 @@ static void ds_validate(struct dataset *ds) {
         tr_fail(TR_EXIT_USAGE, DS_HINT_PREP,
                 "'%s': eot_token %lld is outside the vocabulary 0..%lld", p, (long long)eot,
                 (long long)vocab - 1);
-    ds->vocab_size = (int)vocab;
-    ds->eot_token = (int)eot;
-    ds->tokenizer = ds_attr_str(p, f, "tokenizer");
+    *vocab_size = (int)vocab;
+    *eot_token = (int)eot;
+    *tokenizer = ds_attr_str(p, f, "tokenizer");
     static const char *const n_tokens_attr[2] = {"n_train_tokens", "n_val_tokens"};
     static const char *const n_docs_attr[2] = {"n_train_docs", "n_val_docs"};
     for (int s = 0; s < 2; s++) {
-        ds->dset[s] = ds_tokens_open(p, f, ds_split_names[s], &ds->n_tokens[s]);
+        df->dset[s] = ds_tokens_open(p, f, ds_split_names[s], &df->n_tokens[s]);
         int64_t expected = ds_attr_i64(p, f, n_tokens_attr[s]);
-        if (expected != ds->n_tokens[s])
+        if (expected != df->n_tokens[s])
             tr_fail(TR_EXIT_USAGE, "the file is damaged or incomplete; " DS_HINT_PREP,
                     "'%s': dataset '%s' holds %lld tokens but attribute '%s' says %lld", p,
-                    ds_split_names[s], (long long)ds->n_tokens[s], n_tokens_attr[s],
+                    ds_split_names[s], (long long)df->n_tokens[s], n_tokens_attr[s],
                     (long long)expected);
-        ds->n_docs[s] = ds_attr_i64(p, f, n_docs_attr[s]);
+        df->n_docs[s] = ds_attr_i64(p, f, n_docs_attr[s]);
     }
 }
 
-struct dataset *dataset_open(const char *path, MPI_Comm comm) {
+/* Where a token array starts in the file when pread() can read it as it is —
+ * contiguous, unfiltered, not external, little-endian — or -1 with *why set. */
+static int64_t ds_raw_offset(const struct ds_file *df, int s, const char **why) {
+    const char *p = df->path, *name = ds_split_names[s];
+    hid_t dcpl = DS_H5(H5Dget_create_plist(df->dset[s]), p, name);
+    hid_t type = DS_H5(H5Dget_type(df->dset[s]), p, name);
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int n_filters = (int)DS_H5(H5Pget_nfilters(dcpl), p, name);
+    int n_external = (int)DS_H5(H5Pget_external_count(dcpl), p, name);
+    H5T_order_t order = H5Tget_order(type);
+    DS_H5(H5Tclose(type), p, name);
+    DS_H5(H5Pclose(dcpl), p, name);
+    *why = layout != H5D_CONTIGUOUS ? "not contiguous (chunked or compact)"
+         : n_filters > 0            ? "filtered (compressed)"
+         : n_external > 0           ? "stored in an external file"
+         : order != H5T_ORDER_LE    ? "big-endian"
+                                    : NULL;
+    if (*why) return -1;
+    if (df->n_tokens[s] == 0) return 0;  /* nothing will ever be read */
+    haddr_t at = H5Dget_offset(df->dset[s]);
+    if (at == HADDR_UNDEF) {
+        *why = "not allocated in the file";
+        return -1;
+    }
+    return (int64_t)at;
+}
+
+/* Opens and validates one file of the corpus (collective over comm). */
+static void ds_file_open(struct ds_file *df, hid_t fapl, int *vocab_size, int *eot_token,
+                         char **tokenizer) {
+    const char *path = df->path;
     /* The common mistakes are checked before HDF5 sees them, so the user reads one line
      * that says what is wrong instead of an HDF5 error stack. */
     if (access(path, R_OK) != 0)
         tr_fail(TR_EXIT_USAGE, DS_HINT_PREP, "cannot open token file '%s': %s", path,
                 strerror(errno));
-    htri_t is_h5 = H5Fis_hdf5(path);
-    if (is_h5 <= 0)
+    if (H5Fis_hdf5(path) <= 0)
         tr_fail(TR_EXIT_USAGE, DS_HINT_PREP,
                 "'%s' is not a trident token file: not an HDF5 file", path);
+    df->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (df->file < 0)
+        tr_fail(TR_EXIT_USAGE,
+                "if the file system does not support locking, set HDF5_USE_FILE_LOCKING=FALSE",
+                "cannot open token file '%s' with HDF5 (see the HDF5 error above)", path);
+    ds_validate(df, vocab_size, eot_token, tokenizer);
+}
 
+/* ---------------------------------------------------------------------------------- */
+/* The corpus: which files, in which order */
+
+struct ds_names {
+    char  *p;                 /* NUL-terminated names back to back: what is broadcast */
+    size_t n, cap;
+};
+
+static void ds_names_add(struct ds_names *b, const char *name) {
+    size_t len = strlen(name) + 1;
+    if (b->n + len > b->cap) {
+        size_t cap = TR_MAX(2 * b->cap, b->n + len + 256);
+        char *p = tr_malloc(cap);
+        if (b->n) memcpy(p, b->p, b->n);
+        tr_free(b->p);
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, name, len);
+    b->n += len;
+}
+
+static int ds_name_cmp(const void *a, const void *b) {
+    /* strcmp, not glob's strcoll: the corpus order must not depend on the locale. */
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The files `spec` names, in order (see dataset_open). Returns 0, or 1 with the reason
+ * in err. */
+static int ds_expand(const char *spec, struct ds_names *names, char *err, size_t err_cap) {
+    char *copy = strdup(spec);
+    if (!copy) TR_ABORT("out of memory");
+    int rc = 0;
+    for (char *item = copy, *next; item && rc == 0; item = next) {
+        next = strchr(item, ',');
+        if (next) *next++ = '\0';
+        while (*item == ' ' || *item == '\t') item++;  /* "a.h5, b.h5" reads naturally */
+        for (char *e = item + strlen(item); e > item && (e[-1] == ' ' || e[-1] == '\t');)
+            *--e = '\0';
+        if (!*item) {
+            snprintf(err, err_cap, "data '%s': empty file name in the list", spec);
+            rc = 1;
+        } else if (!strpbrk(item, "*?[")) {
+            ds_names_add(names, item);
+        } else {
+            glob_t g;
+            int grc = glob(item, 0, NULL, &g);
+            if (grc == 0) {
+                qsort(g.gl_pathv, g.gl_pathc, sizeof(char *), ds_name_cmp);
+                for (size_t i = 0; i < g.gl_pathc; i++) ds_names_add(names, g.gl_pathv[i]);
+            } else {
+                snprintf(err, err_cap, "data '%s': %s '%s'", spec,
+                         grc == GLOB_NOMATCH ? "no file matches the pattern"
+                                             : "cannot read the directories of the pattern",
+                         item);
+                rc = 1;
+            }
+            globfree(&g);
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+/* Rank 0 expands the spec and broadcasts the list (or the reason there is none), so
+ * every rank opens the same files in the same order even if a directory changes in
+ * between, and a bad spec fails on every rank alike. */
+static void ds_open_files(struct dataset *ds, MPI_Comm comm) {
+    int rank = 0;
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    struct ds_names names = {0};
+    char err[1024] = "";
+    int head[2] = {0, 0};  /* failed, bytes that follow */
+    if (rank == 0) {
+        head[0] = ds_expand(ds->spec, &names, err, sizeof(err));
+        head[1] = head[0] ? (int)strlen(err) + 1 : (int)names.n;
+    }
+    MPI_CHECK(MPI_Bcast(head, 2, MPI_INT, 0, comm));
+    char *msg = tr_malloc((size_t)head[1] + 1);
+    if (rank == 0) memcpy(msg, head[0] ? err : names.p, (size_t)head[1]);
+    MPI_CHECK(MPI_Bcast(msg, head[1], MPI_CHAR, 0, comm));
+    if (head[0]) tr_fail(TR_EXIT_USAGE, DS_HINT_CORPUS, "%s", msg);
+    for (int i = 0; i < head[1]; i++) ds->n_files += msg[i] == '\0';
+    ds->files = tr_calloc((size_t)ds->n_files, sizeof(*ds->files));
+    const char *name = msg;
+    for (int i = 0; i < ds->n_files; i++, name += strlen(name) + 1) {
+        ds->files[i].path = strdup(name);
+        if (!ds->files[i].path) TR_ABORT("out of memory");
+        ds->files[i].fd = -1;
+    }
+    tr_free(msg);
+    tr_free(names.p);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Planning and reading */
+
+static void *ds_thread_main(void *arg);
+
+static int ds_window_cmp(const void *a, const void *b) {
+    const struct ds_window *x = a, *y = b;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Sorts and merges the windows into ranges and cuts the ranges at file boundaries.
+ * Runs on the caller's thread, so a bad request aborts where it was made. */
+static void ds_plan_make(const struct dataset *ds, struct ds_plan *p, enum dataset_split split,
+                         const int64_t *offsets, int n_windows, int len) {
+    if (split != DS_TRAIN && split != DS_VAL) TR_ABORT("bad split %d", (int)split);
+    if (n_windows < 0 || (n_windows > 0 && len <= 0))
+        TR_ABORT("bad window request: %d windows of %d tokens", n_windows, len);
+    p->split = split;
+    p->n_windows = n_windows;
+    p->len = len;
+    p->n_ranges = p->n_pieces = 0;
+    if (n_windows == 0) return;
+    const char *name = ds_split_names[split];
+    int64_t n_tokens = ds->n_tokens[split];
+    if ((size_t)n_windows > p->cap_windows) {
+        tr_free(p->w), tr_free(p->start), tr_free(p->count);
+        p->w = tr_malloc(sizeof(*p->w) * (size_t)n_windows);
+        p->start = tr_malloc(sizeof(int64_t) * (size_t)n_windows);
+        p->count = tr_malloc(sizeof(int64_t) * (size_t)n_windows);
+        p->cap_windows = (size_t)n_windows;
+    }
+    for (int i = 0; i < n_windows; i++) {
+        if (offsets[i] < 0 || offsets[i] > n_tokens - len)
+            TR_ABORT("window %d [%lld, %lld) is outside %s of '%s' (%lld tokens)", i,
+                     (long long)offsets[i], (long long)offsets[i] + len, name, ds->spec,
+                     (long long)n_tokens);
+        p->w[i].offset = offsets[i];
+        p->w[i].index = i;
+    }
+    qsort(p->w, (size_t)n_windows, sizeof(*p->w), ds_window_cmp);
+
+    int64_t n_packed = 0;
+    for (int i = 0; i < n_windows; i++) {
+        int64_t s = p->w[i].offset, e = s + len;
+        int r = p->n_ranges - 1;
+        if (r >= 0 && s <= p->start[r] + p->count[r] + DS_COALESCE_GAP) {
+            if (e > p->start[r] + p->count[r]) p->count[r] = e - p->start[r];
+        } else {
+            p->start[++r] = s;
+            p->count[r] = len;
+            p->n_ranges++;
+        }
+    }
+    /* A range crosses at most every file boundary once: n_ranges + n_files pieces. */
+    size_t max_pieces = (size_t)p->n_ranges + (size_t)ds->n_files;
+    if (max_pieces > p->cap_pieces) {
+        tr_free(p->piece);
+        p->piece = tr_malloc(sizeof(*p->piece) * max_pieces);
+        p->cap_pieces = max_pieces;
+    }
+    int f = 0;
+    for (int r = 0; r < p->n_ranges; r++) {
+        int64_t s = p->start[r], e = s + p->count[r];
+        n_packed += p->count[r];
+        while (s < e) {
+            const struct ds_file *df = &ds->files[f];
+            int64_t file_end = df->first[split] + df->n_tokens[split];
+            if (s >= file_end) {  /* also skips files with an empty split */
+                f++;
+                continue;
+            }
+            int64_t piece_end = TR_MIN(e, file_end);
+            p->piece[p->n_pieces++] =
+                (struct ds_piece){f, s - df->first[split], piece_end - s};
+            s = piece_end;
+        }
+    }
+    if ((size_t)n_packed > p->cap_packed) {
+        tr_free(p->packed);
+        p->packed = tr_malloc(sizeof(uint16_t) * (size_t)n_packed);
+        p->cap_packed = (size_t)n_packed;
+    }
+}
+
+static void ds_plan_free(struct ds_plan *p) {
+    tr_free(p->w), tr_free(p->start), tr_free(p->count), tr_free(p->piece), tr_free(p->packed);
+}
+
+/* The synchronous path: one H5Dread per file for its consecutive pieces (up to
+ * DS_MAX_RANGES_PER_READ), as a union of hyperslabs. */
+static void ds_plan_read_h5(const struct dataset *ds, struct ds_plan *p) {
+    const char *name = ds_split_names[p->split];
+    uint16_t *dst = p->packed;
+    for (int i0 = 0, i1; i0 < p->n_pieces; i0 = i1) {
+        const struct ds_file *df = &ds->files[p->piece[i0].file];
+        hid_t d = df->dset[p->split];
+        hid_t fspace = DS_H5(H5Dget_space(d), df->path, name);
+        hsize_t n_batch = 0;
+        for (i1 = i0; i1 < p->n_pieces && i1 - i0 < DS_MAX_RANGES_PER_READ &&
+                      p->piece[i1].file == p->piece[i0].file; i1++) {
+            hsize_t start = (hsize_t)p->piece[i1].start, count = (hsize_t)p->piece[i1].count;
+            DS_H5(H5Sselect_hyperslab(fspace, i1 == i0 ? H5S_SELECT_SET : H5S_SELECT_OR, &start,
+                                      NULL, &count, NULL), df->path, name);
+            n_batch += count;
+        }
+        hid_t mspace = DS_H5(H5Screate_simple(1, &n_batch, NULL), df->path, name);
+        DS_H5(H5Dread(d, H5T_NATIVE_UINT16, mspace, fspace, ds->dxpl, dst), df->path, name);
+        DS_H5(H5Sclose(mspace), df->path, name);
+        DS_H5(H5Sclose(fspace), df->path, name);
+        dst += n_batch;
+    }
+}
+
+/* The background path: pread() at the array's byte offset, little-endian to native.
+ * Runs on the prefetch thread, so it calls neither HDF5 nor MPI and never aborts: an
+ * error goes to err, and dataset_wait() reports it. Returns 0 or -1. */
+static int ds_plan_read_raw(const struct dataset *ds, struct ds_plan *p, char *err,
+                            size_t err_cap) {
+    uint16_t *dst = p->packed;
+    for (int i = 0; i < p->n_pieces; i++) {
+        const struct ds_piece *pc = &p->piece[i];
+        const struct ds_file *df = &ds->files[pc->file];
+        char *buf = (char *)dst;
+        size_t n_left = sizeof(uint16_t) * (size_t)pc->count;
+        off_t at = (off_t)(df->byte_offset[p->split] + (int64_t)sizeof(uint16_t) * pc->start);
+        while (n_left > 0) {
+            ssize_t n = pread(df->fd, buf, n_left, at);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                char why[256];
+                snprintf(err, err_cap, "cannot read tokens [%lld, %lld) of %s in '%s': %s",
+                         (long long)pc->start, (long long)(pc->start + pc->count),
+                         ds_split_names[p->split], df->path,
+                         n < 0 ? strerror_r(errno, why, sizeof(why))
+                               : "unexpected end of file (was it truncated?)");
+                return -1;
+            }
+            buf += n, n_left -= (size_t)n, at += n;
+        }
+        for (int64_t j = 0; j < pc->count; j++) dst[j] = le16toh(dst[j]);  /* no-op on x86 */
+        dst += pc->count;
+    }
+    return 0;
+}
+
+/* Copies every window out of the packed ranges to out[index*len ...]. Returns the
+ * global index of the first token >= vocab_size (and the token in *bad_token), or -1:
+ * one compare per token guards the embedding lookup against a corrupt file. */
+static int64_t ds_plan_scatter(const struct ds_plan *p, int vocab_size, int32_t *out,
+                               int *bad_token) {
+    const size_t len = (size_t)p->len;
+    int max_token = 0;
+    int64_t base = 0;  /* packed index of range r */
+    for (int i = 0, r = 0; i < p->n_windows; i++) {
+        int64_t s = p->w[i].offset;
+        while (s >= p->start[r] + p->count[r]) base += p->count[r++];
+        const uint16_t *src = p->packed + base + (s - p->start[r]);
+        int32_t *dst = out + (size_t)p->w[i].index * len;
+        for (size_t j = 0; j < len; j++) {
+            dst[j] = src[j];
+            max_token = TR_MAX(max_token, (int)src[j]);
+        }
+    }
+    if (max_token < vocab_size) return -1;
+    for (int i = 0; i < p->n_windows; i++) {  /* rare: find it for the message */
+        const int32_t *o = out + (size_t)p->w[i].index * len;
+        for (size_t j = 0; j < len; j++)
+            if (o[j] >= vocab_size) {
+                *bad_token = o[j];
+                return p->w[i].offset + (int64_t)j;
+            }
+    }
+    return -1;
+}
+
+static void ds_report_bad_token(const struct dataset *ds, enum dataset_split split,
+                                int64_t at, int token) {
+    int f = 0;
+    while (at >= ds->files[f].first[split] + ds->files[f].n_tokens[split]) f++;
+    TR_ABORT("corrupt token file '%s': %s holds token %d at index %lld, vocab_size is %d",
+             ds->files[f].path, ds_split_names[split], token,
+             (long long)(at - ds->files[f].first[split]), ds->vocab_size);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Open and close */
+
+struct dataset *dataset_open(const char *spec, MPI_Comm comm) {
     struct dataset *ds = tr_calloc(1, sizeof(*ds));
-    ds->path = strdup(path);
-    if (!ds->path) TR_ABORT("out of memory");
-    hid_t fapl = DS_H5(H5Pcreate(H5P_FILE_ACCESS), path, "file access list");
-    DS_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), path, "file access list");
+    ds->spec = strdup(spec);
+    if (!ds->spec) TR_ABORT("out of memory");
+    ds_open_files(ds, comm);
+
+    hid_t fapl = DS_H5(H5Pcreate(H5P_FILE_ACCESS), spec, "file access list");
+    DS_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), spec, "file access list");
     /* Opening is collective, so let one rank read the metadata (superblock, groups,
      * attributes) and broadcast it instead of thousands of ranks hitting the parallel
      * file system for the same few KiB. Raw-data reads of the contiguous token arrays
      * stay independent: they need no metadata once the datasets are open. */
-    DS_H5(H5Pset_all_coll_metadata_ops(fapl, 1), path, "file access list");
-    ds->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    DS_H5(H5Pclose(fapl), path, "file access list");
-    if (ds->file < 0)
-        tr_fail(TR_EXIT_USAGE,
-                "if the file system does not support locking, set HDF5_USE_FILE_LOCKING=FALSE",
-                "cannot open token file '%s' with HDF5 (see the HDF5 error above)", path);
-    ds->dxpl = DS_H5(H5Pcreate(H5P_DATASET_XFER), path, "transfer list");
-    DS_H5(H5Pset_dxpl_mpio(ds->dxpl, H5FD_MPIO_INDEPENDENT), path, "transfer list");
-    ds_validate(ds);
+    DS_H5(H5Pset_all_coll_metadata_ops(fapl, 1), spec, "file access list");
+    const char *slow_file = NULL, *slow_split = NULL, *slow_why = NULL;
+    for (int i = 0; i < ds->n_files; i++) {
+        struct ds_file *df = &ds->files[i];
+        int vocab, eot;
+        char *tokenizer;
+        ds_file_open(df, fapl, &vocab, &eot, &tokenizer);
+        if (i == 0) {
+            ds->vocab_size = vocab, ds->eot_token = eot, ds->tokenizer = tokenizer;
+        } else {
+            /* Token ids mean something only under one tokenizer: a corpus is one. */
+            if (vocab != ds->vocab_size || eot != ds->eot_token ||
+                strcmp(tokenizer, ds->tokenizer) != 0)
+                tr_fail(TR_EXIT_USAGE,
+                        "all files of a corpus must come from the same tokenizer; re-create "
+                        "the odd one with trident prep, or leave it out of data",
+                        "'%s' does not match the first file of the corpus '%s': vocab_size "
+                        "%d, eot_token %d, tokenizer '%s' instead of %d, %d, '%s'", df->path,
+                        ds->files[0].path, vocab, eot, tokenizer, ds->vocab_size,
+                        ds->eot_token, ds->tokenizer);
+            free(tokenizer);
+        }
+        for (int s = 0; s < 2; s++) {
+            df->first[s] = ds->n_tokens[s];
+            ds->n_tokens[s] += df->n_tokens[s];
+            ds->n_docs[s] += df->n_docs[s];
+            const char *why;
+            df->byte_offset[s] = ds_raw_offset(df, s, &why);
+            if (df->byte_offset[s] < 0 && !slow_file)
+                slow_file = df->path, slow_split = ds_split_names[s], slow_why = why;
+        }
+    }
+    DS_H5(H5Pclose(fapl), spec, "file access list");
+    ds->dxpl = DS_H5(H5Pcreate(H5P_DATASET_XFER), spec, "transfer list");
+    DS_H5(H5Pset_dxpl_mpio(ds->dxpl, H5FD_MPIO_INDEPENDENT), spec, "transfer list");
+
+    if (pthread_mutex_init(&ds->mu, NULL) != 0 || pthread_cond_init(&ds->cv, NULL) != 0)
+        TR_ABORT("cannot create the prefetch lock of '%s'", spec);
+    ds->async = slow_file == NULL;
+    if (!ds->async) {
+        tr_warn("token file '%s': %s is %s, so prefetches are read synchronously through "
+                "HDF5 (files written by trident prep are read in the background)",
+                slow_file, slow_split, slow_why);
+        return ds;
+    }
+    /* Its own descriptors: the thread never shares a file position or an HDF5 handle. */
+    for (int i = 0; i < ds->n_files; i++) {
+        ds->files[i].fd = open(ds->files[i].path, O_RDONLY | O_CLOEXEC);
+        if (ds->files[i].fd < 0)
+            TR_ABORT("cannot open token file '%s' for background reads: %s", ds->files[i].path,
+                     strerror(errno));
+    }
+    int rc = pthread_create(&ds->thread, NULL, ds_thread_main, ds);
+    if (rc != 0) TR_ABORT("cannot start the prefetch thread of '%s': %s", spec, strerror(rc));
     return ds;
 }
 
 void dataset_close(struct dataset *ds) {
     if (!ds) return;
-    for (int s = 0; s < 2; s++) DS_H5(H5Dclose(ds->dset[s]), ds->path, ds_split_names[s]);
-    DS_H5(H5Pclose(ds->dxpl), ds->path, "transfer list");
-    DS_H5(H5Fclose(ds->file), ds->path, "file");
-    free(ds->path);
+    if (ds->async) {
+        pthread_mutex_lock(&ds->mu);
+        ds->stop = 1;
+        pthread_cond_broadcast(&ds->cv);
+        pthread_mutex_unlock(&ds->mu);
+        pthread_join(ds->thread, NULL);
+    }
+    pthread_cond_destroy(&ds->cv);
+    pthread_mutex_destroy(&ds->mu);
+    for (int k = 0; k < DS_DEPTH; k++) {
+        ds_plan_free(&ds->req[k].plan);
+        tr_free(ds->req[k].out);
+    }
+    for (int i = 0; i < ds->n_files; i++) {
+        struct ds_file *df = &ds->files[i];
+        if (df->fd >= 0) close(df->fd);
+        for (int s = 0; s < 2; s++) DS_H5(H5Dclose(df->dset[s]), df->path, ds_split_names[s]);
+        DS_H5(H5Fclose(df->file), df->path, "file");
+        free(df->path);
+    }
+    DS_H5(H5Pclose(ds->dxpl), ds->spec, "transfer list");
+    tr_free(ds->files);
+    free(ds->spec);
     free(ds->tokenizer);
     tr_free(ds);
 }
@@ -209,7 +665,9 @@ void dataset_close(struct dataset *ds) {
 int         dataset_vocab_size(const struct dataset *ds) { return ds->vocab_size; }
 int         dataset_eot_token(const struct dataset *ds) { return ds->eot_token; }
 const char *dataset_tokenizer(const struct dataset *ds) { return ds->tokenizer; }
-const char *dataset_path(const struct dataset *ds) { return ds->path; }
+const char *dataset_path(const struct dataset *ds) { return ds->spec; }
+int         dataset_n_files(const struct dataset *ds) { return ds->n_files; }
+int         dataset_is_async(const struct dataset *ds) { return ds->async; }
 
 int64_t dataset_n_tokens(const struct dataset *ds, enum dataset_split s) {
     return ds->n_tokens[s];
@@ -219,97 +677,93 @@ int64_t dataset_n_docs(const struct dataset *ds, enum dataset_split s) {
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* Reading windows */
+/* Synchronous reads */
 
-struct ds_window {
-    int64_t offset;
-    int     index;   /* position in the caller's order */
-};
-
-static int ds_window_cmp(const void *a, const void *b) {
-    const struct ds_window *x = a, *y = b;
-    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
-}
-
-/* HDF5 returns the elements of a union of hyperslabs in file order and merges blocks
- * that overlap, so the windows are sorted and merged into disjoint ranges first; the
- * ranges are read into one packed buffer by a single H5Dread (up to
- * DS_MAX_RANGES_PER_READ ranges) and every window — in any order, repeated,
- * overlapping — is then copied out of it. */
 void dataset_read_windows(struct dataset *ds, enum dataset_split split, const int64_t *offsets,
                           int n_windows, int len, int32_t *out) {
-    if (split != DS_TRAIN && split != DS_VAL) TR_ABORT("bad split %d", (int)split);
-    if (n_windows < 0 || (n_windows > 0 && len <= 0))
-        TR_ABORT("bad window request: %d windows of %d tokens", n_windows, len);
-    if (n_windows == 0) return;
-    const char *name = ds_split_names[split];
-    int64_t n_tokens = ds->n_tokens[split];
-    struct ds_window *w = tr_malloc(sizeof(*w) * (size_t)n_windows);
-    for (int i = 0; i < n_windows; i++) {
-        if (offsets[i] < 0 || offsets[i] > n_tokens - len)
-            TR_ABORT("window %d [%lld, %lld) is outside %s of '%s' (%lld tokens)", i,
-                     (long long)offsets[i], (long long)offsets[i] + len, name, ds->path,
-                     (long long)n_tokens);
-        w[i].offset = offsets[i];
-        w[i].index = i;
-    }
-    qsort(w, (size_t)n_windows, sizeof(*w), ds_window_cmp);
+    struct ds_plan p = {0};
+    ds_plan_make(ds, &p, split, offsets, n_windows, len);
+    ds_plan_read_h5(ds, &p);
+    int bad_token = 0;
+    int64_t bad_at = ds_plan_scatter(&p, ds->vocab_size, out, &bad_token);
+    if (bad_at >= 0) ds_report_bad_token(ds, split, bad_at, bad_token);
+    ds_plan_free(&p);
+}
 
-    hsize_t *start = tr_malloc(sizeof(hsize_t) * (size_t)n_windows);
-    hsize_t *count = tr_malloc(sizeof(hsize_t) * (size_t)n_windows);
-    int n_ranges = 0;
-    hsize_t n_packed = 0;   /* tokens in all ranges: the windows, packed in file order */
-    for (int i = 0; i < n_windows; i++) {
-        hsize_t s = (hsize_t)w[i].offset, e = s + (hsize_t)len;
-        if (n_ranges > 0 && s <= start[n_ranges - 1] + count[n_ranges - 1] + DS_COALESCE_GAP) {
-            hsize_t prev_end = start[n_ranges - 1] + count[n_ranges - 1];
-            if (e > prev_end) count[n_ranges - 1] = e - start[n_ranges - 1];
-        } else {
-            start[n_ranges] = s;
-            count[n_ranges++] = (hsize_t)len;
-        }
-    }
-    for (int r = 0; r < n_ranges; r++) n_packed += count[r];
+/* ---------------------------------------------------------------------------------- */
+/* Prefetch */
 
-    uint16_t *packed = tr_malloc(sizeof(uint16_t) * n_packed);
-    hid_t fspace = DS_H5(H5Dget_space(ds->dset[split]), ds->path, name);
-    hsize_t done = 0;
-    for (int r0 = 0; r0 < n_ranges; r0 += DS_MAX_RANGES_PER_READ) {
-        int r1 = TR_MIN(n_ranges, r0 + DS_MAX_RANGES_PER_READ);
-        hsize_t n_batch = 0;
-        for (int r = r0; r < r1; r++) {
-            DS_H5(H5Sselect_hyperslab(fspace, r == r0 ? H5S_SELECT_SET : H5S_SELECT_OR, &start[r],
-                                      NULL, &count[r], NULL), ds->path, name);
-            n_batch += count[r];
-        }
-        hid_t mspace = DS_H5(H5Screate_simple(1, &n_batch, NULL), ds->path, name);
-        DS_H5(H5Dread(ds->dset[split], H5T_NATIVE_UINT16, mspace, fspace, ds->dxpl, packed + done),
-              ds->path, name);
-        DS_H5(H5Sclose(mspace), ds->path, name);
-        done += n_batch;
+/* Serves the queued slots in order until dataset_close(). The read runs without the
+ * lock, so the caller can queue the next request meanwhile. */
+static void *ds_thread_main(void *arg) {
+    struct dataset *ds = arg;
+    pthread_mutex_lock(&ds->mu);
+    for (;;) {
+        struct ds_request *r = &ds->req[ds->serve];
+        while (!ds->stop && r->state != DS_QUEUED) pthread_cond_wait(&ds->cv, &ds->mu);
+        if (ds->stop) break;
+        pthread_mutex_unlock(&ds->mu);
+        r->err[0] = '\0';
+        r->bad_at = -1;
+        if (ds_plan_read_raw(ds, &r->plan, r->err, sizeof(r->err)) == 0)
+            r->bad_at = ds_plan_scatter(&r->plan, ds->vocab_size, r->out, &r->bad_token);
+        pthread_mutex_lock(&ds->mu);
+        r->state = DS_DONE;
+        ds->serve = (ds->serve + 1) % DS_DEPTH;
+        pthread_cond_broadcast(&ds->cv);
     }
-    DS_H5(H5Sclose(fspace), ds->path, name);
+    pthread_mutex_unlock(&ds->mu);
+    return NULL;
+}
 
-    /* Scatter in sorted order: each window lies inside the current range or a later one. */
-    uint16_t max_token = 0;
-    hsize_t base = 0;
-    for (int i = 0, r = 0; i < n_windows; i++) {
-        hsize_t s = (hsize_t)w[i].offset;
-        while (s >= start[r] + count[r]) base += count[r++];
-        const uint16_t *src = packed + base + (s - start[r]);
-        int32_t *dst = out + (size_t)w[i].index * (size_t)len;
-        for (int j = 0; j < len; j++) {
-            dst[j] = src[j];
-            max_token = src[j] > max_token ? src[j] : max_token;
-        }
+static enum ds_state ds_state_of(struct dataset *ds, const struct ds_request *r) {
+    pthread_mutex_lock(&ds->mu);
+    enum ds_state s = r->state;
+    pthread_mutex_unlock(&ds->mu);
+    return s;
+}
+
+void dataset_prefetch(struct dataset *ds, enum dataset_split split, const int64_t *offsets,
+                      int n_windows, int len) {
+    struct ds_request *r = &ds->req[ds->head];
+    if (ds_state_of(ds, r) != DS_FREE)
+        TR_ABORT("dataset_prefetch on '%s': %d requests are already queued; call "
+                 "dataset_wait first", ds->spec, DS_DEPTH);
+    /* A FREE slot is the caller's: the thread touches only QUEUED ones. */
+    ds_plan_make(ds, &r->plan, split, offsets, n_windows, len);
+    size_t n_out = (size_t)n_windows * (size_t)len;
+    if (ds->async && n_out > r->cap_out) {
+        tr_free(r->out);
+        r->out = tr_malloc(sizeof(int32_t) * n_out);
+        r->cap_out = n_out;
     }
-    /* One compare per token guards the embedding lookup against a corrupt file. */
-    if (max_token >= ds->vocab_size)
-        TR_ABORT("corrupt token file '%s': %s holds token %d, vocab_size is %d", ds->path, name,
-                 max_token, ds->vocab_size);
-    tr_free(packed);
-    tr_free(count);
-    tr_free(start);
-    tr_free(w);
+    pthread_mutex_lock(&ds->mu);
+    r->state = DS_QUEUED;
+    pthread_cond_broadcast(&ds->cv);
+    pthread_mutex_unlock(&ds->mu);
+    ds->head = (ds->head + 1) % DS_DEPTH;
+}
+
+double dataset_wait(struct dataset *ds, int32_t *out) {
+    double t0 = tr_now();
+    struct ds_request *r = &ds->req[ds->tail];
+    struct ds_plan *p = &r->plan;
+    pthread_mutex_lock(&ds->mu);
+    enum ds_state state = r->state;
+    while (ds->async && r->state == DS_QUEUED) pthread_cond_wait(&ds->cv, &ds->mu);
+    pthread_mutex_unlock(&ds->mu);
+    if (state == DS_FREE) TR_ABORT("dataset_wait on '%s' without a dataset_prefetch", ds->spec);
+    if (ds->async) {
+        if (r->err[0]) TR_ABORT("I/O error in a background read of the corpus: %s", r->err);
+        memcpy(out, r->out, sizeof(int32_t) * (size_t)p->n_windows * (size_t)p->len);
+    } else {  /* a file pread() cannot read: the read happens now, through HDF5 */
+        ds_plan_read_h5(ds, p);
+        r->bad_at = ds_plan_scatter(p, ds->vocab_size, out, &r->bad_token);
+    }
+    if (r->bad_at >= 0) ds_report_bad_token(ds, p->split, r->bad_at, r->bad_token);
+    pthread_mutex_lock(&ds->mu);
+    r->state = DS_FREE;
+    pthread_mutex_unlock(&ds->mu);
+    ds->tail = (ds->tail + 1) % DS_DEPTH;
+    return tr_now() - t0;
 }

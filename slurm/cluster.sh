@@ -81,8 +81,8 @@ write_config() {
     # TaskProlog: runs as the job's user before each task; lines it prints as
     # `export K=V` enter the task's environment. Open MPI names its shared-memory
     # segments by the real hostname, so two emulated nodes on one host would collide:
-    # give each node of each job its own backing directory. The batch shell (no step
-    # id) needs none.
+    # give each node of each job its own backing directory. Only lo carries the
+    # "network" between the emulated nodes. The batch shell (no step id) needs none.
     cat >"$DIR/etc/task_prolog.sh" <<'EOF'
 #!/bin/sh
 [ -n "${SLURM_STEP_ID:-}" ] || exit 0
@@ -91,6 +91,9 @@ mkdir -p "$d" 2>/dev/null
 echo "export OMPI_MCA_btl_vader_backing_directory=$d"
 echo "export OMPI_MCA_btl_tcp_if_include=lo"
 echo "export OMPI_MCA_oob_tcp_if_include=lo"
+# the declared CPUs may exceed the real ones: ranks must yield while they wait, as under
+# mpirun --oversubscribe, or a busy-polling rank starves the one it waits for
+echo "export OMPI_MCA_mpi_yield_when_idle=1"
 exit 0
 EOF
     # Epilog: runs as root on each node when a job ends (also before a requeue).

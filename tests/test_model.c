@@ -1,0 +1,305 @@
+/* test_model.c — the whole GPT-2 forward and backward pass against an independent
+ * double-precision reference, by finite differences; plus the parameter table,
+ * initialisation, stage balancing and learning-rate schedule. One rank. */
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "config.h"
+#include "grid.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "test.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* A straightforward double-precision GPT-2, written from the equations, sharing nothing
+ * with the kernels: parameters come in as the model's table (full tensors, one rank). */
+
+struct ref {
+    int B, T, C, NH, L, V, Vp;
+    const struct model *m;
+    double *p; /* all parameters, same offsets as model.params */
+};
+
+static const double *P(const struct ref *r, const char *name) {
+    int i = model_find(r->m, name);
+    return r->p + r->m->p[i].offset;
+}
+
+static void ref_layernorm(double *out, const double *x, const double *w, const double *b, int C) {
+    double mean = 0, var = 0;
+    for (int c = 0; c < C; c++) mean += x[c];
+    mean /= C;
+    for (int c = 0; c < C; c++) var += (x[c] - mean) * (x[c] - mean);
+    var /= C;
+    double rstd = 1.0 / sqrt(var + 1e-5);
+    for (int c = 0; c < C; c++) out[c] = (x[c] - mean) * rstd * w[c] + b[c];
+}
+
+static double ref_gelu(double x) {
+    return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+static double ref_loss(const struct ref *r, const int32_t *tok, const int32_t *tgt) {
+    int B = r->B, T = r->T, C = r->C, NH = r->NH, hs = C / NH;
+    double *x = calloc((size_t)T * C, sizeof(double)), *h = calloc((size_t)T * C, sizeof(double));
+    double *qkv = calloc((size_t)T * 3 * C, sizeof(double)), *y = calloc((size_t)T * C, 8);
+    double *fc = calloc((size_t)T * 4 * C, sizeof(double));
+    double total = 0;
+    char name[64];
+    for (int b = 0; b < B; b++) {
+        const double *wte = P(r, "wte"), *wpe = P(r, "wpe");
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++)
+                x[t * C + c] = wte[tok[b * T + t] * C + c] + wpe[t * C + c];
+        for (int l = 0; l < r->L; l++) {
+#define W(s) (snprintf(name, sizeof name, "h.%d.%s", l, s), P(r, name))
+            const double *ln1w = W("ln_1.w"), *ln1b = W("ln_1.b"), *wq = W("attn.qkv.w");
+            const double *bq = W("attn.qkv.b"), *wp = W("attn.proj.w"), *bp = W("attn.proj.b");
+            const double *ln2w = W("ln_2.w"), *ln2b = W("ln_2.b"), *wf = W("mlp.fc.w");
+            const double *bf = W("mlp.fc.b"), *wm = W("mlp.proj.w"), *bm = W("mlp.proj.b");
+#undef W
+            for (int t = 0; t < T; t++) ref_layernorm(h + t * C, x + t * C, ln1w, ln1b, C);
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < 3 * C; j++) {
+                    double s = bq[j];
+                    for (int c = 0; c < C; c++) s += h[t * C + c] * wq[j * C + c];
+                    qkv[t * 3 * C + j] = s;
+                }
+            for (int hd = 0; hd < NH; hd++)
+                for (int t = 0; t < T; t++) {
+                    double sc[64], mx = -1e300, z = 0;
+                    for (int u = 0; u <= t; u++) {
+                        double s = 0;
+                        for (int d = 0; d < hs; d++)
+                            s += qkv[t * 3 * C + hd * hs + d] * qkv[u * 3 * C + C + hd * hs + d];
+                        sc[u] = s / sqrt((double)hs);
+                        if (sc[u] > mx) mx = sc[u];
+                    }
+                    for (int u = 0; u <= t; u++) z += (sc[u] = exp(sc[u] - mx));
+                    for (int d = 0; d < hs; d++) {
+                        double s = 0;
+                        for (int u = 0; u <= t; u++)
+                            s += sc[u] / z * qkv[u * 3 * C + 2 * C + hd * hs + d];
+                        y[t * C + hd * hs + d] = s;
+                    }
+                }
+            for (int t = 0; t < T; t++)
+                for (int o = 0; o < C; o++) {
+                    double s = bp[o];
+                    for (int c = 0; c < C; c++) s += y[t * C + c] * wp[o * C + c];
+                    x[t * C + o] += s;
+                }
+            for (int t = 0; t < T; t++) ref_layernorm(h + t * C, x + t * C, ln2w, ln2b, C);
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < 4 * C; j++) {
+                    double s = bf[j];
+                    for (int c = 0; c < C; c++) s += h[t * C + c] * wf[j * C + c];
+                    fc[t * 4 * C + j] = ref_gelu(s);
+                }
+            for (int t = 0; t < T; t++)
+                for (int o = 0; o < C; o++) {
+                    double s = bm[o];
+                    for (int j = 0; j < 4 * C; j++) s += fc[t * 4 * C + j] * wm[o * 4 * C + j];
+                    x[t * C + o] += s;
+                }
+        }
+        for (int t = 0; t < T; t++)
+            ref_layernorm(h + t * C, x + t * C, P(r, "ln_f.w"), P(r, "ln_f.b"), C);
+        for (int t = 0; t < T; t++) {
+            /* tied head over the real vocabulary only: padded rows never get mass */
+            double mx = -1e300, z = 0, target = 0;
+            double *lg = malloc(sizeof(double) * (size_t)r->V);
+            for (int v = 0; v < r->V; v++) {
+                double s = 0;
+                for (int c = 0; c < C; c++) s += h[t * C + c] * wte[v * C + c];
+                lg[v] = s;
+                if (s > mx) mx = s;
+            }
+            for (int v = 0; v < r->V; v++) z += exp(lg[v] - mx);
+            target = lg[tgt[b * T + t]];
+            total += log(z) + mx - target;
+            free(lg);
+        }
+    }
+    free(x); free(h); free(qkv); free(y); free(fc);
+    return total / (B * T);
+}
+
+/* ------------------------------------------------------------------------------------ */
+
+static struct config tiny_config(void) {
+    struct config c;
+    config_defaults(&c);
+    c.n_layer = 2; c.n_head = 2; c.n_embd = 16; c.seq_len = 8; c.block_size = 8;
+    c.vocab_size = 257; c.micro_batch = 2; c.dp = 1; c.tp = 1; c.pp = 1;
+    return c;
+}
+
+static void test_whole_model_gradient_matches_finite_differences(void) {
+    struct config cfg = tiny_config();
+    struct grid g;
+    grid_init(&g, &cfg);
+    struct model m;
+    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    /* random weights everywhere (LayerNorm gains around 1, biases non-zero) so that every
+     * parameter's gradient is exercised */
+    for (int i = 0; i < m.n_params; i++) {
+        const struct param *p = &m.p[i];
+        int is_gain = strstr(p->name, "ln_") && p->name[strlen(p->name) - 1] == 'w';
+        for (int64_t j = 0; j < p->n_local; j++)
+            m.params[p->offset + j] = (float)((is_gain ? 1.0 : 0.0) +
+                                              0.15 * rng_normal(rng_key3(3, (uint64_t)i, (uint64_t)j)));
+    }
+    const int B = cfg.micro_batch, T = cfg.seq_len, BT = B * T;
+    struct acts *a = &m.slots[0];
+    for (int i = 0; i < BT; i++) {
+        a->tokens[i] = (int32_t)rng_below(rng_key3(4, 0, (uint64_t)i), 257);
+        a->targets[i] = (int32_t)rng_below(rng_key3(5, 0, (uint64_t)i), 257);
+    }
+    model_zero_grads(&m);
+    double loss = model_forward(&m, 0, B, T, 1.0f / BT) / BT;
+    model_backward(&m, 0, B, T);
+
+    struct ref r = {B, T, cfg.n_embd, cfg.n_head, cfg.n_layer, 257, m.Vp, &m, NULL};
+    r.p = malloc(sizeof(double) * (size_t)m.n_local);
+    for (int64_t i = 0; i < m.n_local; i++) r.p[i] = m.params[i];
+    double ref = ref_loss(&r, a->tokens, a->targets);
+    CHECK_CLOSE(loss, ref, 1e-5, 0);
+
+    /* central differences in double on a sample of every tensor's elements */
+    const double eps = 1e-5;
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < m.n_params; i++) {
+        const struct param *p = &m.p[i];
+        double gmax = 0;
+        for (int64_t j = 0; j < p->n_local; j++) gmax = fmax(gmax, fabs(m.grads[p->offset + j]));
+        for (int s = 0; s < 6; s++) {
+            int64_t j = (int64_t)rng_below(rng_key3(6, (uint64_t)i, (uint64_t)s),
+                                           (uint64_t)p->n_local);
+            if (strcmp(p->name, "wte") == 0 && s < 3) j = a->tokens[s] * cfg.n_embd + s;
+            double *w = &r.p[p->offset + j], keep = *w;
+            *w = keep + eps;
+            double lp = ref_loss(&r, a->tokens, a->targets);
+            *w = keep - eps;
+            double lm = ref_loss(&r, a->tokens, a->targets);
+            *w = keep;
+            double fd = (lp - lm) / (2 * eps), an = m.grads[p->offset + j];
+            double err = fabs(fd - an) / (gmax + 1e-6);
+            if (err > worst) { worst = err; worst_name = p->name; }
+            CHECK_MSG(fabs(fd - an) <= 2e-3 * gmax + 1e-6,
+                      "%s[%lld]: analytic %.6g vs finite difference %.6g (tensor max %.3g)",
+                      p->name, (long long)j, an, fd, gmax);
+        }
+    }
+    printf("       whole model: loss %.8f vs reference %.8f; worst gradient error %.2e "
+           "of the tensor's largest (%s)\n", loss, ref, worst, worst_name);
+    /* padded vocabulary rows never get a gradient through the head */
+    const struct param *wte = &m.p[model_find(&m, "wte")];
+    double pad = 0;
+    for (int64_t j = 257 * cfg.n_embd; j < wte->n_local; j++) pad += fabs(m.grads[wte->offset + j]);
+    CHECK(pad == 0.0);
+    free(r.p);
+    model_free(&m);
+    grid_free(&g);
+}
+
+static void test_parameter_count_matches_gpt2_124m(void) {
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.n_layer = 12; cfg.n_head = 12; cfg.n_embd = 768; cfg.block_size = 1024;
+    cfg.vocab_size = 50257; cfg.seq_len = 8; cfg.micro_batch = 1; cfg.dp = cfg.tp = cfg.pp = 1;
+    struct grid g;
+    grid_init(&g, &cfg);
+    struct model m;
+    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    /* GPT-2 small has 124,439,808 parameters with vocab 50257; padding to 50304 adds
+     * 47 rows of 768 */
+    CHECK(m.n_logical == 124439808LL + 47LL * 768);
+    model_free(&m);
+    grid_free(&g);
+}
+
+static void test_init_is_gpt2_and_counter_based(void) {
+    struct config cfg = tiny_config();
+    cfg.n_layer = 4; cfg.n_embd = 64; cfg.n_head = 4; cfg.seq_len = 64; cfg.block_size = 64;
+    struct grid g;
+    grid_init(&g, &cfg);
+    struct model m, m2;
+    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m2, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init_weights(&m, 42);
+    model_init_weights(&m2, 42);
+    CHECK(memcmp(m.params, m2.params, sizeof(float) * (size_t)m.n_local) == 0);
+    model_init_weights(&m2, 43);
+    CHECK(memcmp(m.params, m2.params, sizeof(float) * (size_t)m.n_local) != 0);
+    /* std 0.02, residual projections 0.02/sqrt(2L); LayerNorm 1/0, biases 0 */
+    const char *names[] = {"h.1.mlp.fc.w", "h.1.mlp.proj.w", "h.0.ln_1.w", "h.0.attn.qkv.b"};
+    double want[] = {0.02, 0.02 / sqrt(2.0 * cfg.n_layer), -1, -2};
+    for (int k = 0; k < 4; k++) {
+        const struct param *p = &m.p[model_find(&m, names[k])];
+        const float *w = m.params + p->offset;
+        double s = 0, s2 = 0;
+        for (int64_t j = 0; j < p->n_local; j++) { s += w[j]; s2 += (double)w[j] * w[j]; }
+        double mean = s / p->n_local, sd = sqrt(s2 / p->n_local - mean * mean);
+        if (want[k] > 0) {
+            CHECK_CLOSE(sd, want[k], 0.05, 0);
+            CHECK(fabs(mean) < 3 * want[k] / sqrt((double)p->n_local) + 1e-4);
+        } else if (want[k] == -1) {
+            CHECK(mean == 1.0 && sd == 0.0);
+        } else {
+            CHECK(mean == 0.0 && sd == 0.0);
+        }
+    }
+    model_free(&m);
+    model_free(&m2);
+    grid_free(&g);
+}
+
+static void test_stage_bounds_balance_and_override(void) {
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.n_layer = 12;
+    cfg.n_embd = 768;
+    cfg.vocab_size = 257;
+    int b[5];
+    model_stage_bounds(&cfg, 4, b);
+    CHECK(b[0] == 0 && b[4] == 12);
+    for (int s = 0; s < 4; s++) CHECK(b[s + 1] - b[s] >= 1 && b[s + 1] - b[s] <= 4);
+    /* a huge vocabulary makes the head heavy: the last stage gets fewer blocks */
+    cfg.vocab_size = 200000;
+    model_stage_bounds(&cfg, 4, b);
+    CHECK(b[4] - b[3] < b[1] - b[0]);
+    snprintf(cfg.stages, sizeof cfg.stages, "2,3,4,3");
+    model_stage_bounds(&cfg, 4, b);
+    CHECK(b[1] == 2 && b[2] == 5 && b[3] == 9 && b[4] == 12);
+}
+
+static void test_lr_schedule_warmup_then_cosine_to_floor(void) {
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.lr = 1e-3f; cfg.min_lr = 1e-4f; cfg.warmup = 10; cfg.steps = 110;
+    CHECK_CLOSE(optim_lr(&cfg, 0), 1e-4, 1e-5, 0);
+    CHECK_CLOSE(optim_lr(&cfg, 9), 1e-3, 1e-5, 0);
+    CHECK_CLOSE(optim_lr(&cfg, 10), 1e-3, 1e-5, 0);
+    CHECK_CLOSE(optim_lr(&cfg, 109), 1e-4, 1e-5, 0);
+    /* halfway through the decay: the midpoint of lr and min_lr */
+    CHECK_CLOSE(optim_lr(&cfg, 10 + 99 / 2), 0.5 * (1e-3 + 1e-4), 2e-2, 0);
+    for (int s = 11; s < 110; s++) CHECK(optim_lr(&cfg, s) <= optim_lr(&cfg, s - 1));
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    RUN(test_whole_model_gradient_matches_finite_differences);
+    RUN(test_parameter_count_matches_gpt2_124m);
+    RUN(test_init_is_gpt2_and_counter_based);
+    RUN(test_stage_bounds_balance_and_override);
+    RUN(test_lr_schedule_warmup_then_cosine_to_floor);
+    int rc = test_summary();
+    MPI_Finalize();
+    return rc;
+}
