@@ -24,25 +24,33 @@
 #include <unistd.h>
 
 #define PREP_USAGE                                                                      \
-    "usage: trident prep --out FILE.h5 [--val-fraction F] [--split-on LINE] [--seed N] " \
-    "TEXT_FILE_OR_DIR..."
+    "usage: trident prep --out FILE.h5 [--shards N] [--val-fraction F] [--split-on LINE] " \
+    "[--seed N] TEXT_FILE_OR_DIR..."
 #define PREP_HELP                                                                        \
     "Writes an HDF5 token file: each document is its bytes followed by an end-of-document\n" \
     "token, and goes to /train/tokens or /val/tokens.\n"                                    \
     "  --out FILE.h5       output file (written as FILE.h5.tmp, then renamed)\n"           \
+    "  --shards N          write N files FILE-00000-of-0000N.h5 ... instead (1..1000);\n"   \
+    "                      documents go round-robin in order within each split, and the\n" \
+    "                      corpus is read back as data = FILE-*-of-0000N.h5\n"             \
     "  --val-fraction F    fraction of documents for validation, 0 < F < 1 (default 0.05)\n" \
     "  --split-on LINE     a line equal to LINE separates documents (e.g. % for fortunes);\n" \
     "                      default: each file is one document\n"                           \
     "  --seed N            seed of the train/validation assignment (default 0)\n"          \
     "Directories are read in name order (subdirectories too), skipping .dat and binary\n"  \
     "files and files whose content repeats an earlier one.\n"
-#define PREP_BUF_TOKENS     (4u << 20)   /* tokens buffered per split between writes */
+#define PREP_BUF_TOKENS     (4u << 20)   /* tokens buffered per split between writes,
+                                            shared out among the shards */
+#define PREP_MIN_BUF_TOKENS (1u << 15)   /* ... but never fewer per shard: 64 KiB writes */
+#define PREP_MAX_SHARDS     1000         /* every shard is open at once: one descriptor
+                                            each, under the common limit of 1024 */
 #define PREP_SOURCES_MAX    16384        /* bytes of the `sources` attribute: stays in the
                                             object header (attributes there max at 64 KiB) */
 #define PREP_BINARY_PROBE   8192         /* bytes checked for NUL to skip binary files */
 
 struct prep_opts {
     const char *out;
+    int         n_shards;    /* 0: one file named --out */
     double      val_fraction;
     const char *split_on;    /* NULL: each file is one document */
     uint64_t    seed;
@@ -69,6 +77,8 @@ struct prep_files {
 /* What pass 1 learned, and pass 2 must reproduce exactly. */
 struct prep_counts {
     int64_t n_docs, n_split_docs[2], n_split_tokens[2];   /* [0] train, [1] val */
+    int      n_shards;                                    /* 1 without --shards */
+    int64_t (*shard_docs)[2], (*shard_tokens)[2];         /* per shard and split */
     int64_t n_bytes_read;
     int64_t min_doc, max_doc;         /* documents with the smallest / largest unit */
     double  min_unit, max_unit;
@@ -123,6 +133,14 @@ static void prep_parse_args(int argc, char **argv, struct prep_opts *o) {
         } else if ((v = prep_opt_value(argc, argv, &i, "--out"))) {
             if (!*v) prep_usage_fail("option '%s' needs a file name", "--out");
             o->out = v;
+        } else if ((v = prep_opt_value(argc, argv, &i, "--shards"))) {
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || end == v || *end || n < 1 || n > PREP_MAX_SHARDS)
+                tr_fail(TR_EXIT_USAGE, "give a whole number of files, e.g. --shards 8",
+                        "--shards '%s' is not a number in 1..%d", v, PREP_MAX_SHARDS);
+            o->n_shards = (int)n;
         } else if ((v = prep_opt_value(argc, argv, &i, "--val-fraction"))) {
             char *end;
             errno = 0;
@@ -435,6 +453,9 @@ static void prep_count(const struct prep_opts *o, struct prep_files *fs, struct 
     c->min_unit = 2.0;
     c->max_unit = -1.0;
     c->forced_val_doc = c->forced_train_doc = -1;
+    c->n_shards = TR_MAX(o->n_shards, 1);
+    c->shard_docs = tr_calloc((size_t)c->n_shards, sizeof(*c->shard_docs));
+    c->shard_tokens = tr_calloc((size_t)c->n_shards, sizeof(*c->shard_tokens));
     struct progress pr = {"scanned", tr_now(), 0, fs->n};
     pr.t_last = pr.t0;
     int n_dup = 0;
@@ -455,6 +476,9 @@ static void prep_count(const struct prep_opts *o, struct prep_files *fs, struct 
                 int64_t doc = c->n_docs++, n_tokens = (int64_t)len + 1;  /* + EOT */
                 double u = prep_doc_unit(o->seed, doc);
                 int split = u < o->val_fraction;
+                int shard = (int)(c->n_split_docs[split] % c->n_shards);  /* round-robin */
+                c->shard_docs[shard][split]++;
+                c->shard_tokens[shard][split] += n_tokens;
                 c->n_split_docs[split]++;
                 c->n_split_tokens[split] += n_tokens;
                 if (u < c->min_unit) {
@@ -491,6 +515,20 @@ static void prep_count(const struct prep_opts *o, struct prep_files *fs, struct 
         c->n_split_docs[1]--, c->n_split_docs[0]++;
         c->n_split_tokens[1] -= c->max_doc_tokens, c->n_split_tokens[0] += c->max_doc_tokens;
     }
+    /* Every shard is a complete token file, so it needs a document of each split. */
+    for (int s = 0; s < 2; s++)
+        if (c->n_split_docs[s] < c->n_shards)
+            tr_fail(TR_EXIT_USAGE, "use fewer --shards, or a larger --val-fraction",
+                    "--shards %d: the %s split has only %lld documents, and every shard needs "
+                    "at least one of each split", c->n_shards, s ? "validation" : "training",
+                    (long long)c->n_split_docs[s]);
+    /* Moving a document (above) shifts the round-robin of the documents after it. That
+     * happens only when a split held no document, so it now holds one and the check
+     * above leaves a single shard: the whole corpus. With more shards, pass 1's
+     * assignment stands. */
+    if (c->n_shards == 1)
+        for (int s = 0; s < 2; s++)
+            c->shard_docs[0][s] = c->n_split_docs[s], c->shard_tokens[0][s] = c->n_split_tokens[s];
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -501,11 +539,11 @@ struct split_writer {
     hid_t dset, fspace;
     int64_t n_written, n_total;
     uint16_t *buf;
-    size_t n_buf;
+    size_t n_buf, cap;
 };
 
 static void writer_open(struct split_writer *w, hid_t file, const char *path, const char *group,
-                        const char *name, int64_t n_total) {
+                        const char *name, int64_t n_total, size_t cap) {
     memset(w, 0, sizeof(*w));
     w->path = path;
     w->name = name;
@@ -526,7 +564,8 @@ static void writer_open(struct split_writer *w, hid_t file, const char *path, co
                                  H5P_DEFAULT), path, name);
     PREP_H5(H5Pclose(dcpl), path, name);
     PREP_H5(H5Gclose(g), path, group);
-    w->buf = tr_malloc(sizeof(uint16_t) * PREP_BUF_TOKENS);
+    w->cap = cap;
+    w->buf = tr_malloc(sizeof(uint16_t) * cap);
 }
 
 static void writer_flush(struct split_writer *w) {
@@ -547,15 +586,15 @@ static void writer_flush(struct split_writer *w) {
 
 static void writer_push_doc(struct split_writer *w, const uint8_t *bytes, size_t n_bytes) {
     while (n_bytes > 0) {
-        size_t n = TR_MIN(n_bytes, PREP_BUF_TOKENS - w->n_buf);
+        size_t n = TR_MIN(n_bytes, w->cap - w->n_buf);
         tok_encode(bytes, n, w->buf + w->n_buf);
         w->n_buf += n;
         bytes += n;
         n_bytes -= n;
-        if (w->n_buf == PREP_BUF_TOKENS) writer_flush(w);
+        if (w->n_buf == w->cap) writer_flush(w);
     }
     w->buf[w->n_buf++] = TOK_EOT;
-    if (w->n_buf == PREP_BUF_TOKENS) writer_flush(w);
+    if (w->n_buf == w->cap) writer_flush(w);
 }
 
 static void writer_close(struct split_writer *w) {
@@ -627,24 +666,31 @@ static char *prep_sources(const struct prep_files *fs) {
     return s;
 }
 
+/* The attributes of output k: its own counts, so every shard is a complete token file
+ * on its own, plus its place among the shards. */
 static void prep_write_attrs(hid_t file, const char *path, const struct prep_opts *o,
-                             const struct prep_counts *c, const struct prep_files *fs) {
+                             const struct prep_counts *c, int k, const struct prep_files *fs) {
+    const int64_t *docs = c->shard_docs[k], *tokens = c->shard_tokens[k];
     attr_write_str(file, path, "format", PREP_FORMAT);
     attr_write_int(file, path, "format_version", PREP_FORMAT_VERSION);
     attr_write_int(file, path, "vocab_size", TOK_VOCAB_SIZE);
     attr_write_int(file, path, "eot_token", TOK_EOT);
     attr_write_str(file, path, "tokenizer", TOK_NAME);
-    attr_write_i64(file, path, "n_docs", c->n_docs);
-    attr_write_i64(file, path, "n_train_docs", c->n_split_docs[0]);
-    attr_write_i64(file, path, "n_val_docs", c->n_split_docs[1]);
-    attr_write_i64(file, path, "n_train_tokens", c->n_split_tokens[0]);
-    attr_write_i64(file, path, "n_val_tokens", c->n_split_tokens[1]);
+    attr_write_i64(file, path, "n_docs", docs[0] + docs[1]);
+    attr_write_i64(file, path, "n_train_docs", docs[0]);
+    attr_write_i64(file, path, "n_val_docs", docs[1]);
+    attr_write_i64(file, path, "n_train_tokens", tokens[0]);
+    attr_write_i64(file, path, "n_val_tokens", tokens[1]);
     attr_write_f64(file, path, "val_fraction", o->val_fraction);
     attr_write_i64(file, path, "seed", (int64_t)o->seed);
     attr_write_str(file, path, "split_on", o->split_on ? o->split_on : "");
     char *sources = prep_sources(fs);
     attr_write_str(file, path, "sources", sources);
     tr_free(sources);
+    if (o->n_shards > 0) {
+        attr_write_int(file, path, "shard_index", k);
+        attr_write_int(file, path, "n_shards", o->n_shards);
+    }
 }
 
 /* The output's directory must exist and be writable: checked before the long pass so
@@ -662,30 +708,60 @@ static void prep_check_out_dir(const char *out) {
     free(dir);
 }
 
-static void prep_write(const struct prep_opts *o, const struct prep_files *fs,
-                       const struct prep_counts *c, const char *tmp) {
-    hid_t file = PREP_H5(H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), tmp, "file");
+/* One output file: the whole corpus, or one shard of it. */
+struct prep_out {
+    char *path, *tmp;
+    hid_t file;
     struct split_writer w[2];
-    writer_open(&w[0], file, tmp, "/train", "/train/tokens", c->n_split_tokens[0]);
-    writer_open(&w[1], file, tmp, "/val", "/val/tokens", c->n_split_tokens[1]);
+};
+
+/* The name of output `index`: --out itself without --shards; with --out data/c.h5
+ * --shards 8, shard 3 is data/c-00003-of-00008.h5 (see prep.h) and index -1 gives the
+ * pattern that reads them all back, data/c-*-of-00008.h5. */
+static char *prep_out_name(const char *out, int index, int n_shards) {
+    int base = (int)(strlen(out) - (ends_with(out, ".h5") ? 3 : 0));
+    size_t cap = strlen(out) + 32;
+    char *s = tr_malloc(cap);
+    if (n_shards == 0) snprintf(s, cap, "%s", out);
+    else if (index < 0) snprintf(s, cap, "%.*s-*-of-%05d.h5", base, out, n_shards);
+    else snprintf(s, cap, "%.*s-%05d-of-%05d.h5", base, out, index, n_shards);
+    return s;
+}
+
+/* Pass 2. The i-th document of a split goes to shard i % n_shards, the same rule pass 1
+ * counted with: shards stay balanced, and each one keeps the corpus's document order. */
+static void prep_write(const struct prep_opts *o, const struct prep_files *fs,
+                       const struct prep_counts *c, struct prep_out *outs) {
+    const int n = c->n_shards;
+    const size_t cap = TR_MAX(PREP_BUF_TOKENS / (unsigned)n, PREP_MIN_BUF_TOKENS);
+    for (int k = 0; k < n; k++) {
+        struct prep_out *po = &outs[k];
+        po->file = PREP_H5(H5Fcreate(po->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), po->tmp,
+                           "file");
+        writer_open(&po->w[0], po->file, po->tmp, "/train", "/train/tokens",
+                    c->shard_tokens[k][0], cap);
+        writer_open(&po->w[1], po->file, po->tmp, "/val", "/val/tokens", c->shard_tokens[k][1],
+                    cap);
+    }
     struct progress pr = {"wrote", tr_now(), 0, fs->n};
     pr.t_last = pr.t0;
-    int64_t doc = 0, n_bytes_done = 0;
+    int64_t doc = 0, n_bytes_done = 0, n_seen[2] = {0, 0};
     for (int i = 0; i < fs->n; i++) {
         const struct prep_file *f = &fs->v[i];
         if (f->skip) continue;
         size_t n_bytes = 0;
         uint8_t *buf = file_read(f->path, &n_bytes);
         if (!buf || n_bytes != f->n_bytes || hash_bytes(buf, n_bytes) != f->hash) {
-            unlink(tmp);
+            for (int k = 0; k < n; k++) unlink(outs[k].tmp);
             tr_fail(TR_EXIT_USAGE, "run prep again when the inputs are not being modified",
                     "input file '%s' changed or vanished while prep was running", f->path);
         }
         struct doc_iter it = doc_iter_init(buf, n_bytes, o->split_on);
         size_t start, len;
         while (doc_next(&it, &start, &len)) {
-            writer_push_doc(&w[doc_split(o, c, doc)], buf + start, len);
-            doc++;
+            int s = doc_split(o, c, doc++);
+            int k = (int)(n_seen[s]++ % n);
+            writer_push_doc(&outs[k].w[s], buf + start, len);
         }
         tr_free(buf);
         n_bytes_done += (int64_t)n_bytes;
@@ -694,11 +770,14 @@ static void prep_write(const struct prep_opts *o, const struct prep_files *fs,
     if (doc != c->n_docs)
         TR_ABORT("pass 2 found %lld documents, pass 1 counted %lld", (long long)doc,
                  (long long)c->n_docs);
-    writer_close(&w[0]);
-    writer_close(&w[1]);
-    prep_write_attrs(file, tmp, o, c, fs);
-    PREP_H5(H5Fflush(file, H5F_SCOPE_GLOBAL), tmp, "file");
-    PREP_H5(H5Fclose(file), tmp, "file");
+    for (int k = 0; k < n; k++) {
+        struct prep_out *po = &outs[k];
+        writer_close(&po->w[0]);
+        writer_close(&po->w[1]);
+        prep_write_attrs(po->file, po->tmp, o, c, k, fs);
+        PREP_H5(H5Fflush(po->file, H5F_SCOPE_GLOBAL), po->tmp, "file");
+        PREP_H5(H5Fclose(po->file), po->tmp, "file");
+    }
 }
 
 /* Data on disk before the rename makes it visible under the final name. */
@@ -714,10 +793,13 @@ static void prep_publish(const char *tmp, const char *out) {
     }
 }
 
-static void prep_summary(const char *out, const struct prep_counts *c, int n_files,
-                         double seconds) {
-    struct stat st;
-    double mb = stat(out, &st) == 0 ? (double)st.st_size / 1e6 : 0.0;
+static void prep_summary(const struct prep_opts *o, const struct prep_out *outs,
+                         const struct prep_counts *c, int n_files, double seconds) {
+    double mb = 0.0;
+    for (int k = 0; k < c->n_shards; k++) {
+        struct stat st;
+        if (stat(outs[k].path, &st) == 0) mb += (double)st.st_size / 1e6;
+    }
     int64_t docs = c->n_docs, tokens = c->n_split_tokens[0] + c->n_split_tokens[1];
     tr_info("prep: %-6s %12s %14s", "split", "documents", "tokens");
     tr_info("prep: %-6s %12lld %14lld", "train", (long long)c->n_split_docs[0],
@@ -725,7 +807,16 @@ static void prep_summary(const char *out, const struct prep_counts *c, int n_fil
     tr_info("prep: %-6s %12lld %14lld", "val", (long long)c->n_split_docs[1],
             (long long)c->n_split_tokens[1]);
     tr_info("prep: %-6s %12lld %14lld", "total", (long long)docs, (long long)tokens);
-    tr_info("prep: wrote %s (%.2f MB) from %d files in %.2f s", out, mb, n_files, seconds);
+    if (o->n_shards == 0) {
+        tr_info("prep: wrote %s (%.2f MB) from %d files in %.2f s", outs[0].path, mb, n_files,
+                seconds);
+        return;
+    }
+    tr_info("prep: wrote %d shards %s ... %s (%.2f MB) from %d files in %.2f s", c->n_shards,
+            outs[0].path, outs[c->n_shards - 1].path, mb, n_files, seconds);
+    char *pattern = prep_out_name(o->out, -1, o->n_shards);
+    tr_info("prep: train on them with: data = %s", pattern);
+    tr_free(pattern);
 }
 
 int prep_main(int argc, char **argv) {
@@ -746,16 +837,26 @@ int prep_main(int argc, char **argv) {
     struct prep_counts c;
     prep_count(&o, &fs, &c);
 
-    size_t tmp_len = strlen(o.out) + 8;
-    char *tmp = tr_malloc(tmp_len);
-    snprintf(tmp, tmp_len, "%s.tmp", o.out);
-    prep_write(&o, &fs, &c, tmp);
-    prep_publish(tmp, o.out);
+    struct prep_out *outs = tr_calloc((size_t)c.n_shards, sizeof(*outs));
+    for (int k = 0; k < c.n_shards; k++) {
+        outs[k].path = prep_out_name(o.out, k, o.n_shards);
+        size_t tmp_len = strlen(outs[k].path) + 8;
+        outs[k].tmp = tr_malloc(tmp_len);
+        snprintf(outs[k].tmp, tmp_len, "%s.tmp", outs[k].path);
+    }
+    prep_write(&o, &fs, &c, outs);
+    for (int k = 0; k < c.n_shards; k++) prep_publish(outs[k].tmp, outs[k].path);
 
     int n_kept = 0;
     for (int i = 0; i < fs.n; i++) n_kept += !fs.v[i].skip;
-    prep_summary(o.out, &c, n_kept, tr_now() - t0);
-    tr_free(tmp);
+    prep_summary(&o, outs, &c, n_kept, tr_now() - t0);
+    for (int k = 0; k < c.n_shards; k++) {
+        tr_free(outs[k].path);
+        tr_free(outs[k].tmp);
+    }
+    tr_free(outs);
+    tr_free(c.shard_docs);
+    tr_free(c.shard_tokens);
     files_free(&fs);
     tr_free(o.inputs);
     return 0;

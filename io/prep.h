@@ -1,10 +1,21 @@
 /* prep.h — `trident prep`: turn text files into a trident token file (HDF5).
  *
- *   trident prep --out FILE.h5 [--val-fraction F] [--split-on LINE] [--seed N] INPUT...
+ *   trident prep --out FILE.h5 [--shards N] [--val-fraction F] [--split-on LINE]
+ *                [--seed N] INPUT...
  *
  * Every document becomes its bytes followed by TOK_EOT and goes, as a whole, to the
  * training or the validation split (so no document leaks across the two). The format
  * is described in README.md ("Token file format") and validated by dataset_open().
+ *
+ * --shards N writes N token files instead of one, named from --out with ".h5" dropped:
+ *   FILE-00000-of-0000N.h5, FILE-00001-of-0000N.h5, ... FILE-<N-1>-of-0000N.h5
+ * (5-digit, zero-padded index and count; 1 <= N <= 1000), read back as one corpus by
+ * dataset_open("FILE-*-of-0000N.h5"), whose sorted order is the shard order. The split
+ * of each document is the same as without --shards; the i-th document of a split goes
+ * to shard i % N, so the shards are balanced and the corpus's training split is the
+ * same documents in a different order. Each shard is a complete token file with its
+ * own counts, plus the attributes `shard_index` (0-based) and `n_shards`; every split
+ * of every shard holds at least one document (prep refuses N otherwise).
  */
 #ifndef TRIDENT_PREP_H
 #define TRIDENT_PREP_H

@@ -85,8 +85,8 @@ int main(int argc, char **argv) {
     else if (strcmp(cmd, "sample") == 0) rc = sample_main(argc - 1, argv + 1);
     else {
         if (rank == 0) {
-            fprintf(stderr, "trident: error: unknown command '%s'\n", cmd);
-            usage(stderr);
+            fprintf(stderr, "trident: error: unknown command '%s'\n"
+                            "HINT: the commands are train, eval, sample, prep and help\n", cmd);
         }
         rc = TR_EXIT_USAGE;
     }

@@ -26,11 +26,13 @@ extern char **environ;
 #define N_FILE_DOCS 40
 #define FILE_SEED   7
 #define FILE_VAL    0.25
+#define N_SHARDS    3
 
 /* The generated corpus: set up once in main, read by the tests (they take no arguments). */
 struct corpus {
     char     dir[256];                 /* temp dir, shared by all ranks */
     char     h5[320];                  /* token file made from the N_FILE_DOCS files */
+    char     shards[320];              /* glob of the same files made with --shards 3 */
     uint8_t *docs[N_FILE_DOCS];
     size_t   doc_len[N_FILE_DOCS];
     uint16_t *split_tokens[2];         /* expected /train/tokens, /val/tokens */
@@ -286,6 +288,7 @@ static void corpus_setup(void) {
         cx.split_tokens[s][pos[s]++] = TOK_EOT;
     }
     path_in(cx.h5, sizeof(cx.h5), "files.h5");
+    path_in(cx.shards, sizeof(cx.shards), "files-*-of-00003.h5");
     if (test_rank != 0) return;
     char names[N_FILE_DOCS][320];
     const char *argv[8 + N_FILE_DOCS] = {"prep", "--out", cx.h5, "--seed", "7",
@@ -298,6 +301,9 @@ static void corpus_setup(void) {
         argv[6 + i] = names[i];
     }
     prep_quiet(6 + N_FILE_DOCS, argv);
+    argv[6 + N_FILE_DOCS] = "--shards";  /* the same corpus again, in N_SHARDS files */
+    argv[7 + N_FILE_DOCS] = "3";
+    prep_quiet(8 + N_FILE_DOCS, argv);
 }
 
 static void test_prep_files_are_documents_in_argument_order(void) {
@@ -517,6 +523,355 @@ static void test_dataset_windows_equal_slices_in_any_order(void) {
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* prefetch, corpora of several files */
+
+/* A valid token file written with HDF5 directly, as another tool might: `chunk` > 0
+ * stores the token arrays in chunks of that many tokens, deflated when the filter is
+ * available; 0 stores them contiguously. */
+static void h5_write_token_file(const char *path, uint16_t *const tokens[2], const int64_t n[2],
+                                hsize_t chunk, int64_t vocab_size) {
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const char *groups[] = {"/train", "/val"}, *names[] = {"/train/tokens", "/val/tokens"};
+    int64_t n_docs[2] = {0, 0};
+    for (int s = 0; s < 2; s++) {
+        for (int64_t i = 0; i < n[s]; i++) n_docs[s] += tokens[s][i] == TOK_EOT;
+        hid_t g = H5Gcreate2(f, groups[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t dims[1] = {(hsize_t)n[s]};
+        hid_t sp = H5Screate_simple(1, dims, NULL);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        if (chunk > 0) {
+            H5Pset_chunk(dcpl, 1, &chunk);
+            if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) H5Pset_deflate(dcpl, 1);
+        }
+        hid_t d = H5Dcreate2(f, names[s], H5T_STD_U16LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        H5Dwrite(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens[s]);
+        H5Dclose(d); H5Pclose(dcpl); H5Sclose(sp); H5Gclose(g);
+    }
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    const char *strs[][2] = {{"format", "trident-tokens"}, {"tokenizer", "bytes+eot"}};
+    for (int i = 0; i < 2; i++) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, strlen(strs[i][1]) + 1);
+        hid_t a = H5Acreate2(f, strs[i][0], t, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, strs[i][1]);
+        H5Aclose(a); H5Tclose(t);
+    }
+    struct { const char *name; int64_t v; } ints[] = {
+        {"format_version", 1}, {"vocab_size", vocab_size}, {"eot_token", TOK_EOT},
+        {"n_train_tokens", n[0]}, {"n_val_tokens", n[1]}, {"n_train_docs", n_docs[0]},
+        {"n_val_docs", n_docs[1]}, {"n_docs", n_docs[0] + n_docs[1]}};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        hid_t a = H5Acreate2(f, ints[i].name, H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_INT64, &ints[i].v);
+        H5Aclose(a);
+    }
+    H5Sclose(scalar);
+    H5Fclose(f);
+}
+
+static void shard_path(char *out, size_t cap, int k) {
+    char name[64];
+    snprintf(name, sizeof(name), "files-%05d-of-%05d.h5", k, N_SHARDS);
+    path_in(out, cap, name);
+}
+
+/* The corpus's split as dataset.c should see it: the shards' arrays back to back. */
+static uint16_t *shards_concat(int split, int64_t *n_total, int64_t first[N_SHARDS + 1]) {
+    uint16_t *part[N_SHARDS];
+    int64_t n[N_SHARDS];
+    *n_total = 0;
+    for (int k = 0; k < N_SHARDS; k++) {
+        char p[320];
+        shard_path(p, sizeof(p), k);
+        part[k] = h5_read_tokens(p, split ? "/val/tokens" : "/train/tokens", &n[k]);
+        first[k] = *n_total;
+        *n_total += n[k];
+    }
+    first[N_SHARDS] = *n_total;
+    uint16_t *all = tr_malloc(sizeof(uint16_t) * (size_t)*n_total);
+    for (int k = 0; k < N_SHARDS; k++) {
+        memcpy(all + first[k], part[k], sizeof(uint16_t) * (size_t)n[k]);
+        tr_free(part[k]);
+    }
+    return all;
+}
+
+/* Window i of out equals expected[off[i] ...]. */
+static int windows_equal(const int32_t *out, const uint16_t *expected, const int64_t *off, int n,
+                         int len) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < len; j++)
+            if (out[(size_t)i * (size_t)len + (size_t)j] != expected[off[i] + j]) return 0;
+    return 1;
+}
+
+/* prefetch + wait gives exactly what dataset_read_windows gives, and both the expected
+ * tokens; returns 1 when all three agree. */
+static int prefetch_agrees(struct dataset *ds, int split, const int64_t *off, int n, int len,
+                           const uint16_t *expected) {
+    size_t n_out = (size_t)(n > 0 ? n : 1) * (size_t)len;
+    int32_t *a = tr_malloc(sizeof(int32_t) * n_out), *b = tr_malloc(sizeof(int32_t) * n_out);
+    dataset_prefetch(ds, (enum dataset_split)split, off, n, len);
+    double waited = dataset_wait(ds, a);
+    dataset_read_windows(ds, (enum dataset_split)split, off, n, len, b);
+    int ok = waited >= 0 && memcmp(a, b, sizeof(int32_t) * (size_t)n * (size_t)len) == 0 &&
+             windows_equal(a, expected, off, n, len);
+    tr_free(a);
+    tr_free(b);
+    return ok;
+}
+
+/* n random windows of len tokens in a split of n_tokens. */
+static void random_windows(uint64_t *rng, int64_t *off, int n, int len, int64_t n_tokens) {
+    for (int i = 0; i < n; i++) off[i] = (int64_t)(rng_next(rng) % (uint64_t)(n_tokens - len + 1));
+}
+
+static void test_prefetch_returns_what_read_windows_returns(void) {
+    struct dataset *ds = dataset_open(cx.h5, MPI_COMM_WORLD);
+    CHECK(dataset_is_async(ds));
+    uint64_t rng = 500 + (uint64_t)test_rank;
+    int64_t off[256];
+    for (int req = 0; req < 60; req++) {  /* many requests in a row through one thread */
+        int s = req % 3 == 2 ? DS_VAL : DS_TRAIN;
+        int len = 1 + (int)(rng_next(&rng) % 600), n = (int)(rng_next(&rng) % 257);
+        if (req == 7) n = 0;  /* a rank with nothing to read still pairs prefetch and wait */
+        random_windows(&rng, off, n, len, cx.n_split_tokens[s]);
+        CHECK_MSG(prefetch_agrees(ds, s, off, n, len, cx.split_tokens[s]),
+                  "request %d: split %d, %d windows of %d", req, s, n, len);
+    }
+    int64_t whole = 0;  /* one window as long as the split */
+    CHECK(prefetch_agrees(ds, DS_VAL, &whole, 1, (int)cx.n_split_tokens[DS_VAL],
+                          cx.split_tokens[DS_VAL]));
+    dataset_close(ds);
+}
+
+static void test_prefetch_keeps_two_requests_in_order_while_caller_holds_results(void) {
+    struct dataset *ds = dataset_open(cx.h5, MPI_COMM_WORLD);
+    enum { N = 64, LEN = 257 };
+    uint64_t rng = 900 + (uint64_t)test_rank;
+    int64_t off[4][N];
+    int32_t *buf[2] = {tr_malloc(sizeof(int32_t) * N * LEN), tr_malloc(sizeof(int32_t) * N * LEN)};
+    for (int r = 0; r < 4; r++) random_windows(&rng, off[r], N, LEN, cx.n_split_tokens[0]);
+    const uint16_t *want = cx.split_tokens[0];
+    /* The training loop's pattern: wait for step r, queue step r+1, use step r's data. */
+    dataset_prefetch(ds, DS_TRAIN, off[0], N, LEN);
+    for (int r = 0; r < 3; r++) {
+        dataset_wait(ds, buf[r % 2]);
+        int64_t copy[N];
+        memcpy(copy, off[r + 1], sizeof(copy));
+        dataset_prefetch(ds, DS_TRAIN, copy, N, LEN);
+        memset(copy, 0xff, sizeof(copy));  /* prefetch copied the offsets */
+        CHECK_MSG(windows_equal(buf[r % 2], want, off[r], N, LEN), "step %d", r);
+        if (r > 0) CHECK_MSG(windows_equal(buf[(r - 1) % 2], want, off[r - 1], N, LEN),
+                             "previous step %d overwritten", r - 1);
+    }
+    dataset_wait(ds, buf[1]);
+    CHECK(windows_equal(buf[1], want, off[3], N, LEN));
+    /* Two queued at once come back in the order asked, even across splits. */
+    int64_t val_off[N];
+    random_windows(&rng, val_off, N, LEN, cx.n_split_tokens[1]);
+    dataset_prefetch(ds, DS_VAL, val_off, N, LEN);
+    dataset_prefetch(ds, DS_TRAIN, off[2], N, LEN);
+    dataset_wait(ds, buf[0]);
+    dataset_wait(ds, buf[1]);
+    CHECK(windows_equal(buf[0], cx.split_tokens[1], val_off, N, LEN));
+    CHECK(windows_equal(buf[1], want, off[2], N, LEN));
+    /* Closing with a request still queued drops it. */
+    dataset_prefetch(ds, DS_TRAIN, off[0], N, LEN);
+    dataset_close(ds);
+    tr_free(buf[0]);
+    tr_free(buf[1]);
+}
+
+static void test_prep_shards_hold_every_document_once_in_order(void) {
+    if (test_rank != 0) return;
+    char p[320];
+    int64_t pos[N_SHARDS][2] = {{0}}, n[N_SHARDS][2];
+    uint16_t *t[N_SHARDS][2];
+    for (int k = 0; k < N_SHARDS; k++) {
+        shard_path(p, sizeof(p), k);
+        CHECK_MSG(file_exists(p), "%s missing", p);
+        CHECK(h5_attr_i64(p, "shard_index") == k && h5_attr_i64(p, "n_shards") == N_SHARDS);
+        for (int s = 0; s < 2; s++) {
+            t[k][s] = h5_read_tokens(p, s ? "/val/tokens" : "/train/tokens", &n[k][s]);
+            CHECK(n[k][s] > 0);
+            CHECK(h5_attr_i64(p, s ? "n_val_tokens" : "n_train_tokens") == n[k][s]);
+        }
+        CHECK(h5_attr_i64(p, "n_docs") ==
+              h5_attr_i64(p, "n_train_docs") + h5_attr_i64(p, "n_val_docs"));
+    }
+    /* The i-th document of a split is the next one in shard i % N_SHARDS. */
+    int64_t seen[2] = {0, 0}, n_docs[N_SHARDS][2] = {{0}};
+    for (int i = 0; i < N_FILE_DOCS; i++) {
+        int s = doc_is_val(FILE_SEED, i, FILE_VAL);
+        int k = (int)(seen[s]++ % N_SHARDS);
+        int64_t len = (int64_t)cx.doc_len[i];
+        int ok = pos[k][s] + len + 1 <= n[k][s];
+        for (int64_t j = 0; ok && j < len; j++) ok = t[k][s][pos[k][s] + j] == cx.docs[i][j];
+        CHECK_MSG(ok && t[k][s][pos[k][s] + len] == TOK_EOT, "document %d not next in shard %d",
+                  i, k);
+        pos[k][s] += len + 1;
+        n_docs[k][s]++;
+    }
+    int64_t total[2] = {0, 0};
+    for (int k = 0; k < N_SHARDS; k++) {
+        shard_path(p, sizeof(p), k);
+        for (int s = 0; s < 2; s++) {
+            CHECK_MSG(pos[k][s] == n[k][s], "shard %d split %d holds more than its documents", k, s);
+            CHECK(h5_attr_i64(p, s ? "n_val_docs" : "n_train_docs") == n_docs[k][s]);
+            total[s] += n[k][s];
+            tr_free(t[k][s]);
+        }
+    }
+    CHECK(total[0] == cx.n_split_tokens[0] && total[1] == cx.n_split_tokens[1]);
+}
+
+static void test_dataset_corpus_concatenates_shards_and_reads_across_boundaries(void) {
+    char list[1024], p[320];
+    list[0] = '\0';
+    for (int k = 0; k < N_SHARDS; k++) {
+        shard_path(p, sizeof(p), k);
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? ", " : "", p);
+    }
+    const char *specs[] = {cx.shards, list};
+    uint64_t rng = 1234 + (uint64_t)test_rank;
+    int64_t off[300];
+    for (int v = 0; v < 2; v++) {
+        struct dataset *ds = dataset_open(specs[v], MPI_COMM_WORLD);
+        CHECK(dataset_n_files(ds) == N_SHARDS && dataset_is_async(ds));
+        CHECK(strcmp(dataset_path(ds), specs[v]) == 0);
+        CHECK(dataset_vocab_size(ds) == TOK_VOCAB_SIZE && dataset_eot_token(ds) == TOK_EOT);
+        for (int s = 0; s < 2; s++) {
+            CHECK(dataset_n_tokens(ds, (enum dataset_split)s) == cx.n_split_tokens[s]);
+            CHECK(dataset_n_docs(ds, (enum dataset_split)s) == cx.n_split_docs[s]);
+            int64_t n, first[N_SHARDS + 1];
+            uint16_t *want = shards_concat(s, &n, first);
+            CHECK(n == cx.n_split_tokens[s]);
+            for (int req = 0; req < 10; req++) {
+                int len = 1 + (int)(rng_next(&rng) % 1000), nw = 1 + (int)(rng_next(&rng) % 300);
+                random_windows(&rng, off, nw, len, n);
+                CHECK_MSG(prefetch_agrees(ds, s, off, nw, len, want), "random split %d", s);
+            }
+            /* every window that straddles each boundary between two files */
+            for (int k = 1; k < N_SHARDS; k++) {
+                const int len = 257;
+                for (int i = 0; i < len - 1; i++) off[i] = first[k] - len + 1 + i;
+                CHECK_MSG(prefetch_agrees(ds, s, off, len - 1, len, want),
+                          "straddling boundary %d, split %d", k, s);
+            }
+            /* one window through the whole middle file, from the first into the last */
+            int64_t mid = first[1] - 1;
+            CHECK(prefetch_agrees(ds, s, &mid, 1, (int)(first[2] - first[1] + 2), want));
+            tr_free(want);
+        }
+        dataset_close(ds);
+    }
+}
+
+static void test_dataset_falls_back_to_hdf5_for_chunked_files(void) {
+    char chunked[320], mixed[700];
+    path_in(chunked, sizeof(chunked), "chunked.h5");
+    snprintf(mixed, sizeof(mixed), "%s,%s", cx.h5, chunked);
+    if (test_rank == 0) h5_write_token_file(chunked, cx.split_tokens, cx.n_split_tokens, 4096, 257);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (test_rank == 0) {  /* the user is told, once */
+        char err[320];
+        path_in(err, sizeof(err), "child.err");
+        const char *args[] = {"open", chunked, NULL};
+        CHECK(run_child(err, args) == 0);
+        CHECK(file_contains(err, "synchronously") && file_contains(err, "chunked.h5"));
+    }
+    uint64_t rng = 77 + (uint64_t)test_rank;
+    int64_t off[300];
+    for (int v = 0; v < 2; v++) {
+        struct dataset *ds = dataset_open(v ? mixed : chunked, MPI_COMM_WORLD);
+        CHECK(!dataset_is_async(ds));
+        for (int s = 0; s < 2; s++) {
+            int64_t n = cx.n_split_tokens[s] * (v + 1);
+            uint16_t *want = tr_malloc(sizeof(uint16_t) * (size_t)n);
+            for (int c = 0; c <= v; c++)  /* the mixed corpus is the same file twice */
+                memcpy(want + c * cx.n_split_tokens[s], cx.split_tokens[s],
+                       sizeof(uint16_t) * (size_t)cx.n_split_tokens[s]);
+            CHECK(dataset_n_tokens(ds, (enum dataset_split)s) == n);
+            for (int req = 0; req < 8; req++) {
+                int len = 1 + (int)(rng_next(&rng) % 700), nw = (int)(rng_next(&rng) % 300);
+                random_windows(&rng, off, nw, len, n);
+                if (v && nw > 0) off[0] = cx.n_split_tokens[s] - len / 2;  /* spans the two */
+                CHECK_MSG(prefetch_agrees(ds, s, off, nw, len, want), "corpus %d split %d", v, s);
+            }
+            /* two queued at once, in order, on the synchronous path too */
+            int64_t a = 0, b = n - 100;
+            int32_t wa[100], wb[100];
+            dataset_prefetch(ds, (enum dataset_split)s, &a, 1, 100);
+            dataset_prefetch(ds, (enum dataset_split)s, &b, 1, 100);
+            dataset_wait(ds, wa);
+            dataset_wait(ds, wb);
+            CHECK(windows_equal(wa, want, &a, 1, 100) && windows_equal(wb, want, &b, 1, 100));
+            tr_free(want);
+        }
+        dataset_close(ds);
+    }
+}
+
+static void test_dataset_corpus_refuses_mismatched_vocab_and_empty_glob(void) {
+    if (test_rank != 0) return;
+    char other[320], spec[700], err[320], none[320];
+    path_in(other, sizeof(other), "vocab300.h5");
+    path_in(err, sizeof(err), "child.err");
+    path_in(none, sizeof(none), "nothing-*-of-00009.h5");
+    h5_write_token_file(other, cx.split_tokens, cx.n_split_tokens, 0, 300);
+    snprintf(spec, sizeof(spec), "%s,%s", cx.h5, other);
+    CHECK_CHILD_FAILS("vocab_size 300", "open", spec);
+    CHECK(file_contains(err, "vocab300.h5"));  /* names the odd file */
+    const char *alone[] = {"open", other, NULL};  /* the file alone is fine */
+    CHECK(run_child(err, alone) == 0);
+    CHECK_CHILD_FAILS("no file matches the pattern", "open", none);
+    CHECK(file_contains(err, "nothing-*-of-00009.h5") && file_contains(err, "--shards"));
+    snprintf(spec, sizeof(spec), "%s,,%s", cx.h5, cx.h5);
+    CHECK_CHILD_FAILS("empty file name", "open", spec);
+    snprintf(spec, sizeof(spec), "%s,%s/missing.h5", cx.h5, cx.dir);
+    CHECK_CHILD_FAILS("missing.h5", "open", spec);
+    CHECK_CHILD_FAILS("--shards", "prep", "--out", spec, "--shards", "0", cx.h5);
+    char one[320];  /* 2 documents cannot make 3 shards with both splits */
+    path_in(one, sizeof(one), "two_a.txt");
+    CHECK_CHILD_FAILS("--shards 3", "prep", "--out", spec, "--shards", "3", one, one);
+}
+
+static void test_prefetch_misuse_io_errors_and_bad_tokens_abort(void) {
+    if (test_rank != 0) return;
+    char err[320], copy[320], bad[320];
+    path_in(err, sizeof(err), "child.err");
+    path_in(copy, sizeof(copy), "truncated.h5");
+    path_in(bad, sizeof(bad), "badtoken.h5");
+    struct { const char *mode, *file, *key; } cases[] = {
+        {"nowait", cx.h5, "without a dataset_prefetch"},
+        {"overqueue", cx.h5, "already queued"},
+        {"truncate", copy, "unexpected end of file"},
+        {"prefetch", bad, "corrupt token file"},
+    };
+    size_t n = 0;  /* a byte copy of the token file, truncated by the child once open */
+    FILE *f = fopen(cx.h5, "rb");
+    uint8_t *bytes = tr_malloc(8 << 20);
+    if (f) n = fread(bytes, 1, 8 << 20, f), fclose(f);
+    write_file(copy, bytes, n);
+    tr_free(bytes);
+    uint16_t *t[2] = {cx.split_tokens[0], cx.split_tokens[1]};
+    uint16_t saved = t[0][1000];
+    t[0][1000] = 300;  /* out of the vocabulary */
+    h5_write_token_file(bad, t, cx.n_split_tokens, 0, 257);
+    t[0][1000] = saved;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *args[] = {cases[i].mode, cases[i].file, NULL};
+        int rc = run_child(err, args);
+        CHECK_MSG(rc != 0 && rc != 2, "%s: exit code %d", cases[i].mode, rc);
+        CHECK_MSG(file_contains(err, cases[i].key), "%s: stderr lacks '%s'", cases[i].mode,
+                  cases[i].key);
+        if (i >= 2) CHECK_MSG(file_contains(err, cases[i].file), "%s: file not named",
+                              cases[i].mode);
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* bad input */
 
 static void test_prep_refuses_bad_input_with_message_and_hint(void) {
@@ -630,16 +985,28 @@ static void test_dataset_window_out_of_range_aborts(void) {
 
 /* ---------------------------------------------------------------------------------- */
 
-/* `test_io --child prep ARGS...`, `--child open FILE`, `--child window FILE`. */
+/* `test_io --child prep ARGS...`, or `--child MODE FILE` with MODE open, window (a window
+ * out of range), nowait (wait without prefetch), overqueue (three prefetches), truncate
+ * (empty the file under an open dataset, then prefetch), prefetch (all of /train). */
 static int child_main(int argc, char **argv) {
     if (strcmp(argv[0], "prep") == 0) return prep_main(argc, argv);  /* no MPI needed */
     MPI_Init(NULL, NULL);
     struct dataset *ds = dataset_open(argv[1], MPI_COMM_WORLD);
+    int64_t zero = 0, n_train = dataset_n_tokens(ds, DS_TRAIN);
+    int32_t *out = tr_malloc(sizeof(int32_t) * (size_t)n_train);
     if (strcmp(argv[0], "window") == 0) {
-        int64_t off = dataset_n_tokens(ds, DS_TRAIN) - 3;
-        int32_t out[4];
+        int64_t off = n_train - 3;
         dataset_read_windows(ds, DS_TRAIN, &off, 1, 4, out);
+    } else if (strcmp(argv[0], "nowait") == 0) {
+        dataset_wait(ds, out);
+    } else if (strcmp(argv[0], "overqueue") == 0) {
+        for (int i = 0; i < 3; i++) dataset_prefetch(ds, DS_TRAIN, &zero, 1, 4);
+    } else if (strcmp(argv[0], "truncate") == 0 || strcmp(argv[0], "prefetch") == 0) {
+        if (argv[0][0] == 't' && truncate(argv[1], 0) != 0) TR_ABORT("cannot truncate");
+        dataset_prefetch(ds, DS_TRAIN, &zero, 1, (int)n_train);
+        dataset_wait(ds, out);
     }
+    tr_free(out);
     dataset_close(ds);
     MPI_Finalize();
     return 0;
@@ -675,10 +1042,17 @@ int main(int argc, char **argv) {
 
     RUN(test_dataset_open_reports_what_prep_wrote);
     RUN(test_dataset_windows_equal_slices_in_any_order);
+    RUN(test_prefetch_returns_what_read_windows_returns);
+    RUN(test_prefetch_keeps_two_requests_in_order_while_caller_holds_results);
+    RUN(test_prep_shards_hold_every_document_once_in_order);
+    RUN(test_dataset_corpus_concatenates_shards_and_reads_across_boundaries);
+    RUN(test_dataset_falls_back_to_hdf5_for_chunked_files);
 
     RUN(test_prep_refuses_bad_input_with_message_and_hint);
     RUN(test_dataset_open_refuses_bad_files_with_message_and_hint);
     RUN(test_dataset_window_out_of_range_aborts);
+    RUN(test_dataset_corpus_refuses_mismatched_vocab_and_empty_glob);
+    RUN(test_prefetch_misuse_io_errors_and_bad_tokens_abort);
 
     MPI_Barrier(MPI_COMM_WORLD);
     if (test_rank == 0) nftw(cx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
