@@ -28,10 +28,6 @@ TOOL_BIN := $(TOOL_SRC:tests/%.c=$(BIN)/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BIN)/%)
 
-DEBIAN_PACKAGES := gcc libc6-dev make pkg-config openmpi-bin libopenmpi-dev \
-                   libhdf5-openmpi-dev hdf5-tools libopenblas-openmp-dev fortunes \
-                   gnuplot-nox python3
-
 .PHONY: all tests test bench demo deps clean check-deps
 all: check-deps $(BIN)/trident
 
@@ -61,11 +57,10 @@ check-deps:
 	@command -v $(CC) >/dev/null 2>&1 && pkg-config --exists $(HDF5_PC) && \
 	  test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h || { \
 	  echo "trident: missing build dependencies (mpicc, parallel HDF5 or OpenBLAS)."; \
-	  echo "HINT: run 'make deps' (as root), or:"; \
-	  echo "  apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES)"; exit 2; }
+	  echo "HINT: run 'make deps' (slurm/install_deps.sh: installs them with apt-get)"; exit 2; }
 
 deps:
-	@./tests/install_deps.sh $(DEBIAN_PACKAGES)
+	@./slurm/install_deps.sh
 
 test: all tests
 	@./tests/run.sh
@@ -74,7 +69,7 @@ bench: all tests
 	@./tests/bench.sh
 
 demo: all
-	@./tests/demo.sh
+	@./slurm/demo.sh
 
 clean:
 	rm -rf $(BUILD) $(BIN)

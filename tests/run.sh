@@ -7,6 +7,9 @@
 #   tests/run.sh NAME...    only the tests whose name contains NAME (e.g. parallel)
 set -u
 cd "$(dirname "$0")/.."
+# a fresh machine: install what is missing, then build everything the tests use
+slurm/install_deps.sh || exit 2
+make -j"$(nproc)" tests >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 total_pass=0
 total_fail=0

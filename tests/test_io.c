@@ -831,10 +831,14 @@ static void test_dataset_corpus_refuses_mismatched_vocab_and_empty_glob(void) {
     CHECK_CHILD_FAILS("empty file name", "open", spec);
     snprintf(spec, sizeof(spec), "%s,%s/missing.h5", cx.h5, cx.dir);
     CHECK_CHILD_FAILS("missing.h5", "open", spec);
-    CHECK_CHILD_FAILS("--shards", "prep", "--out", spec, "--shards", "0", cx.h5);
-    char one[320];  /* 2 documents cannot make 3 shards with both splits */
-    path_in(one, sizeof(one), "two_a.txt");
-    CHECK_CHILD_FAILS("--shards 3", "prep", "--out", spec, "--shards", "3", one, one);
+    char a[320], b[320], out[320];  /* 2 documents cannot fill both splits of 3 shards */
+    path_in(out, sizeof(out), "few.h5");
+    CHECK_CHILD_FAILS("--shards", "prep", "--out", out, "--shards", "0", cx.h5);
+    path_in(a, sizeof(a), "shard_a.txt");
+    path_in(b, sizeof(b), "shard_b.txt");
+    write_file(a, "alpha\n", 6);
+    write_file(b, "beta\n", 5);
+    CHECK_CHILD_FAILS("--shards 3", "prep", "--out", out, "--shards", "3", a, b);
 }
 
 static void test_prefetch_misuse_io_errors_and_bad_tokens_abort(void) {
