@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "fault.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
@@ -233,6 +234,7 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
             H5Sclose(mspace);
             H5Sclose(fspace);
             H5Dclose(dset);
+            if (grp == 0 && i == m->n_params / 2) fault_point("ckpt", step);
         }
     H5Pclose(lcpl);
     H5Pclose(dxpl);

@@ -83,12 +83,14 @@ write_config() {
     # segments by the real hostname, so two emulated nodes on one host would collide:
     # give each node of each job its own backing directory. Only lo carries the
     # "network" between the emulated nodes. The batch shell (no step id) needs none.
-    cat >"$DIR/etc/task_prolog.sh" <<'EOF'
+    # (The port tells apart two such clusters on one machine, e.g. a test's and yours.)
+    local shm="/dev/shm/slurm-vader.$CTLD_PORT"
+    cat >"$DIR/etc/task_prolog.sh" <<EOF
 #!/bin/sh
-[ -n "${SLURM_STEP_ID:-}" ] || exit 0
-d=/dev/shm/slurm-vader.${SLURMD_NODENAME}.${SLURM_JOB_ID}
-mkdir -p "$d" 2>/dev/null
-echo "export OMPI_MCA_btl_vader_backing_directory=$d"
+[ -n "\${SLURM_STEP_ID:-}" ] || exit 0
+d=$shm.\${SLURMD_NODENAME}.\${SLURM_JOB_ID}
+mkdir -p "\$d" 2>/dev/null
+echo "export OMPI_MCA_btl_vader_backing_directory=\$d"
 echo "export OMPI_MCA_btl_tcp_if_include=lo"
 echo "export OMPI_MCA_oob_tcp_if_include=lo"
 # the declared CPUs may exceed the real ones: ranks must yield while they wait, as under
@@ -97,10 +99,10 @@ echo "export OMPI_MCA_mpi_yield_when_idle=1"
 exit 0
 EOF
     # Epilog: runs as root on each node when a job ends (also before a requeue).
-    cat >"$DIR/etc/epilog.sh" <<'EOF'
+    cat >"$DIR/etc/epilog.sh" <<EOF
 #!/bin/sh
-[ -n "${SLURM_JOB_ID:-}" ] || exit 0
-rm -rf "/dev/shm/slurm-vader.${SLURMD_NODENAME:-none}.${SLURM_JOB_ID}"
+[ -n "\${SLURM_JOB_ID:-}" ] || exit 0
+rm -rf "$shm.\${SLURMD_NODENAME:-none}.\${SLURM_JOB_ID}"
 exit 0
 EOF
     chmod 755 "$DIR/etc/task_prolog.sh" "$DIR/etc/epilog.sh"

@@ -144,14 +144,16 @@ int train_main(int argc, char **argv) {
                             tr_now() - last_ckpt_time >= 60.0 * cfg.ckpt_minutes};
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
         int by_step = cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0;
-        if ((by_step || flags[0] || flags[1]) && step < cfg.steps) {
+        int stop_here = cfg.stop_at > 0 && step == cfg.stop_at && step < cfg.steps;
+        if ((by_step || flags[0] || flags[1] || stop_here) && step < cfg.steps) {
             save(&t);
             last_ckpt = step;
             last_ckpt_time = tr_now();
         }
-        if (flags[0]) {
-            tr_info("stopping at step %d on a signal (checkpoint saved); exit code %d asks "
-                    "the batch script to requeue and resume", step, TR_EXIT_REQUEUE);
+        if (flags[0] || stop_here) {
+            tr_info("stopping at step %d %s (checkpoint saved); exit code %d asks the batch "
+                    "script to requeue and resume", step, flags[0] ? "on a signal" : "(stop_at)",
+                    TR_EXIT_REQUEUE);
             trainer_free(&t);
             return TR_EXIT_REQUEUE;
         }

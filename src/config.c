@@ -69,6 +69,8 @@ static const struct cfg_key KEYS[] = {
      "checkpoint every N steps (0 = only at the end)"},
     {"ckpt_minutes", CT_FLOAT, F(ckpt_minutes), "0", 0, 1e6, NULL,
      "also checkpoint when this many minutes passed since the last one (0 = off)"},
+    {"stop_at", CT_INT, F(stop_at), "0", 0, INT_MAX, NULL,
+     "checkpoint and exit with code 75 after this step, to continue later (0 = off)"},
     {"ckpt_keep", CT_INT, F(ckpt_keep), "3", 1, 1000, NULL, "checkpoints kept in run_dir"},
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
     /* parallel layout */

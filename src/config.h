@@ -25,6 +25,7 @@ struct config {
     char  resume[CFG_STR_MAX];
     int   eval_every, eval_batches, ckpt_every, ckpt_keep, log_every;
     float ckpt_minutes;
+    int   stop_at;
     /* parallel layout (0 = derive from the world size) */
     int   dp, tp, pp;
     char  schedule[16];  /* "1f1b" | "gpipe" */

@@ -10,6 +10,7 @@
 #include "ckpt.h"
 #include "common.h"
 #include "dataset.h"
+#include "fault.h"
 #include "p2p.h"
 #include "rng.h"
 
@@ -22,20 +23,45 @@
 /* The windows of global step `step`: sample i of the global batch starts at a position
  * that depends only on (seed, step, i). This rank's micro-batch mb holds samples
  * (dp_rank*M + mb)*B + b, so every layout covers the same global batch. */
-static void read_batch(struct trainer *t, int step) {
-    struct model *m = &t->m;
-    if (!m->first && !m->last) return;
-    double t0 = tr_now();
+static void batch_offsets(const struct trainer *t, int step, int64_t *offsets) {
     const int B = t->cfg.micro_batch, T = t->cfg.seq_len;
     int64_t n_pos = dataset_n_tokens(t->ds, DS_TRAIN) - T;
     for (int mb = 0; mb < t->M; mb++)
         for (int b = 0; b < B; b++) {
             uint64_t i = (uint64_t)(t->g.dp_rank * t->M + mb) * B + b;
-            t->offsets[mb * B + b] = (int64_t)rng_below(
+            offsets[mb * B + b] = (int64_t)rng_below(
                 rng_key3((uint64_t)t->cfg.seed, STREAM_TRAIN_WINDOWS ^ (uint64_t)step, i),
                 (uint64_t)n_pos);
         }
-    dataset_read_windows(t->ds, DS_TRAIN, t->offsets, t->M * B, T + 1, t->batch);
+}
+
+/* For the partitioned-reading test: TRIDENT_LOG_READS=DIR makes each rank append the
+ * windows it reads to DIR/reads.<rank> ("step offset" lines). */
+static void log_reads(const struct trainer *t, int step, const int64_t *offsets, int n) {
+    const char *dir = getenv("TRIDENT_LOG_READS");
+    if (!dir || !*dir) return;
+    char path[CFG_STR_MAX];
+    snprintf(path, sizeof path, "%s/reads.%d", dir, t->g.world_rank);
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    for (int i = 0; i < n; i++) fprintf(f, "%d %lld\n", step, (long long)offsets[i]);
+    fclose(f);
+}
+
+/* Only the stages that need tokens read them (the first: inputs, the last: targets), and
+ * of each tensor-parallel group only rank 0, which shares the windows with its peers. */
+static void read_batch(struct trainer *t, int step) {
+    struct model *m = &t->m;
+    if (!m->first && !m->last) return;
+    double t0 = tr_now();
+    const int n = t->M * t->cfg.micro_batch, len = t->cfg.seq_len + 1;
+    if (t->g.tp_rank == 0) {
+        batch_offsets(t, step, t->offsets);
+        log_reads(t, step, t->offsets, n);
+        dataset_read_windows(t->ds, DS_TRAIN, t->offsets, n, len, t->batch);
+    }
+    if (t->g.tp > 1)
+        MPI_CHECK(MPI_Bcast(t->batch, n * len, MPI_INT32_T, 0, t->g.tp_comm));
     t->tm.data += tr_now() - t0;
 }
 
@@ -131,6 +157,7 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     /* the loss is the mean over every target token of the global batch */
     float dloss = (float)(1.0 / (double)tokens);
     double loss_local = run_schedule(t, dloss);
+    fault_point("step", t->step + 1);
     for (int s = 0; s < m->n_slots; s++) {
         t->tm.pipe_wait += p2p_wait(&t->fsend[s]);
         t->tm.pipe_wait += p2p_wait(&t->bsend[s]);

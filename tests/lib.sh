@@ -11,7 +11,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # one thread per rank: oversubscribed ranks on a 2-core machine prove correctness only
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 TEST_TMP=$(mktemp -d /tmp/trident-test.XXXXXX)
-trap 'rm -rf "$TEST_TMP"' EXIT
+trap '[ -n "${KEEP_TEST_TMP:-}" ] || rm -rf "$TEST_TMP"' EXIT
 N_PASS=0
 N_FAIL=0
 
