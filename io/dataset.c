@@ -3,9 +3,10 @@
  * Both read paths plan a request the same way: the windows are sorted and merged into
  * disjoint ranges of the split (global coordinates), the ranges are cut at file
  * boundaries into pieces, the pieces are read into one packed uint16 buffer — by HDF5
- * on the caller's thread, or by pread() on the background thread — and every window is
- * copied out of that buffer. Only the middle step differs, so the two paths return the
- * same tokens by construction, and the tests compare them anyway.
+ * on the caller's thread, or by pread() on the background thread (or on the caller's,
+ * when dataset_wait() finds the request not started) — and every window is copied out
+ * of that buffer. Only the middle step differs, so the paths return the same tokens by
+ * construction, and the tests compare them anyway.
  */
 #include "dataset.h"
 
@@ -18,6 +19,7 @@
 #include <glob.h>
 #include <hdf5.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,10 +74,11 @@ struct ds_plan {
                                         so a training loop stops allocating after step 1 */
 };
 
-enum ds_state { DS_FREE, DS_QUEUED, DS_DONE };
+enum ds_state { DS_FREE, DS_QUEUED, DS_READING, DS_DONE };
 
-/* One slot of the prefetch queue. The caller owns a FREE slot, the thread a QUEUED one,
- * the caller again a DONE one: only `state` is shared, under dataset.mu. */
+/* One slot of the prefetch queue. The caller owns a FREE slot; a QUEUED one goes to
+ * whoever marks it READING first (the thread, or the caller in dataset_wait); the
+ * caller owns it again when DONE. Only `state` is shared, under dataset.mu. */
 struct ds_request {
     enum ds_state  state;
     struct ds_plan plan;
@@ -83,7 +86,7 @@ struct ds_request {
     size_t         cap_out;
     int64_t        bad_at;           /* global index of the first token >= vocab_size, or -1 */
     int            bad_token;
-    char           err[512];         /* I/O error of the background read, "" when none */
+    char           err[512];         /* I/O error of the read, "" when none */
 };
 
 struct dataset {
@@ -99,7 +102,7 @@ struct dataset {
     int             stop;            /* under mu: the thread exits */
     struct ds_request req[DS_DEPTH];
     int             head, tail;      /* caller: next slot to fill / to hand out */
-    int             serve;           /* thread: next slot to read */
+    int             serve;           /* under mu: oldest slot nobody reads yet */
 };
 
 /* Every HDF5 call is checked; the message names the file and the object. */
@@ -422,15 +425,12 @@ static void ds_plan_make(const struct dataset *ds, struct ds_plan *p, enum datas
     for (int i = 0; i < n_windows; i++) {
         int64_t s = p->w[i].offset, e = s + len;
         int r = p->n_ranges - 1;
-        if (r >= 0 && s <= p->start[r] + p->count[r] + DS_COALESCE_GAP) {
-            if (e > p->start[r] + p->count[r]) p->count[r] = e - p->start[r];
-        } else {
-            p->start[++r] = s;
-            p->count[r] = len;
-            p->n_ranges++;
-        }
+        if (r >= 0 && s <= p->start[r] + p->count[r] + DS_COALESCE_GAP)
+            p->count[r] = TR_MAX(p->count[r], e - p->start[r]);
+        else
+            p->start[r + 1] = s, p->count[r + 1] = len, p->n_ranges++;
     }
-    /* A range crosses at most every file boundary once: n_ranges + n_files pieces. */
+    /* Disjoint ranges cross each of the n_files - 1 boundaries at most once in all. */
     size_t max_pieces = (size_t)p->n_ranges + (size_t)ds->n_files;
     if (max_pieces > p->cap_pieces) {
         tr_free(p->piece);
@@ -628,7 +628,13 @@ struct dataset *dataset_open(const char *spec, MPI_Comm comm) {
             TR_ABORT("cannot open token file '%s' for background reads: %s", ds->files[i].path,
                      strerror(errno));
     }
+    /* The thread starts with every signal blocked, so Slurm's SIGUSR1/SIGTERM still
+     * reach the training thread as they did before there was a second one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&ds->thread, NULL, ds_thread_main, ds);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) TR_ABORT("cannot start the prefetch thread of '%s': %s", spec, strerror(rc));
     return ds;
 }
@@ -693,23 +699,40 @@ void dataset_read_windows(struct dataset *ds, enum dataset_split split, const in
 /* ---------------------------------------------------------------------------------- */
 /* Prefetch */
 
+/* Reads a request into r->out. On the background thread only when ds->async (pread,
+ * never HDF5); the synchronous fallback runs on the caller's thread. */
+static void ds_serve(struct dataset *ds, struct ds_request *r) {
+    r->err[0] = '\0';
+    r->bad_at = -1;
+    if (!ds->async) ds_plan_read_h5(ds, &r->plan);
+    else if (ds_plan_read_raw(ds, &r->plan, r->err, sizeof(r->err)) != 0) return;
+    r->bad_at = ds_plan_scatter(&r->plan, ds->vocab_size, r->out, &r->bad_token);
+}
+
+/* Marks the oldest queued slot READING and returns it, or NULL. Under ds->mu. */
+static struct ds_request *ds_take(struct dataset *ds) {
+    struct ds_request *r = &ds->req[ds->serve];
+    if (r->state != DS_QUEUED) return NULL;
+    r->state = DS_READING;
+    ds->serve = (ds->serve + 1) % DS_DEPTH;
+    return r;
+}
+
 /* Serves the queued slots in order until dataset_close(). The read runs without the
  * lock, so the caller can queue the next request meanwhile. */
 static void *ds_thread_main(void *arg) {
     struct dataset *ds = arg;
     pthread_mutex_lock(&ds->mu);
-    for (;;) {
-        struct ds_request *r = &ds->req[ds->serve];
-        while (!ds->stop && r->state != DS_QUEUED) pthread_cond_wait(&ds->cv, &ds->mu);
-        if (ds->stop) break;
+    while (!ds->stop) {
+        struct ds_request *r = ds_take(ds);
+        if (!r) {
+            pthread_cond_wait(&ds->cv, &ds->mu);
+            continue;
+        }
         pthread_mutex_unlock(&ds->mu);
-        r->err[0] = '\0';
-        r->bad_at = -1;
-        if (ds_plan_read_raw(ds, &r->plan, r->err, sizeof(r->err)) == 0)
-            r->bad_at = ds_plan_scatter(&r->plan, ds->vocab_size, r->out, &r->bad_token);
+        ds_serve(ds, r);
         pthread_mutex_lock(&ds->mu);
         r->state = DS_DONE;
-        ds->serve = (ds->serve + 1) % DS_DEPTH;
         pthread_cond_broadcast(&ds->cv);
     }
     pthread_mutex_unlock(&ds->mu);
@@ -732,7 +755,7 @@ void dataset_prefetch(struct dataset *ds, enum dataset_split split, const int64_
     /* A FREE slot is the caller's: the thread touches only QUEUED ones. */
     ds_plan_make(ds, &r->plan, split, offsets, n_windows, len);
     size_t n_out = (size_t)n_windows * (size_t)len;
-    if (ds->async && n_out > r->cap_out) {
+    if (n_out > r->cap_out) {
         tr_free(r->out);
         r->out = tr_malloc(sizeof(int32_t) * n_out);
         r->cap_out = n_out;
@@ -747,20 +770,20 @@ void dataset_prefetch(struct dataset *ds, enum dataset_split split, const int64_
 double dataset_wait(struct dataset *ds, int32_t *out) {
     double t0 = tr_now();
     struct ds_request *r = &ds->req[ds->tail];
-    struct ds_plan *p = &r->plan;
     pthread_mutex_lock(&ds->mu);
     enum ds_state state = r->state;
-    while (ds->async && r->state == DS_QUEUED) pthread_cond_wait(&ds->cv, &ds->mu);
+    /* Not started yet (the thread lost the CPU to compute, or there is no thread): read
+     * it here rather than sleep until the scheduler runs the thread, so a wait never
+     * costs more than a synchronous read. */
+    struct ds_request *mine = state == DS_QUEUED ? ds_take(ds) : NULL;
+    while (!mine && r->state == DS_READING) pthread_cond_wait(&ds->cv, &ds->mu);
     pthread_mutex_unlock(&ds->mu);
     if (state == DS_FREE) TR_ABORT("dataset_wait on '%s' without a dataset_prefetch", ds->spec);
-    if (ds->async) {
-        if (r->err[0]) TR_ABORT("I/O error in a background read of the corpus: %s", r->err);
-        memcpy(out, r->out, sizeof(int32_t) * (size_t)p->n_windows * (size_t)p->len);
-    } else {  /* a file pread() cannot read: the read happens now, through HDF5 */
-        ds_plan_read_h5(ds, p);
-        r->bad_at = ds_plan_scatter(p, ds->vocab_size, out, &r->bad_token);
-    }
-    if (r->bad_at >= 0) ds_report_bad_token(ds, p->split, r->bad_at, r->bad_token);
+    if (mine && mine != r) TR_ABORT("prefetch queue of '%s' out of order", ds->spec);
+    if (mine) ds_serve(ds, r);
+    if (r->err[0]) TR_ABORT("I/O error: %s", r->err);
+    if (r->bad_at >= 0) ds_report_bad_token(ds, r->plan.split, r->bad_at, r->bad_token);
+    memcpy(out, r->out, sizeof(int32_t) * (size_t)r->plan.n_windows * (size_t)r->plan.len);
     pthread_mutex_lock(&ds->mu);
     r->state = DS_FREE;
     pthread_mutex_unlock(&ds->mu);

@@ -33,7 +33,8 @@ struct dataset;
  *   "data/a.h5,data/b.h5"                           a comma-separated list, in that order;
  *   "data/fw-*-of-00008.h5"                         a glob(3) pattern, matches sorted by
  *                                                   name (strcmp: locale-independent).
- * List items may themselves be patterns. File names containing ',' are not supported.
+ * List items may themselves be patterns. File names containing ',', '*', '?' or '['
+ * are not supported.
  * Collective over comm: rank 0 expands the spec and broadcasts the list, so every rank
  * opens the same files in the same order. Validates the format, the attributes and the
  * token arrays of every file, and that all files share vocab_size, eot_token and
@@ -59,10 +60,13 @@ int64_t     dataset_n_docs    (const struct dataset *ds, enum dataset_split spli
 void dataset_read_windows(struct dataset *ds, enum dataset_split split, const int64_t *offsets,
                           int n_windows, int len, int32_t *out);
 
-/* Asynchronous dataset_read_windows(): prefetch copies the offsets (the caller may reuse
- * them at once) and queues the request; wait blocks until the oldest queued request is
- * read, copies its windows to out (same layout and checks as dataset_read_windows) and
- * returns the seconds it blocked: the "data wait" of a step, 0 when I/O kept up.
+/* Asynchronous dataset_read_windows(): prefetch checks the request (a window out of
+ * range aborts here), copies the offsets (the caller may reuse them at once) and queues
+ * it; wait blocks until the oldest queued request is read, copies its windows to out
+ * (same layout and checks as dataset_read_windows) and returns the seconds the caller
+ * spent in it: the "data wait" of a step, ~0 when I/O kept up. A request the thread
+ * has not started yet when wait is called is read by the caller at once, so a wait
+ * never costs much more than a synchronous read.
  *
  * Up to two requests may be queued; they complete in the order made, and wait always
  * returns the oldest. Wait without a queued request, or a third prefetch, is a bug and

@@ -56,6 +56,9 @@ void *tr_malloc(size_t n_bytes);           /* aborts on failure; 64-byte aligned
 void *tr_calloc(size_t n_elems, size_t elem_bytes);
 void  tr_free(void *p);
 
+/* Settings for the MPI library, made before MPI_Init (the user's environment wins). */
+void tr_mpi_defaults(void);
+
 double tr_now(void);                       /* monotonic wall clock, seconds */
 
 /* 64-bit FNV-1a of a string: stable tensor identifiers for the RNG and checksums. */

@@ -70,6 +70,7 @@ int main(int argc, char **argv) {
     /* prep runs on one process and needs no MPI; everything else is a parallel job */
     if (strcmp(cmd, "prep") == 0) return prep_main(argc - 1, argv + 1);
 
+    tr_mpi_defaults();
     int provided;
     MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
     int rank;

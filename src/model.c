@@ -138,10 +138,14 @@ static void build_table(struct model *m) {
         p->offset = m->n_local;
         /* keep every tensor 64-byte aligned for vector loads */
         m->n_local += (p->n_local + 15) / 16 * 16;
-        /* Each logical element is owned by exactly one rank of the world: data-parallel
-         * replica 0, tensor rank 0 for replicated tensors, and stage 0 for the tied wte. */
+        /* Each logical element is owned by exactly one rank of the world, which writes
+         * it to a checkpoint and counts it in the gradient norm. Replicas take turns by
+         * tensor (data-parallel replica i % dp; for tensors replicated over tensor
+         * parallelism, tensor rank (i / dp) % tp), so every rank writes a share of a
+         * checkpoint; the tied wte belongs to stage 0. */
         int is_wte = strcmp(p->name, "wte") == 0;
-        p->owner = g->dp_rank == 0 && (p->shard_axis >= 0 || g->tp_rank == 0) &&
+        p->owner = g->dp_rank == i % g->dp &&
+                   (p->shard_axis >= 0 || g->tp_rank == (i / g->dp) % g->tp) &&
                    (!is_wte || m->first);
         p->counted = p->owner;
     }

@@ -1,7 +1,8 @@
-/* test_io.c — tokenizer, `trident prep` and the token file reader.
+/* test_io.c — tokenizer, `trident prep` and the token corpus reader (synchronous reads,
+ * background prefetch, corpora of several files).
  *
  * Runs on any number of ranks (1 in the suite): prep and the bad-input tests run on
- * rank 0, every rank reads its own windows from the shared token file. Bad input exits
+ * rank 0, every rank reads its own windows from the shared token files. Bad input exits
  * the process, so those tests re-execute this binary as a child (a fresh process, so no
  * MPI state is shared with the parent) and check its exit code and stderr.
  */
@@ -606,12 +607,15 @@ static int windows_equal(const int32_t *out, const uint16_t *expected, const int
 }
 
 /* prefetch + wait gives exactly what dataset_read_windows gives, and both the expected
- * tokens; returns 1 when all three agree. */
+ * tokens; returns 1 when all three agree. A wait right after the prefetch usually finds
+ * the request not started and reads it itself; `pause_us` of "compute" in between lets
+ * the background thread read it, so tests alternate the two. */
 static int prefetch_agrees(struct dataset *ds, int split, const int64_t *off, int n, int len,
-                           const uint16_t *expected) {
+                           const uint16_t *expected, int pause_us) {
     size_t n_out = (size_t)(n > 0 ? n : 1) * (size_t)len;
     int32_t *a = tr_malloc(sizeof(int32_t) * n_out), *b = tr_malloc(sizeof(int32_t) * n_out);
     dataset_prefetch(ds, (enum dataset_split)split, off, n, len);
+    if (pause_us > 0) usleep((useconds_t)pause_us);
     double waited = dataset_wait(ds, a);
     dataset_read_windows(ds, (enum dataset_split)split, off, n, len, b);
     int ok = waited >= 0 && memcmp(a, b, sizeof(int32_t) * (size_t)n * (size_t)len) == 0 &&
@@ -636,12 +640,12 @@ static void test_prefetch_returns_what_read_windows_returns(void) {
         int len = 1 + (int)(rng_next(&rng) % 600), n = (int)(rng_next(&rng) % 257);
         if (req == 7) n = 0;  /* a rank with nothing to read still pairs prefetch and wait */
         random_windows(&rng, off, n, len, cx.n_split_tokens[s]);
-        CHECK_MSG(prefetch_agrees(ds, s, off, n, len, cx.split_tokens[s]),
+        CHECK_MSG(prefetch_agrees(ds, s, off, n, len, cx.split_tokens[s], req % 2 ? 2000 : 0),
                   "request %d: split %d, %d windows of %d", req, s, n, len);
     }
     int64_t whole = 0;  /* one window as long as the split */
     CHECK(prefetch_agrees(ds, DS_VAL, &whole, 1, (int)cx.n_split_tokens[DS_VAL],
-                          cx.split_tokens[DS_VAL]));
+                          cx.split_tokens[DS_VAL], 0));
     dataset_close(ds);
 }
 
@@ -750,18 +754,19 @@ static void test_dataset_corpus_concatenates_shards_and_reads_across_boundaries(
             for (int req = 0; req < 10; req++) {
                 int len = 1 + (int)(rng_next(&rng) % 1000), nw = 1 + (int)(rng_next(&rng) % 300);
                 random_windows(&rng, off, nw, len, n);
-                CHECK_MSG(prefetch_agrees(ds, s, off, nw, len, want), "random split %d", s);
+                CHECK_MSG(prefetch_agrees(ds, s, off, nw, len, want, req % 2 ? 2000 : 0),
+                          "random split %d", s);
             }
             /* every window that straddles each boundary between two files */
             for (int k = 1; k < N_SHARDS; k++) {
                 const int len = 257;
                 for (int i = 0; i < len - 1; i++) off[i] = first[k] - len + 1 + i;
-                CHECK_MSG(prefetch_agrees(ds, s, off, len - 1, len, want),
+                CHECK_MSG(prefetch_agrees(ds, s, off, len - 1, len, want, 2000),
                           "straddling boundary %d, split %d", k, s);
             }
             /* one window through the whole middle file, from the first into the last */
             int64_t mid = first[1] - 1;
-            CHECK(prefetch_agrees(ds, s, &mid, 1, (int)(first[2] - first[1] + 2), want));
+            CHECK(prefetch_agrees(ds, s, &mid, 1, (int)(first[2] - first[1] + 2), want, 2000));
             tr_free(want);
         }
         dataset_close(ds);
@@ -797,7 +802,8 @@ static void test_dataset_falls_back_to_hdf5_for_chunked_files(void) {
                 int len = 1 + (int)(rng_next(&rng) % 700), nw = (int)(rng_next(&rng) % 300);
                 random_windows(&rng, off, nw, len, n);
                 if (v && nw > 0) off[0] = cx.n_split_tokens[s] - len / 2;  /* spans the two */
-                CHECK_MSG(prefetch_agrees(ds, s, off, nw, len, want), "corpus %d split %d", v, s);
+                CHECK_MSG(prefetch_agrees(ds, s, off, nw, len, want, req % 2 ? 2000 : 0),
+                          "corpus %d split %d", v, s);
             }
             /* two queued at once, in order, on the synchronous path too */
             int64_t a = 0, b = n - 100;
