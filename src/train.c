@@ -48,17 +48,34 @@ static void log_reads(const struct trainer *t, int step, const int64_t *offsets,
     fclose(f);
 }
 
+static int reads_data(const struct trainer *t) {
+    return (t->m.first || t->m.last) && t->g.tp_rank == 0;
+}
+
+/* Start reading the windows of `step` in the background (the data layer's own thread),
+ * so they are in memory by the time the step begins. */
+static void prefetch_batch(struct trainer *t, int step) {
+    if (!reads_data(t) || step >= t->cfg.steps) return;
+    const int n = t->M * t->cfg.micro_batch;
+    batch_offsets(t, step, t->offsets);
+    log_reads(t, step, t->offsets, n);
+    dataset_prefetch(t->ds, DS_TRAIN, t->offsets, n, t->cfg.seq_len + 1);
+    t->prefetched = step;
+}
+
 /* Only the stages that need tokens read them (the first: inputs, the last: targets), and
- * of each tensor-parallel group only rank 0, which shares the windows with its peers. */
+ * of each tensor-parallel group only rank 0, which shares the windows with its peers.
+ * The windows of the next step are requested as soon as this step's have arrived. */
 static void read_batch(struct trainer *t, int step) {
     struct model *m = &t->m;
     if (!m->first && !m->last) return;
     double t0 = tr_now();
     const int n = t->M * t->cfg.micro_batch, len = t->cfg.seq_len + 1;
     if (t->g.tp_rank == 0) {
-        batch_offsets(t, step, t->offsets);
-        log_reads(t, step, t->offsets, n);
-        dataset_read_windows(t->ds, DS_TRAIN, t->offsets, n, len, t->batch);
+        if (t->prefetched != step) TR_ABORT("step %d's windows were not prefetched", step);
+        dataset_wait(t->ds, t->batch);
+        t->prefetched = -1;
+        prefetch_batch(t, step + 1);
     }
     if (t->g.tp > 1)
         MPI_CHECK(MPI_Bcast(t->batch, n * len, MPI_INT32_T, 0, t->g.tp_comm));
@@ -325,6 +342,8 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     }
     resume_or_init(t);
+    t->prefetched = -1;
+    prefetch_batch(t, t->step);
     if (open_run_dir && t->g.world_rank == 0) {
         char path[CFG_STR_MAX + 32];
         snprintf(path, sizeof path, "%s/config.txt", t->cfg.run_dir);

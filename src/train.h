@@ -30,6 +30,7 @@ struct trainer {
     int  M;                  /* micro-batches per step */
     int  gpipe;              /* schedule: 1 = GPipe, 0 = 1F1B */
     int  step;               /* next step to run (0-based) */
+    int  prefetched;         /* step whose windows are being read ahead (-1: none) */
     int32_t *batch;          /* [M*B][T+1] this step's windows (first/last stage) */
     int64_t *offsets;
     float  **gsend;          /* per slot: gradient being sent to the previous stage */

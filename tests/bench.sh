@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench.sh — trident's benchmarks (`make bench`). Speed is reported as ratios measured in
+# the same run, because absolute times on a shared machine drift:
+#   1. training FLOP rate vs the machine's sgemm rate on the model's GEMMs (MFU)
+#   2. all-reduce bus bandwidth, hierarchical vs flat
+#   3. data parallelism: DP=2 × 1 thread vs 1 rank × 2 threads; exposed DP time
+#   4. pipeline bubble, measured vs (p-1)/(m+p-1)
+#   5. checkpoint write/read bandwidth vs dd with fsync on the same filesystem
+#   6. data wait as a share of the step on the demo config
+# Sections can be picked: tests/bench.sh 1 3
+set -u
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+NCORES=$(nproc)
+SECTIONS=${*:-1 2 3 4 5 6}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+[ -f data/fortunes.h5 ] || bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
+# median of column 2 of "step value" lines, skipping the first (warm-up) step
+median() { awk 'NR > 1 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "nan" }'; }
+field() { sed -n "s/.*\"$1\":\\([-0-9.e]*\\).*/\\1/p" "$2"; }
+series() { paste -d' ' <(field step "$2") <(field "$1" "$2") | grep -v ' $' | grep -v '^ '; }
+
+if want 1; then
+    echo "== 1. training throughput vs sgemm (bench model, 1 rank × $NCORES threads)"
+    OMP_NUM_THREADS=$NCORES bin/bench_train --steps=6 | sed -n '/^$/,$p'
+    echo
+fi
+
+if want 2; then
+    echo "== 2. all-reduce bus bandwidth, flat vs hierarchical (same code path as the gradient buckets)"
+    mpirun -np 2 bin/bench_allreduce --max_mib=256
+    echo "-- 4 ranks as 2 emulated nodes × 2 (TRIDENT_RANKS_PER_NODE=2; oversubscribed)"
+    TRIDENT_RANKS_PER_NODE=2 mpirun -np 4 bin/bench_allreduce --max_mib=64
+    echo "(on one machine every 'node' shares memory, so the hierarchical path can only show"
+    echo " its overhead here; it pays where the cross-node link is slower than the node)"
+    echo
+fi
+
+BENCH_MODEL=(--n_layer=12 --n_head=12 --n_embd=768 --seq_len=256 --block_size=256 --micro_batch=4
+             --grad_accum=1 --steps=5 --warmup=1 --eval_every=0 --ckpt_every=0 --log_every=1
+             --data=data/fortunes.h5 --resume=none)
+if want 3; then
+    echo "== 3. data parallelism on the bench model (vocab 257 from the fortunes data)"
+    OMP_NUM_THREADS=$NCORES bin/trident train inputs/small.conf "${BENCH_MODEL[@]}" --run_dir="$TMP/dp1" >/dev/null 2>&1
+    OMP_NUM_THREADS=1 mpirun -np 2 bin/trident train inputs/small.conf "${BENCH_MODEL[@]}" --dp=2 --run_dir="$TMP/dp2" >/dev/null 2>&1
+    t1=$(series tokens_per_s "$TMP/dp1/metrics.jsonl" | median)
+    t2=$(series tokens_per_s "$TMP/dp2/metrics.jsonl" | median)
+    ms2=$(series ms_per_step "$TMP/dp2/metrics.jsonl" | median)
+    ex2=$(series t_dp_exposed "$TMP/dp2/metrics.jsonl" | median)
+    printf "%-44s %10s\n" "1 rank × $NCORES threads, tokens/s" "$t1"
+    printf "%-44s %10s\n" "DP=2 × 1 thread, tokens/s (global batch ×2)" "$t2"
+    awk -v a="$t2" -v b="$t1" 'BEGIN { printf "%-44s %10.3f   (target >= 0.9)\n", "ratio DP=2 / 1 rank", a / b }'
+    awk -v e="$ex2" -v s="$ms2" 'BEGIN { printf "%-44s %9.1f%%\n", "exposed DP reduction, share of the step", 100 * e / (s / 1000) }'
+    echo
+fi
+
+if want 4; then
+    echo "== 4. pipeline bubble: measured (time waiting for a neighbour / step) vs (p-1)/(m+p-1)"
+    echo "   (p > $NCORES ranks are oversubscribed: those rows prove the schedule runs, not its speed)"
+    printf "%-8s %4s %4s %10s %10s %s\n" schedule p m measured theory note
+    for cfg in "1f1b 2 4" "gpipe 2 4" "1f1b 2 8" "gpipe 2 8" "1f1b 4 8" "gpipe 4 8"; do
+        read -r s p m <<<"$cfg"
+        OMP_NUM_THREADS=1 mpirun -np "$p" bin/trident train inputs/small.conf --n_layer=8 --micro_batch=2 \
+            --grad_accum="$m" --pp="$p" --dp=1 --schedule="$s" --steps=6 --eval_every=0 --ckpt_every=0 \
+            --resume=none --run_dir="$TMP/pp_${s}_${p}_$m" >/dev/null 2>&1
+        b=$(series bubble "$TMP/pp_${s}_${p}_$m/metrics.jsonl" | median)
+        th=$(awk -v p="$p" -v m="$m" 'BEGIN { printf "%.3f", (p - 1) / (m + p - 1) }')
+        note=""; [ "$p" -gt "$NCORES" ] && note="oversubscribed: not meaningful for speed"
+        printf "%-8s %4s %4s %10.3f %10s %s\n" "$s" "$p" "$m" "$b" "$th" "$note"
+    done
+    echo
+fi
+
+if want 5; then
+    echo "== 5. checkpoint bandwidth vs sequential write of the same filesystem"
+    dir=${TRIDENT_BENCH_DIR:-$TMP}
+    out=$(dd if=/dev/zero of="$dir/dd.bin" bs=4M count=110 conv=fsync 2>&1 | tail -n 1)
+    rm -f "$dir/dd.bin"
+    ddbw=$(awk '{ for (i = 1; i < NF; i++) if ($(i+1) ~ /^[GMk]B\/s$/) { v = $i; u = $(i+1) } }
+                END { if (u == "MB/s") v /= 1000; if (u == "kB/s") v /= 1e6; print v }' <<<"$out")
+    printf "dd bs=4M conv=fsync (460 MB): %.2f GB/s\n" "$ddbw"
+    printf "%6s %12s %12s %14s\n" ranks "write GB/s" "read GB/s" "write / dd"
+    for np in 1 2 4; do
+        line=$(OMP_NUM_THREADS=1 mpirun -np "$np" bin/bench_ckpt --run_dir="$dir/ck" | grep CKPT_BENCH)
+        awk -v dd="$ddbw" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
+            END { w = f["bytes"] / f["write_s"] / 1e9; r = f["bytes"] / f["read_s"] / 1e9
+                  printf "%6d %12.2f %12.2f %13.0f%%   (target >= 60%%)\n", f["ranks"], w, r, 100 * w / dd }' <<<"$line"
+    done
+    echo
+fi
+
+if want 6; then
+    echo "== 6. data wait on the demo config (inputs/small.conf, 1 rank)"
+    OMP_NUM_THREADS=$NCORES bin/trident train inputs/small.conf --steps=30 --eval_every=0 --ckpt_every=0 \
+        --resume=none --run_dir="$TMP/data" >/dev/null 2>&1
+    d=$(series t_data "$TMP/data/metrics.jsonl" | median)
+    ms=$(series ms_per_step "$TMP/data/metrics.jsonl" | median)
+    awk -v d="$d" -v s="$ms" 'BEGIN { printf "data wait %.3f ms of a %.1f ms step: %.2f%%   (target <= 1%%)\n", d * 1000, s, 100 * d * 1000 / s }'
+fi
