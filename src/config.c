@@ -352,7 +352,15 @@ char *config_to_string(const struct config *cfg) {
 
 void config_print_reference(FILE *f) {
     fprintf(f, "| key | default | meaning |\n|---|---|---|\n");
-    for (int i = 0; i < N_KEYS; i++)
-        fprintf(f, "| `%s` | `%s` | %s%s%s |\n", KEYS[i].name, KEYS[i].def, KEYS[i].doc,
-                KEYS[i].choices ? "; one of " : "", KEYS[i].choices ? KEYS[i].choices : "");
+    for (int i = 0; i < N_KEYS; i++) {
+        char choices[64] = "";
+        if (KEYS[i].choices) {
+            /* "a|b" would split a Markdown table cell */
+            snprintf(choices, sizeof choices, "; one of %s", KEYS[i].choices);
+            for (char *c = choices; *c; c++)
+                if (*c == '|') *c = '/';
+        }
+        fprintf(f, "| `%s` | `%s` | %s%s |\n", KEYS[i].name, KEYS[i].def[0] ? KEYS[i].def : "\"\"",
+                KEYS[i].doc, choices);
+    }
 }
