@@ -33,11 +33,11 @@ static double time_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, i
     memset(C, 0, sizeof(float) * (size_t)M * N);
     int lda = ta == CblasNoTrans ? K : M, ldb = tb == CblasNoTrans ? N : K;
     double best = 1e30;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < 8; r++) {
         double t0 = tr_now();
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
         double dt = tr_now() - t0;
-        if (r > 0 && dt < best) best = dt; /* first call warms caches and threads */
+        if (r > 0 && dt < best) best = dt; /* the first call warms caches and threads */
     }
     tr_free(A);
     tr_free(B);
@@ -95,15 +95,14 @@ int main(int argc, char **argv) {
         {CblasTrans, CblasNoTrans, C, 4 * C, BT, 1, 1},
         {CblasTrans, CblasNoTrans, Vp, C, BT, 1, 0},
     };
-    double gemm_flops = 0, gemm_time = 0;
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        double reps = shapes[i].per_layer ? cfg.n_layer : 1;
-        double t = time_sgemm(shapes[i].ta, shapes[i].tb, shapes[i].M, shapes[i].N,
-                              shapes[i].K, shapes[i].beta);
-        gemm_flops += reps * 2.0 * shapes[i].M * shapes[i].N * shapes[i].K;
-        gemm_time += reps * t;
-    }
-    double sgemm_rate = gemm_flops / gemm_time;
+    /* Timed before and after the training steps, keeping each shape's best: a busy
+     * moment on a shared machine can only make the BLAS look slower, which would flatter
+     * the ratio, so the best observed sgemm rate is the fair reference. */
+    enum { N_SHAPES = sizeof shapes / sizeof shapes[0] };
+    double shape_best[N_SHAPES];
+    for (int i = 0; i < N_SHAPES; i++)
+        shape_best[i] = time_sgemm(shapes[i].ta, shapes[i].tb, shapes[i].M, shapes[i].N,
+                                   shapes[i].K, shapes[i].beta);
 
     /* --- training steps ---------------------------------------------------------- */
     double dloss = 1.0 / BT;
@@ -135,6 +134,16 @@ int main(int argc, char **argv) {
             opt_best = t2 - t1;
         }
     }
+    double gemm_flops = 0, gemm_time = 0;
+    for (int i = 0; i < N_SHAPES; i++) {
+        double t = time_sgemm(shapes[i].ta, shapes[i].tb, shapes[i].M, shapes[i].N,
+                              shapes[i].K, shapes[i].beta);
+        if (t < shape_best[i]) shape_best[i] = t;
+        double reps = shapes[i].per_layer ? cfg.n_layer : 1;
+        gemm_flops += reps * 2.0 * shapes[i].M * shapes[i].N * shapes[i].K;
+        gemm_time += reps * shape_best[i];
+    }
+    double sgemm_rate = gemm_flops / gemm_time;
     double rate = flops_step / best;
     printf("\n%-34s %12s\n", "", "value");
     printf("%-34s %12.0f\n", "tokens/s", BT / best);
