@@ -206,8 +206,8 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (file < 0)
-        tr_fail(TR_EXIT_FAILURE, "check that run_dir exists, is writable and has space",
-                "cannot create checkpoint '%s'", tmp);
+        tr_abort(__FILE__, __LINE__, "cannot create checkpoint '%s': check that run_dir exists, "
+                 "is writable and has space", tmp);
     hid_t dxpl = collective_dxpl();
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
@@ -226,10 +226,12 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
             int active = p->n_local && p->owner;
             select_shard(p, active, fspace, &mspace);
             const float *src = active ? data[grp] + p->offset : data[0];
+            /* A failed collective write may fail on some ranks only: abort the whole job
+             * (never hang), naming the file; the torn .tmp is removed at the next start. */
             if (H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, src) < 0)
-                tr_fail(TR_EXIT_FAILURE, "the previous checkpoint is intact; free disk space "
-                        "and resume", "writing '%s' into '%s' failed (disk full or I/O error)",
-                        name, tmp);
+                tr_abort(__FILE__, __LINE__, "writing tensor '%s' into checkpoint '%s' failed "
+                         "(disk full or I/O error); the previous checkpoint is intact: free "
+                         "space and start again to resume", name, tmp);
             write_attr_u64(dset, "checksum", sums[grp * m->n_params + i]);
             H5Sclose(mspace);
             H5Sclose(fspace);
@@ -251,8 +253,8 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
     tr_free(cfg_text);
     tr_free(sums);
     if (H5Fclose(file) < 0)
-        tr_fail(TR_EXIT_FAILURE, "the previous checkpoint is intact; free disk space and resume",
-                "closing checkpoint '%s' failed (disk full or I/O error)", tmp);
+        tr_abort(__FILE__, __LINE__, "closing checkpoint '%s' failed (disk full or I/O error); "
+                 "the previous checkpoint is intact: free space and start again to resume", tmp);
 
     /* publish: only a complete file ever carries the final name */
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

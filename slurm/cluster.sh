@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cluster.sh — a real Slurm cluster on this one machine, for tests and demos.
 #
-#   slurm/cluster.sh up [--nodes N] [--cpus C]   start munge, slurmctld and N slurmd
+#   slurm/cluster.sh up [--nodes N] [--cpus C]   munge, slurmctld, N slurmd (2 × 4 CPUs)
 #   slurm/cluster.sh status                      daemons, nodes, jobs
 #   slurm/cluster.sh down                        stop the daemons this script started
 #
@@ -30,7 +30,7 @@ die() { echo "cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "cluster.sh: $*"; }
 
 usage() {
-    sed -n '2,8s/^# \{0,1\}//p' "$0"
+    sed -n '2,6s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
 }
 
@@ -57,12 +57,21 @@ install_packages() {
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# Whether PID runs the daemon NAME (munged, slurmctld, slurmd-nK): a PID recorded before a
+# reboot may belong to something else by now.
+is_daemon() { # NAME PID
+    pid_alive "$2" || return 1
+    local comm
+    comm=$(cat "/proc/$2/comm" 2>/dev/null) || return 1
+    [ "$comm" = "${1%%-*}" ]
+}
+
 # Names and PIDs of recorded daemons that are still running, one "name pid" a line.
 live_daemons() {
     [ -f "$PIDS" ] || return 0
     local name pid
     while read -r name pid; do
-        if pid_alive "$pid"; then echo "$name $pid"; fi
+        if is_daemon "$name" "$pid"; then echo "$name $pid"; fi
     done <"$PIDS"
 }
 
@@ -192,33 +201,68 @@ start_munge() {
 
 show_logs() {
     local f
-    for f in "$DIR"/log/*.log; do
+    for f in "$DIR"/log/*; do
         [ -f "$f" ] || continue
         echo "---- $f (last 20 lines)" >&2
         tail -n 20 "$f" >&2
     done
 }
 
+# Whether the slurmctld answering on our port is ours (not another cluster's).
+our_ctld() {
+    local state
+    state=$(SLURM_CONF=$CONF timeout 10 scontrol show config 2>/dev/null |
+        sed -n 's/^StateSaveLocation *= *//p') || return 1
+    [ "$state" = "$DIR/state" ]
+}
+
+# Kills the recorded daemons that still run: TERM, then KILL after 10 s.
+stop_daemons() {
+    local live name pid
+    live=$(live_daemons)
+    [ -n "$live" ] || return 0
+    # slurmd before slurmctld, munged last (the list is in start order: reverse it)
+    while read -r name pid; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done < <(tac <<<"$live")
+    for _ in $(seq 1 100); do
+        [ -z "$(live_daemons)" ] && break
+        sleep 0.1
+    done
+    while read -r name pid; do
+        say "$name (pid $pid) ignored SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    done < <(live_daemons)
+}
+
+# A failed start: show why, stop what was started, keep the directory for a look.
+die_up() {
+    show_logs
+    stop_daemons
+    die "$* (logs above and in $DIR/log)"
+}
+
 # Polls until all $1 nodes are idle; on timeout prints the daemon logs and fails.
 wait_idle() {
-    local nodes=$1 t0=$SECONDS n=0
+    local nodes=$1 t0=$SECONDS n=0 name pid
     while [ $((SECONDS - t0)) -lt "$UP_TIMEOUT" ]; do
-        n=$(SLURM_CONF=$CONF sinfo -h -N -t idle -o '%N' 2>/dev/null | sort -u | wc -l) || n=0
-        [ "$n" -ge "$nodes" ] && return 0
         # a daemon that died will not come back: fail now rather than at the timeout
-        local name pid
         while read -r name pid; do
-            pid_alive "$pid" || { show_logs; die "$name (pid $pid) exited during start"; }
+            is_daemon "$name" "$pid" || die_up "$name (pid $pid) exited during start"
         done <"$PIDS"
+        n=$(SLURM_CONF=$CONF sinfo -h -N -t idle -o '%N' 2>/dev/null | sort -u | wc -l) || n=0
+        if [ "$n" -ge "$nodes" ]; then
+            our_ctld && return 0
+            die_up "port $CTLD_PORT answers for another cluster: set TRIDENT_SLURM_PORT"
+        fi
         sleep 0.3
     done
     SLURM_CONF=$CONF sinfo -N >&2 || true
-    show_logs
-    die "only $n of $nodes node(s) idle after ${UP_TIMEOUT}s (logs above; state in $DIR)"
+    die_up "only $n of $nodes node(s) idle after ${UP_TIMEOUT}s"
 }
 
 cmd_up() {
-    local nodes=1 cpus=4
+    local nodes=2 cpus=4
     while [ $# -gt 0 ]; do
         case $1 in
             --nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;
@@ -235,13 +279,13 @@ cmd_up() {
     [ "$(id -u)" -eq 0 ] || die "must run as root (slurmd and munge need it)"
 
     if [ -n "$(live_daemons)" ]; then
-        if [ "$(cat "$DIR/shape" 2>/dev/null)" = "$nodes $cpus" ] &&
-            SLURM_CONF=$CONF sinfo -h >/dev/null 2>&1; then
+        if [ "$(cat "$DIR/shape" 2>/dev/null)" = "$nodes $cpus" ] && our_ctld &&
+            [ "$(live_daemons | wc -l)" -eq "$(wc -l <"$PIDS")" ]; then
             say "already up ($nodes node(s) × $cpus CPUs, $DIR)"
             echo "export SLURM_CONF=$CONF"
             return 0
         fi
-        say "up with another shape or unhealthy: restarting"
+        say "up with another shape, or a daemon is missing: restarting"
         cmd_down
     fi
 
@@ -265,7 +309,6 @@ cmd_up() {
     echo "export SLURM_CONF=$CONF"
 }
 
-# Kills the recorded PIDs: TERM, then KILL for any still running after 10 s.
 cmd_down() {
     if [ ! -f "$PIDS" ]; then
         say "not up (no $PIDS)"
@@ -273,31 +316,21 @@ cmd_down() {
         return 0
     fi
     # end running jobs through Slurm first, so their processes don't outlive the daemons
-    if SLURM_CONF=$CONF timeout 10 squeue -h -o %i >"$DIR/jobs" 2>/dev/null &&
-        [ -s "$DIR/jobs" ]; then
-        # shellcheck disable=SC2046
-        SLURM_CONF=$CONF timeout 10 scancel $(cat "$DIR/jobs") 2>/dev/null || true
-        for _ in $(seq 1 30); do
-            [ -z "$(SLURM_CONF=$CONF timeout 5 squeue -h -t running,completing -o %i 2>/dev/null)" ] && break
-            sleep 0.5
-        done
+    local jobs
+    if [ -n "$(live_daemons)" ] && our_ctld; then
+        jobs=$(SLURM_CONF=$CONF timeout 10 squeue -h -o %i 2>/dev/null) || jobs=""
+        if [ -n "$jobs" ]; then
+            say "cancelling job(s) $(echo "$jobs" | tr '\n' ' ')"
+            # shellcheck disable=SC2086
+            SLURM_CONF=$CONF timeout 10 scancel $jobs 2>/dev/null || true
+            for _ in $(seq 1 30); do
+                [ -z "$(SLURM_CONF=$CONF timeout 5 squeue -h -t running,completing -o %i \
+                    2>/dev/null)" ] && break
+                sleep 0.5
+            done
+        fi
     fi
-    local live name pid
-    live=$(live_daemons)
-    if [ -n "$live" ]; then
-        # slurmd before slurmctld, munged last (list is in start order: reverse it)
-        while read -r name pid; do
-            kill -TERM "$pid" 2>/dev/null || true
-        done < <(tac <<<"$live")
-        for _ in $(seq 1 100); do
-            [ -z "$(live_daemons)" ] && break
-            sleep 0.1
-        done
-        while read -r name pid; do
-            say "$name (pid $pid) ignored SIGTERM: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        done < <(live_daemons)
-    fi
+    stop_daemons
     rm -rf "$DIR"
     say "down"
 }

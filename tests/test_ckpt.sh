@@ -126,6 +126,33 @@ if [ $rc -eq 75 ] && grep -q "stopping at step .* on a signal" "$run.log" && [ -
     pass "sigusr1_checkpoints_and_exits_75"
 else fail "sigusr1_checkpoints_and_exits_75" "rc $rc, $(tail -n 2 "$run.log")"; fi
 
+# --- disk full while writing: the error names the file, the previous checkpoint stays --
+mnt="$TEST_TMP/small_disk"
+mkdir -p "$mnt"
+# room for one checkpoint and a half (plus the small files)
+room=$(( $(stat -c %s "$(last_ckpt "$TEST_TMP/straight_1x1x1")") * 3 / 2 / 1024 + 64 ))
+if mount -t tmpfs -o size=${room}k tmpfs "$mnt" 2>/dev/null; then
+    name="disk_full_keeps_previous_checkpoint"
+    mpi 1 "${BASE[@]}" $(layout 1 1 1) --run_dir="$mnt/run" --ckpt_every=6 --ckpt_keep=1 >"$mnt.log" 2>&1
+    rc=$?
+    "$TRIDENT" eval --ckpt "$mnt/run" >"$mnt.eval" 2>&1
+    rc_eval=$?
+    mount -o remount,size=16m "$mnt"
+    mpi 1 "${BASE[@]}" $(layout 1 1 1) --run_dir="$mnt/run" --ckpt_every=6 --ckpt_keep=1 >"$mnt.2.log" 2>&1
+    rc2=$?
+    if [ $rc -eq 0 ]; then fail "$name" "the run did not fail on a full disk"
+    elif ! grep -q "checkpoint '$mnt/run/ckpt-00000012.h5.tmp' failed.*previous checkpoint is intact" "$mnt.log"; then
+        fail "$name" "$(grep -m1 fatal "$mnt.log")"
+    elif [ $rc_eval -ne 0 ] || ! grep -q "ckpt-00000006.h5 (step 6)" "$mnt.eval"; then
+        fail "$name" "the previous checkpoint does not load: $(tail -n 1 "$mnt.eval")"
+    elif [ $rc2 -ne 0 ] || ! grep -q "resumed from .*ckpt-00000006.h5" "$mnt.2.log"; then
+        fail "$name" "no resume after freeing space: $(tail -n 1 "$mnt.2.log")"
+    else pass "$name"; fi
+    umount "$mnt"
+else
+    echo "skip disk_full_keeps_previous_checkpoint (cannot mount a small tmpfs here)"
+fi
+
 # --- partitioned reading: each window of a step is read once (per pipeline end) -------
 reads() { # reads NAME NP LAYOUT...: the multiset "step offset" read by all ranks
     local name=$1 np=$2; shift 2
