@@ -1,8 +1,10 @@
-/* cmd_train.c — the `train` and `eval` commands: the loop, progress, metrics. */
+/* cmd_train.c — the `train` and `eval` commands: the loop, progress, metrics, signals,
+ * and the summary at the end of a run. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ckpt.h"
 #include "common.h"
@@ -32,61 +34,171 @@ static void format_duration(double s, char *out, size_t n) {
     else snprintf(out, n, "%lds", sec);
 }
 
-/* Mean over ranks of this rank's step times, and the slowest rank's total. */
-static void reduce_times(const struct trainer *t, struct step_times *mean, double *slowest,
-                         double *fastest) {
-    double v[7] = {t->tm.compute, t->tm.tp_comm, t->tm.pipe_wait, t->tm.dp_exposed,
-                   t->tm.optimizer, t->tm.data, t->tm.total};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-    double mx = t->tm.total, mn = t->tm.total;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &mn, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD));
+/* What every rank agrees on after a step. */
+struct step_view {
+    struct step_times mean;  /* averaged over ranks */
+    double slowest, fastest; /* step time of the slowest / fastest rank */
+    int    slowest_rank;
+    double mem_max_mb, mem_min_mb; /* peak resident memory over ranks */
+    int    stop_signal, ckpt_due;
+};
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+static void gather_step(const struct trainer *t, int ckpt_due_local, struct step_view *v) {
+    const struct step_times *tm = &t->tm;
+    double sum[7] = {tm->compute, tm->tp_comm, tm->pipe_wait, tm->dp_exposed, tm->optimizer,
+                     tm->data, tm->total};
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sum, 7, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    double mem = peak_rss_mb();
+    /* one MAX reduction carries maxima, minima (as negated maxima) and flags */
+    double mx[6] = {tm->total, -tm->total, mem, -mem, g_stop_signal != 0, ckpt_due_local};
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mx, 6, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    struct { double v; int rank; } loc = {tm->total, t->g.world_rank};
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loc, 1, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD));
     double w = t->g.world_size;
-    *mean = (struct step_times){v[0] / w, v[1] / w, v[2] / w, v[3] / w, v[4] / w, v[5] / w,
-                                v[6] / w};
-    *slowest = mx;
-    *fastest = mn;
+    v->mean = (struct step_times){sum[0] / w, sum[1] / w, sum[2] / w, sum[3] / w, sum[4] / w,
+                                  sum[5] / w, sum[6] / w};
+    v->slowest = mx[0];
+    v->fastest = -mx[1];
+    v->mem_max_mb = mx[2];
+    v->mem_min_mb = -mx[3];
+    v->stop_signal = mx[4] != 0;
+    v->ckpt_due = mx[5] != 0;
+    v->slowest_rank = loc.rank;
+}
+
+/* This rank's matmul rate on a GEMM of the model's shape, with every rank measuring at
+ * once (so ranks that share cores share them here too): the reference for MFU. */
+static double probe_peak_gflops(const struct trainer *t) {
+    int M = TR_MIN(t->cfg.micro_batch * t->cfg.seq_len, 1024), K = t->cfg.n_embd;
+    int N = 4 * t->cfg.n_embd / t->g.tp;
+    float *a = tr_calloc((size_t)M * K, sizeof(float)), *w = tr_calloc((size_t)N * K, sizeof(float));
+    float *out = tr_malloc(sizeof(float) * (size_t)M * N);
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = tr_now();
+        t->k->matmul_fwd(out, a, w, NULL, M, K, N);
+        if (r > 0) best = TR_MIN(best, tr_now() - t0);
+    }
+    tr_free(a);
+    tr_free(w);
+    tr_free(out);
+    double rate = 2.0 * M * N * K / best / 1e9;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    return rate / t->g.world_size;
 }
 
 static void save(struct trainer *t) {
     char path[CFG_STR_MAX + 64];
     double t0 = tr_now();
     ckpt_save(t->cfg.run_dir, t->step, &t->m, &t->o, t->cfg.ckpt_keep, path, sizeof path);
+    trace_add(&t->trace, "checkpoint", t0, tr_now(), -1);
     tr_info("checkpoint %s (%.2f s)", path, tr_now() - t0);
+}
+
+static void print_header(const struct trainer *t, long tokens_per_step) {
+    const struct grid *g = &t->g;
+    const struct config *c = &t->cfg;
+    tr_info("trident train: %d ranks = dp %d × tp %d × pp %d (%d node%s), schedule %s, "
+            "gradient all-reduce %s, %d thread%s per rank",
+            g->world_size, g->dp, g->tp, g->pp, g->n_nodes, g->n_nodes > 1 ? "s" : "",
+            t->gpipe ? "GPipe" : "1F1B", dpr_algo_name(t->dpr.algo), kernels_threads(),
+            kernels_threads() > 1 ? "s" : "");
+    if (g->world_rank == 0) {
+        printf("# effective config\n");
+        config_print(c, stdout);
+        fflush(stdout);
+    }
+    tr_info("model: %.2fM parameters, %d layers on %d stage%s; global batch %ld sequences = "
+            "%ld tokens per step",
+            t->m.n_logical / 1e6, c->n_layer, g->pp, g->pp > 1 ? "s" : "",
+            (long)c->micro_batch * t->M * g->dp, tokens_per_step);
+    if (g->pp > 1 && g->world_rank == 0) {
+        int bounds[1025];
+        model_stage_bounds(c, g->pp, bounds);
+        printf("pipeline: layers per stage");
+        for (int s = 0; s < g->pp && s < 1024; s++) printf(" %d", bounds[s + 1] - bounds[s]);
+        printf("; %d micro-batches; theoretical bubble %.1f%%\n", t->M,
+               100.0 * (g->pp - 1) / (t->M + g->pp - 1));
+    }
+}
+
+static void write_metrics(const struct trainer *t, int step, double loss, float lr, double norm,
+                          const struct step_view *v, double tok_s, double gflops, double mfu,
+                          double val) {
+    FILE *f = t->metrics;
+    const struct step_times *m = &v->mean;
+    fprintf(f,
+            "{\"step\":%d,\"loss\":%.17g,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,"
+            "\"ms_per_step\":%.3f,\"gflops_per_rank\":%.3f,\"mfu\":%.4f,"
+            "\"t_compute\":%.6f,\"t_tp_comm\":%.6f,\"t_pipe_wait\":%.6f,\"t_dp_exposed\":%.6f,"
+            "\"t_optimizer\":%.6f,\"t_data\":%.6f,\"bubble\":%.4f,\"bubble_theory\":%.4f,"
+            "\"slowest_ms\":%.3f,\"fastest_ms\":%.3f,\"slowest_rank\":%d,"
+            "\"peak_mem_mb_max\":%.1f,\"peak_mem_mb_min\":%.1f",
+            step, loss, lr, norm, tok_s, v->slowest * 1e3, gflops, mfu, m->compute, m->tp_comm,
+            m->pipe_wait, m->dp_exposed, m->optimizer, m->data,
+            m->total > 0 ? m->pipe_wait / m->total : 0.0,
+            (double)(t->g.pp - 1) / (t->M + t->g.pp - 1), v->slowest * 1e3, v->fastest * 1e3,
+            v->slowest_rank, v->mem_max_mb, v->mem_min_mb);
+    if (isfinite(val)) fprintf(f, ",\"val_loss\":%.6f", val);
+    fprintf(f, "}\n");
+    fflush(f);
+}
+
+/* Totals over the steps of this invocation, for the summary table. */
+struct totals {
+    int    steps;
+    double wall, compute, tp_comm, pipe_wait, dp_exposed, optimizer, data, ckpt, eval;
+    double mfu_sum, mem_max;
+    double first_loss, last_loss, last_val;
+    int    n_ckpt;
+};
+
+static void print_summary(const struct trainer *t, const struct totals *s, long tokens_per_step) {
+    if (t->g.world_rank != 0 || s->steps == 0) return;
+    double other = s->wall - s->compute - s->tp_comm - s->pipe_wait - s->dp_exposed -
+                   s->optimizer - s->data;
+    printf("\nsummary: %d steps, %.1f s, %.0f tokens/s, MFU %.1f%% of this machine's matmul "
+           "rate, peak memory %.0f MB per rank\n",
+           s->steps, s->wall, s->steps * (double)tokens_per_step / s->wall,
+           100.0 * s->mfu_sum / s->steps, s->mem_max);
+    printf("  loss %.4f -> %.4f, validation %.4f; %d checkpoint%s (%.1f s), evaluation %.1f s\n",
+           s->first_loss, s->last_loss, s->last_val, s->n_ckpt, s->n_ckpt == 1 ? "" : "s",
+           s->ckpt, s->eval);
+    printf("  %-28s %10s %7s\n", "time per step, mean of ranks", "ms", "share");
+    const char *names[] = {"compute (kernels)", "tensor-parallel comm", "pipeline wait (bubble)",
+                           "data-parallel comm, exposed", "optimizer", "data wait", "other"};
+    double vals[] = {s->compute, s->tp_comm, s->pipe_wait, s->dp_exposed, s->optimizer, s->data,
+                     other};
+    for (int i = 0; i < 7; i++)
+        printf("  %-28s %10.2f %6.1f%%\n", names[i], 1e3 * vals[i] / s->steps,
+               100.0 * vals[i] / s->wall);
 }
 
 int train_main(int argc, char **argv) {
     struct config cfg;
     config_defaults(&cfg);
     config_parse_args(&cfg, argc - 1, argv + 1, NULL, NULL);
+    /* before the (possibly long) set-up: Slurm's warning may come at any time */
+    install_signal_handlers();
     struct trainer t;
     trainer_init(&t, &cfg, 1);
     const struct grid *g = &t.g;
-
-    tr_info("trident train: %d ranks = dp %d × tp %d × pp %d (%d node%s), schedule %s, "
-            "gradient all-reduce %s, %d thread%s per rank",
-            g->world_size, g->dp, g->tp, g->pp, g->n_nodes, g->n_nodes > 1 ? "s" : "",
-            t.gpipe ? "GPipe" : "1F1B", dpr_algo_name(t.dpr.algo), kernels_threads(),
-            kernels_threads() > 1 ? "s" : "");
-    if (g->world_rank == 0) {
-        printf("# effective config\n");
-        config_print(&t.cfg, stdout);
-        fflush(stdout);
-    }
     const long tokens_per_step = (long)cfg.micro_batch * cfg.seq_len * t.M * g->dp;
-    tr_info("model: %.2fM parameters, %d layers on %d stage%s; global batch %ld sequences = "
-            "%ld tokens per step",
-            t.m.n_logical / 1e6, cfg.n_layer, g->pp, g->pp > 1 ? "s" : "",
-            (long)cfg.micro_batch * t.M * g->dp, tokens_per_step);
-    if (g->pp > 1)
-        tr_info("pipeline: stage %d holds layers [%d, %d); theoretical bubble %.1f%%",
-                g->pp_rank, t.m.l0, t.m.l1, 100.0 * (g->pp - 1) / (t.M + g->pp - 1));
+    print_header(&t, tokens_per_step);
 
-    install_signal_handlers();
-    double flops_per_step = model_flops_per_token(&cfg) * (double)tokens_per_step;
-    double run_t0 = tr_now(), steps_time = 0.0, last_ckpt_time = tr_now();
-    int first_step = t.step, last_ckpt = t.step;
-    double val = NAN;
+    const double flops_per_step = model_flops_per_token(&cfg) * (double)tokens_per_step;
+    const double peak = probe_peak_gflops(&t);
+    double steps_time = 0.0, last_ckpt_time = tr_now();
+    int first_step = t.step, last_ckpt = t.step, rc = TR_EXIT_OK;
+    struct totals tot = {0};
+    tot.last_val = NAN;
     while (t.step < cfg.steps) {
         double norm;
         float lr;
@@ -95,43 +207,47 @@ int train_main(int argc, char **argv) {
             tr_fail(TR_EXIT_FAILURE, "lower lr, or raise warmup; resume from the last "
                     "checkpoint with resume = auto",
                     "the loss is %g at step %d: training diverged", loss, t.step);
-        struct step_times mean;
-        double slowest, fastest;
-        reduce_times(&t, &mean, &slowest, &fastest);
-        steps_time += slowest;
         int step = t.step; /* steps completed */
-        double tok_s = tokens_per_step / slowest;
-        double mfu_flops = flops_per_step / slowest / g->world_size;
+        struct step_view v;
+        gather_step(&t, cfg.ckpt_minutes > 0 &&
+                            tr_now() - last_ckpt_time >= 60.0 * cfg.ckpt_minutes, &v);
+        steps_time += v.slowest;
+        double tok_s = tokens_per_step / v.slowest;
+        double gflops = flops_per_step / v.slowest / g->world_size / 1e9;
+        double mfu = gflops / peak;
 
         int do_eval = cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < cfg.steps;
-        val = NAN;
-        if (do_eval) val = trainer_eval(&t);
+        double val = NAN;
+        if (do_eval) {
+            double e0 = tr_now();
+            val = trainer_eval(&t);
+            trace_add(&t.trace, "evaluation", e0, tr_now(), -1);
+            tot.eval += tr_now() - e0;
+            tot.last_val = val;
+        }
+        tot.steps++;
+        tot.wall += v.slowest;
+        tot.compute += v.mean.compute;
+        tot.tp_comm += v.mean.tp_comm;
+        tot.pipe_wait += v.mean.pipe_wait;
+        tot.dp_exposed += v.mean.dp_exposed;
+        tot.optimizer += v.mean.optimizer;
+        tot.data += v.mean.data;
+        tot.mfu_sum += mfu;
+        tot.mem_max = TR_MAX(tot.mem_max, v.mem_max_mb);
+        if (tot.steps == 1) tot.first_loss = loss;
+        tot.last_loss = loss;
 
         if (g->world_rank == 0) {
-            double bubble = mean.total > 0 ? mean.pipe_wait / mean.total : 0;
-            fprintf(t.metrics,
-                    "{\"step\":%d,\"loss\":%.17g,\"lr\":%.6e,\"grad_norm\":%.6f,"
-                    "\"tokens_per_s\":%.1f,\"ms_per_step\":%.3f,\"gflops_per_rank\":%.3f,"
-                    "\"t_compute\":%.6f,\"t_tp_comm\":%.6f,\"t_pipe_wait\":%.6f,"
-                    "\"t_dp_exposed\":%.6f,\"t_optimizer\":%.6f,\"t_data\":%.6f,"
-                    "\"bubble\":%.4f,\"bubble_theory\":%.4f,\"slowest_ms\":%.3f,"
-                    "\"fastest_ms\":%.3f",
-                    step, loss, lr, norm, tok_s, slowest * 1e3, mfu_flops / 1e9, mean.compute,
-                    mean.tp_comm, mean.pipe_wait, mean.dp_exposed, mean.optimizer, mean.data,
-                    bubble, (double)(g->pp - 1) / (t.M + g->pp - 1), slowest * 1e3,
-                    fastest * 1e3);
-            if (do_eval) fprintf(t.metrics, ",\"val_loss\":%.6f", val);
-            fprintf(t.metrics, "}\n");
-            fflush(t.metrics);
+            write_metrics(&t, step, loss, lr, norm, &v, tok_s, gflops, mfu, val);
             if (step % cfg.log_every == 0 || step == cfg.steps || step == first_step + 1 ||
                 do_eval) {
                 char eta[32];
-                double per = steps_time / (step - first_step);
-                format_duration(per * (cfg.steps - step), eta, sizeof eta);
+                format_duration(steps_time / (step - first_step) * (cfg.steps - step), eta,
+                                sizeof eta);
                 printf("step %6d/%d | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | "
-                       "%7.1f ms | %5.1f GFLOP/s/rank | ETA %s",
-                       step, cfg.steps, loss, lr, norm, tok_s, slowest * 1e3, mfu_flops / 1e9,
-                       eta);
+                       "%7.1f ms | MFU %4.1f%% | ETA %s",
+                       step, cfg.steps, loss, lr, norm, tok_s, v.slowest * 1e3, 100.0 * mfu, eta);
                 if (do_eval) printf(" | val %.4f", val);
                 printf("\n");
                 fflush(stdout);
@@ -139,37 +255,55 @@ int train_main(int argc, char **argv) {
         }
         /* every rank must agree to stop or save: a signal may reach ranks at slightly
          * different moments, and the clock is rank 0's */
-        int flags[2] = {g_stop_signal != 0,
-                        g->world_rank == 0 && cfg.ckpt_minutes > 0 &&
-                            tr_now() - last_ckpt_time >= 60.0 * cfg.ckpt_minutes};
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
         int by_step = cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0;
-        int stop_here = cfg.stop_at > 0 && step == cfg.stop_at && step < cfg.steps;
-        if ((by_step || flags[0] || flags[1] || stop_here) && step < cfg.steps) {
+        int stop_here = cfg.stop_at > 0 && step == cfg.stop_at;
+        if ((by_step || v.ckpt_due || v.stop_signal || stop_here) && step < cfg.steps) {
+            double c0 = tr_now();
             save(&t);
+            tot.ckpt += tr_now() - c0;
+            tot.n_ckpt++;
             last_ckpt = step;
             last_ckpt_time = tr_now();
         }
-        if (flags[0] || stop_here) {
+        if ((v.stop_signal || stop_here) && step < cfg.steps) {
             tr_info("stopping at step %d %s (checkpoint saved); exit code %d asks the batch "
-                    "script to requeue and resume", step, flags[0] ? "on a signal" : "(stop_at)",
-                    TR_EXIT_REQUEUE);
-            trainer_free(&t);
-            return TR_EXIT_REQUEUE;
+                    "script to requeue and resume", step, v.stop_signal ? "on a signal" :
+                    "(stop_at)", TR_EXIT_REQUEUE);
+            rc = TR_EXIT_REQUEUE;
+            break;
         }
     }
-    /* the end of the run: a final validation loss and checkpoint */
-    val = trainer_eval(&t);
-    if (t.step != last_ckpt || first_step == t.step) save(&t);
-    if (g->world_rank == 0) {
-        fprintf(t.metrics, "{\"step\":%d,\"val_loss\":%.6f,\"final\":true}\n", t.step, val);
-        double wall = tr_now() - run_t0;
-        printf("done: %d steps in %.1f s | final validation loss %.4f nats/token (%.3f "
-               "bits/byte) | run_dir %s\n",
-               t.step - first_step, wall, val, val / log(2.0), cfg.run_dir);
+    if (rc == TR_EXIT_OK) {
+        /* the end of the run: a final validation loss and checkpoint */
+        double e0 = tr_now();
+        double val = trainer_eval(&t);
+        tot.eval += tr_now() - e0;
+        tot.last_val = val;
+        if (t.step != last_ckpt || first_step == t.step) {
+            double c0 = tr_now();
+            save(&t);
+            tot.ckpt += tr_now() - c0;
+            tot.n_ckpt++;
+        }
+        if (g->world_rank == 0) {
+            fprintf(t.metrics, "{\"step\":%d,\"val_loss\":%.6f,\"final\":true}\n", t.step, val);
+            fflush(t.metrics);
+        }
     }
+    if (cfg.trace_steps > 0) {
+        char path[CFG_STR_MAX + 32];
+        snprintf(path, sizeof path, "%s/trace.json", cfg.run_dir);
+        trace_write(&t.trace, g, path);
+        tr_info("timeline of %d step%s: %s (open in ui.perfetto.dev)",
+                TR_MIN(cfg.trace_steps, cfg.steps), cfg.trace_steps > 1 ? "s" : "", path);
+    }
+    print_summary(&t, &tot, tokens_per_step);
+    if (rc == TR_EXIT_OK && g->world_rank == 0)
+        printf("done: %d steps | final validation loss %.4f nats/token (%.3f bits/byte) | "
+               "run_dir %s\n", t.step - first_step, tot.last_val, tot.last_val / log(2.0),
+               cfg.run_dir);
     trainer_free(&t);
-    return TR_EXIT_OK;
+    return rc;
 }
 
 int eval_main(int argc, char **argv) {
@@ -179,13 +313,11 @@ int eval_main(int argc, char **argv) {
     const char *vals[1];
     struct config cfg;
     config_defaults(&cfg);
-    /* first pass: find --ckpt */
-    config_parse_args(&cfg, argc - 1, argv + 1, extra, vals);
+    config_parse_args(&cfg, argc - 1, argv + 1, extra, vals); /* first pass: find --ckpt */
     if (!vals[0])
         tr_fail(TR_EXIT_USAGE, "trident eval --ckpt runs/NAME/ckpt-00001000.h5",
                 "eval needs --ckpt PATH (a checkpoint, or a run directory)");
     char path[CFG_STR_MAX];
-    snprintf(path, sizeof path, "%s", vals[0]);
     if (ckpt_find_latest(vals[0], path, sizeof path) != 0) snprintf(path, sizeof path, "%s", vals[0]);
     config_defaults(&cfg);
     ckpt_read_config(path, &cfg);

@@ -72,6 +72,8 @@ static const struct cfg_key KEYS[] = {
     {"stop_at", CT_INT, F(stop_at), "0", 0, INT_MAX, NULL,
      "checkpoint and exit with code 75 after this step, to continue later (0 = off)"},
     {"ckpt_keep", CT_INT, F(ckpt_keep), "3", 1, 1000, NULL, "checkpoints kept in run_dir"},
+    {"trace_steps", CT_INT, F(trace_steps), "0", 0, INT_MAX, NULL,
+     "write a timeline of every rank for the first N steps to run_dir/trace.json (0 = off)"},
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
     /* parallel layout */
     {"dp", CT_INT, F(dp), "0", 0, 1 << 20, NULL, "data-parallel size (0 = derive)"},

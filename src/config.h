@@ -26,6 +26,7 @@ struct config {
     int   eval_every, eval_batches, ckpt_every, ckpt_keep, log_every;
     float ckpt_minutes;
     int   stop_at;
+    int   trace_steps;
     /* parallel layout (0 = derive from the world size) */
     int   dp, tp, pp;
     char  schedule[16];  /* "1f1b" | "gpipe" */

@@ -103,12 +103,16 @@ static double forward_step(struct trainer *t, int mb, int B, int T, float dloss,
     long n = (long)B * T * m->C;
     struct acts *a = &m->slots[slot];
     /* the slot's output may still be on its way to the next stage */
+    double t0 = tr_now();
     t->tm.pipe_wait += p2p_wait(&t->fsend[slot]);
     if (windows) load_slot(t, slot, windows, B, T);
     if (!m->first) t->tm.pipe_wait += p2p_recv_fwd(&t->g, a->x, n, mb);
+    double t1 = tr_now();
+    trace_add(&t->trace, "wait activations", t0, t1, mb);
     double loss = model_forward(m, slot, B, T, dloss);
     if (!m->last) p2p_send_fwd(&t->g, a->x + (long)m->nl * m->B * m->T * m->C, n, mb,
                                &t->fsend[slot]);
+    trace_add(&t->trace, "forward", t1, tr_now(), mb);
     return loss;
 }
 
@@ -116,7 +120,10 @@ static void backward_step(struct trainer *t, int mb, int B, int T) {
     struct model *m = &t->m;
     int slot = mb % m->n_slots;
     long n = (long)B * T * m->C;
+    double t0 = tr_now();
     if (!m->last) t->tm.pipe_wait += p2p_recv_bwd(&t->g, m->dres, n, mb);
+    double t1 = tr_now();
+    trace_add(&t->trace, "wait gradients", t0, t1, mb);
     if (mb == t->M - 1) dpr_arm(&t->dpr);
     model_backward(m, slot, B, T);
     if (!m->first) {
@@ -124,6 +131,7 @@ static void backward_step(struct trainer *t, int mb, int B, int T) {
         memcpy(t->gsend[slot], m->dres, sizeof(float) * (size_t)n);
         p2p_send_bwd(&t->g, t->gsend[slot], n, mb, &t->bsend[slot]);
     }
+    trace_add(&t->trace, "backward", t1, tr_now(), mb);
 }
 
 /* Runs every micro-batch of the step through this stage; returns the summed loss of
@@ -165,8 +173,10 @@ static void on_grads(void *ctx, int first, int n) {
 double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     struct model *m = &t->m;
     memset(&t->tm, 0, sizeof t->tm);
+    t->trace.on = t->step < t->cfg.trace_steps;
     double t0 = tr_now();
     read_batch(t, t->step);
+    trace_add(&t->trace, "data", t0, tr_now(), -1);
     model_timers_reset(m);
     model_zero_grads(m);
 
@@ -179,16 +189,19 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
         t->tm.pipe_wait += p2p_wait(&t->fsend[s]);
         t->tm.pipe_wait += p2p_wait(&t->bsend[s]);
     }
+    double t_dp = tr_now();
     dpr_finish(&t->dpr);
     t->tm.dp_exposed = t->dpr.t_exposed;
-
     double t1 = tr_now();
+    trace_add(&t->trace, "gradient reduction", t_dp, t1, -1);
+
     double norm = optim_grad_norm(m);
     float scale = 1.0f;
     if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
     float lr = optim_lr(&t->cfg, t->step);
     optim_step(&t->o, m, lr, scale);
     t->tm.optimizer = tr_now() - t1;
+    trace_add(&t->trace, "optimizer", t1, tr_now(), -1);
 
     /* one scalar per step reaches every rank: the loss, counted by tensor rank 0 of
      * the last stage of each data-parallel replica */
@@ -342,6 +355,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     }
     resume_or_init(t);
+    trace_init(&t->trace);
     t->prefetched = -1;
     prefetch_batch(t, t->step);
     if (open_run_dir && t->g.world_rank == 0) {
@@ -359,6 +373,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
 }
 
 void trainer_free(struct trainer *t) {
+    trace_free(&t->trace);
     if (t->metrics) fclose(t->metrics);
     for (int s = 0; s < t->m.n_slots; s++) tr_free(t->gsend[s]);
     tr_free(t->gsend);

@@ -11,6 +11,7 @@
 #include "grid.h"
 #include "model.h"
 #include "optim.h"
+#include "trace.h"
 
 struct dataset;
 
@@ -37,6 +38,7 @@ struct trainer {
     MPI_Request *fsend, *bsend;
     struct step_times tm;
     FILE *metrics;           /* run_dir/metrics.jsonl, rank 0 */
+    struct trace trace;      /* timeline of the first cfg.trace_steps steps */
 };
 
 /* Set up everything for cfg on MPI_COMM_WORLD: layout, data, model, optimizer; resume

@@ -1,0 +1,94 @@
+/* trace.c — per-rank spans, merged into one Chrome-trace JSON file. */
+#include "trace.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+
+struct trace_event {
+    char   name[20];
+    int    mb;
+    double ts, dur;  /* microseconds since t0 */
+};
+
+void trace_init(struct trace *tr) {
+    memset(tr, 0, sizeof *tr);
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    tr->t0 = tr_now();
+}
+
+void trace_free(struct trace *tr) {
+    tr_free(tr->ev);
+    memset(tr, 0, sizeof *tr);
+}
+
+void trace_add(struct trace *tr, const char *name, double start, double end, int mb) {
+    if (!tr->on || end - start < 1e-6) return; /* empty waits would only clutter the view */
+    if (tr->n == tr->cap) {
+        int cap = tr->cap ? 2 * tr->cap : 1024;
+        struct trace_event *ev = tr_malloc(sizeof *ev * (size_t)cap);
+        if (tr->n) memcpy(ev, tr->ev, sizeof *ev * (size_t)tr->n);
+        tr_free(tr->ev);
+        tr->ev = ev;
+        tr->cap = cap;
+    }
+    struct trace_event *e = &tr->ev[tr->n++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->mb = mb;
+    e->ts = (start - tr->t0) * 1e6;
+    e->dur = (end - start) * 1e6;
+}
+
+void trace_write(struct trace *tr, const struct grid *g, const char *path) {
+    int bytes = tr->n * (int)sizeof(struct trace_event);
+    int *counts = NULL, *displs = NULL;
+    char *all = NULL;
+    if (g->world_rank == 0) {
+        counts = tr_malloc(sizeof(int) * (size_t)g->world_size);
+        displs = tr_malloc(sizeof(int) * (size_t)g->world_size);
+    }
+    MPI_CHECK(MPI_Gather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    long total = 0;
+    if (g->world_rank == 0) {
+        for (int r = 0; r < g->world_size; r++) {
+            displs[r] = (int)total;
+            total += counts[r];
+        }
+        all = tr_malloc((size_t)total + 1);
+    }
+    MPI_CHECK(MPI_Gatherv(tr->ev, bytes, MPI_BYTE, all, counts, displs, MPI_BYTE, 0,
+                          MPI_COMM_WORLD));
+    if (g->world_rank == 0) {
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            tr_warn("cannot write the trace '%s'", path);
+        } else {
+            fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+            int first = 1;
+            for (int r = 0; r < g->world_size; r++) {
+                int tp = r % g->tp, dp = (r / g->tp) % g->dp, pp = r / (g->tp * g->dp);
+                fprintf(f, "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":"
+                        "{\"name\":\"rank %d (stage %d, dp %d, tp %d)\"}},\n"
+                        "{\"ph\":\"M\",\"name\":\"process_sort_index\",\"pid\":%d,\"args\":"
+                        "{\"sort_index\":%d}}",
+                        first ? "" : ",\n", r, r, pp, dp, tp, r, r);
+                first = 0;
+                const struct trace_event *ev = (const struct trace_event *)(all + displs[r]);
+                int n = counts[r] / (int)sizeof(struct trace_event);
+                for (int i = 0; i < n; i++) {
+                    fprintf(f, ",\n{\"ph\":\"X\",\"pid\":%d,\"tid\":0,\"name\":\"%s", r,
+                            ev[i].name);
+                    if (ev[i].mb >= 0) fprintf(f, " %d", ev[i].mb);
+                    fprintf(f, "\",\"ts\":%.1f,\"dur\":%.1f}", ev[i].ts, ev[i].dur);
+                }
+            }
+            fprintf(f, "\n]}\n");
+            fclose(f);
+        }
+    }
+    tr_free(counts);
+    tr_free(displs);
+    tr_free(all);
+}
