@@ -108,22 +108,18 @@ static hid_t collective_dxpl(void) {
     return dxpl;
 }
 
-static void write_attr_i64(hid_t obj, const char *name, int64_t v) {
+/* a scalar attribute of a native type (H5T_NATIVE_INT64, H5T_NATIVE_UINT64, ...) */
+static void write_attr(hid_t obj, const char *name, hid_t type, const void *value) {
     hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
     H5_CHECK(a, name);
-    H5_CHECK(H5Awrite(a, H5T_NATIVE_INT64, &v), name);
+    H5_CHECK(H5Awrite(a, type, value), name);
     H5Aclose(a);
     H5Sclose(sp);
 }
 
-static void write_attr_u64(hid_t obj, const char *name, uint64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_UINT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5_CHECK(a, name);
-    H5_CHECK(H5Awrite(a, H5T_NATIVE_UINT64, &v), name);
-    H5Aclose(a);
-    H5Sclose(sp);
+static void write_attr_i64(hid_t obj, const char *name, int64_t v) {
+    write_attr(obj, name, H5T_NATIVE_INT64, &v);
 }
 
 static void write_attr_str(hid_t obj, const char *name, const char *s) {
@@ -232,7 +228,7 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
                 tr_abort(__FILE__, __LINE__, "writing tensor '%s' into checkpoint '%s' failed "
                          "(disk full or I/O error); the previous checkpoint is intact: free "
                          "space and start again to resume", name, tmp);
-            write_attr_u64(dset, "checksum", sums[grp * m->n_params + i]);
+            write_attr(dset, "checksum", H5T_NATIVE_UINT64, &sums[grp * m->n_params + i]);
             H5Sclose(mspace);
             H5Sclose(fspace);
             H5Dclose(dset);
@@ -291,20 +287,17 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
 /* ------------------------------------------------------------------------------------ */
 /* reading                                                                              */
 
-static int read_attr_i64(hid_t obj, const char *name, int64_t *v) {
+/* a scalar attribute read as a native type; -1 when it is missing or unreadable */
+static int read_attr(hid_t obj, const char *name, hid_t type, void *value) {
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
+    int rc = H5Aread(a, type, value) < 0 ? -1 : 0;
     H5Aclose(a);
     return rc;
 }
 
-static int read_attr_u64(hid_t obj, const char *name, uint64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_UINT64, v) < 0 ? -1 : 0;
-    H5Aclose(a);
-    return rc;
+static int read_attr_i64(hid_t obj, const char *name, int64_t *v) {
+    return read_attr(obj, name, H5T_NATIVE_INT64, v);
 }
 
 static char *read_attr_str(hid_t obj, const char *name) {
@@ -444,7 +437,7 @@ static int load_impl(const char *path, struct model *m, struct optim *o, char *e
                              "file?)", name, path);
                     bad = 1;
                 }
-                if (read_attr_u64(dset, "checksum", &stored[grp * m->n_params + i]) != 0) {
+                if (read_attr(dset, "checksum", H5T_NATIVE_UINT64, &stored[grp * m->n_params + i]) != 0) {
                     snprintf(err, err_len, "tensor '%s' in '%s' has no checksum", name, path);
                     bad = 1;
                 }

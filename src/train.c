@@ -233,9 +233,13 @@ double trainer_eval(struct trainer *t) {
         int nb = (int)TR_MIN((long)B, hi - w0);
         int32_t *win = NULL;
         if (m->first || m->last) {
-            for (int b = 0; b < nb; b++)
-                t->offsets[b] = W > 1 ? (int64_t)((w0 + b) * (n_pos - 1) / (W - 1)) : 0;
-            dataset_read_windows(t->ds, DS_VAL, t->offsets, nb, T + 1, t->batch);
+            if (t->g.tp_rank == 0) {
+                for (int b = 0; b < nb; b++)
+                    t->offsets[b] = W > 1 ? (int64_t)((w0 + b) * (n_pos - 1) / (W - 1)) : 0;
+                dataset_read_windows(t->ds, DS_VAL, t->offsets, nb, T + 1, t->batch);
+            }
+            if (t->g.tp > 1)
+                MPI_CHECK(MPI_Bcast(t->batch, nb * (T + 1), MPI_INT32_T, 0, t->g.tp_comm));
             win = t->batch;
         }
         /* forward only, micro-batch by micro-batch, through the stages */

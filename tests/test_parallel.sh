@@ -55,6 +55,20 @@ if why=$(same_losses "$TEST_TMP/again_a" "$TEST_TMP/again_b" 0) &&
 then pass "same_layout_twice_is_bit_identical"
 else fail "same_layout_twice_is_bit_identical" "${why:-weights differ}"; fi
 
+# A timeline of every rank, merged into one Chrome-trace file.
+run traced 8 2 2 2 1f1b --trace_steps=2
+tr="$TEST_TMP/traced/trace.json"
+ok=1
+for r in 0 1 2 3 4 5 6 7; do
+    grep -q "\"name\":\"rank $r (stage" "$tr" 2>/dev/null || { ok=0; why="no track for rank $r"; break; }
+    for ev in "forward 1" "backward 1" "optimizer"; do
+        grep -q "\"pid\":$r,\"tid\":0,\"name\":\"$ev\"" "$tr" || { ok=0; why="rank $r has no '$ev'"; break 2; }
+    done
+done
+[ $ok = 1 ] && ! grep -q '"pid":4,"tid":0,"name":"wait activations' "$tr" && { ok=0; why="stage 1 never waits for activations"; }
+if [ $ok = 1 ] && head -n 1 "$tr" | grep -q '"traceEvents"' && tail -n 1 "$tr" | grep -q '^\]}$'
+then pass "timeline_of_every_rank_in_one_trace"; else fail "timeline_of_every_rank_in_one_trace" "${why:-bad JSON frame}"; fi
+
 # Hierarchical all-reduce on 2 emulated nodes (2 ranks each) equals the flat one.
 export TRIDENT_RANKS_PER_NODE=2
 run hier 4 4 1 1 1f1b --allreduce=hier && run flat 4 4 1 1 1f1b --allreduce=flat

@@ -27,8 +27,9 @@ else fail "another_seed_gives_another_run" "identical losses"; fi
 # metrics.jsonl has the documented fields on every step, and the progress line its parts
 line=$(sed -n '10p' "$TEST_TMP/a/metrics.jsonl")
 ok=1
-for k in step loss lr grad_norm tokens_per_s ms_per_step t_compute t_tp_comm t_pipe_wait \
-         t_dp_exposed t_optimizer t_data bubble; do
+for k in step loss lr grad_norm tokens_per_s ms_per_step gflops_per_rank mfu t_compute \
+         t_tp_comm t_pipe_wait t_dp_exposed t_optimizer t_data bubble bubble_theory slowest_ms \
+         fastest_ms slowest_rank peak_mem_mb_max peak_mem_mb_min; do
     grep -q "\"$k\":" <<<"$line" || { ok=0; fail "metrics_have_every_field" "no $k in $line"; break; }
 done
 [ $ok = 1 ] && pass "metrics_have_every_field"
@@ -36,6 +37,9 @@ if grep -q '"val_loss":' "$TEST_TMP/a/metrics.jsonl" &&
    grep -qE '^step +[0-9]+/600 \| loss [0-9.]+ \| lr .* tok/s .* ms .* ETA ' <<<"$out"
 then pass "progress_line_and_val_loss_reported"
 else fail "progress_line_and_val_loss_reported" "$(grep -m1 '^step' <<<"$out")"; fi
+
+if grep -q "^summary: 600 steps" <<<"$out" && grep -q "pipeline wait (bubble)" <<<"$out"
+then pass "summary_table_at_the_end"; else fail "summary_table_at_the_end" "$(tail -n 12 <<<"$out")"; fi
 
 # eval of the final checkpoint reproduces the final validation loss of training
 ev=$("$TRIDENT" eval --ckpt "$TEST_TMP/a" 2>&1)
