@@ -10,8 +10,8 @@ HDF5_PC  := hdf5-openmpi
 OPT      ?= -O3 -march=native
 CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter \
             -Isrc -Ikernels -Ikernels/cpu -Iio -MMD -MP
-HDF5_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) 2>/dev/null)
-HDF5_LIBS   := $(shell pkg-config --libs $(HDF5_PC) 2>/dev/null)
+HDF5_CFLAGS ?= $(shell pkg-config --cflags $(HDF5_PC) 2>/dev/null)
+HDF5_LIBS   ?= $(shell pkg-config --libs $(HDF5_PC) 2>/dev/null)
 CFLAGS   += $(HDF5_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS   := $(HDF5_LIBS) -lopenblas -lm
 
@@ -53,8 +53,10 @@ $(BIN):
 	@mkdir -p $@
 
 # Refuse to build with a clear message (and the exact fix) when a dependency is missing.
+# HDF5 comes from pkg-config (HDF5_PC), or from HDF5_CFLAGS/HDF5_LIBS given on the command
+# line (e.g. a site module without a .pc file).
 check-deps:
-	@command -v $(CC) >/dev/null 2>&1 && pkg-config --exists $(HDF5_PC) && \
+	@command -v $(CC) >/dev/null 2>&1 && { [ -n "$(HDF5_LIBS)" ] || pkg-config --exists $(HDF5_PC); } && \
 	  test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h || { \
 	  echo "trident: missing build dependencies (mpicc, parallel HDF5 or OpenBLAS)."; \
 	  echo "HINT: run 'make deps' (slurm/install_deps.sh: installs them with apt-get)"; exit 2; }

@@ -66,6 +66,16 @@ is_daemon() { # NAME PID
     [ "$comm" = "${1%%-*}" ]
 }
 
+# Like is_daemon, but also true for a daemon still being started: between fork and exec
+# the child carries the name of the program that launched it (bash, setsid, setpriv).
+is_daemon_or_starting() { # NAME PID
+    pid_alive "$2" || return 1
+    local comm
+    comm=$(cat "/proc/$2/comm" 2>/dev/null) || return 1
+    case $comm in "${1%%-*}" | bash | setsid | setpriv) return 0 ;; esac
+    return 1
+}
+
 # Names and PIDs of recorded daemons that are still running, one "name pid" a line.
 live_daemons() {
     [ -f "$PIDS" ] || return 0
@@ -248,7 +258,7 @@ wait_idle() {
     while [ $((SECONDS - t0)) -lt "$UP_TIMEOUT" ]; do
         # a daemon that died will not come back: fail now rather than at the timeout
         while read -r name pid; do
-            is_daemon "$name" "$pid" || die_up "$name (pid $pid) exited during start"
+            is_daemon_or_starting "$name" "$pid" || die_up "$name (pid $pid) exited during start"
         done <"$PIDS"
         n=$(SLURM_CONF=$CONF sinfo -h -N -t idle -o '%N' 2>/dev/null | sort -u | wc -l) || n=0
         if [ "$n" -ge "$nodes" ]; then

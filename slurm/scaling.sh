@@ -34,7 +34,16 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ORIG_PWD=$PWD
-CMDLINE="slurm/scaling.sh$(printf ' %q' "$@")"
+
+shell_words() { # ARGS: one line a shell reads back as the same words, quoted only where needed
+    local a out=""
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then out+=" $a"
+        else out+=" '${a//\'/\'\\\'\'}'"; fi
+    done
+    echo "${out# }"
+}
+CMDLINE="slurm/scaling.sh $(shell_words "$@")"
 
 die() { echo "scaling.sh: error: $*" >&2; exit 2; }
 say() { echo "scaling.sh: $*"; }
@@ -57,6 +66,7 @@ STEPS=20
 GLOBAL_BATCH=32
 PER_RANK_BATCH=8
 MICRO_BATCH=""
+RANKS_GIVEN=0
 THREADS=1
 LAUNCHER=""
 TIMEOUT=1800
@@ -78,7 +88,7 @@ while [ $# -gt 0 ]; do
     esac
     case $opt in
         mode) MODE=$val ;;
-        ranks) RANKS=$val ;;
+        ranks) RANKS=$val; RANKS_GIVEN=1 ;;
         layouts) LAYOUTS=$val ;;
         config) CONFIG=$val ;;
         steps) STEPS=$val ;;
@@ -110,6 +120,9 @@ for a in "${EXTRA[@]}"; do
         *) die "'$a' after --: trident arguments are --key=value" ;;
     esac
 done
+if [ "$LAYOUTS" != auto ] && [ "$RANKS_GIVEN" = 1 ]; then
+    die "give --ranks (auto layouts) or --layouts (which fix the ranks), not both"
+fi
 CONFIG=$(abspath "$CONFIG")
 [ -f "$CONFIG" ] || die "config '$CONFIG' not found"
 OUT=$(abspath "${OUT:-runs/scaling-$(date +%Y%m%d-%H%M%S)}")
@@ -311,7 +324,12 @@ on_exit() { rm -rf "$TMP"; }
 on_signal() {
     echo >&2
     say "interrupted: stopping the current run" >&2
-    if [ -n "$CUR_PID" ]; then kill -TERM "$CUR_PID" 2>/dev/null || true; fi
+    if [ -n "$CUR_PID" ]; then
+        # trident finishes its step, checkpoints and exits; give it 20 s
+        kill -TERM "$CUR_PID" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$CUR_PID" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$CUR_PID" 2>/dev/null || true
+    fi
     if [ -n "$CUR_JOB" ]; then scancel "$CUR_JOB" 2>/dev/null || true; fi
     exit 130
 }
@@ -412,9 +430,12 @@ run_one() {
         RUN_WHY="no final line in metrics.jsonl"
     fi
     if [ -n "$RUN_WHY" ]; then
-        # trident's own error (with its HINT) says more than an exit code
+        # trident's own error says more than an exit code; else the first sign of a crash
         local err
-        err=$(grep -m 1 -E 'error|Error|ERROR' "$log" 2>/dev/null | cut -c1-200) || err=""
+        err=$(grep -m 1 'trident.*error' "$log" 2>/dev/null ||
+            grep -m 1 -E 'Segmentation fault|Bus error|Aborted|Killed|oom|signal [0-9]' "$log" \
+                2>/dev/null) || err=""
+        err=$(cut -c1-200 <<<"$err")
         [ -z "$err" ] || RUN_WHY="$RUN_WHY: $err"
         return 0
     fi
@@ -544,10 +565,13 @@ for ((i = 0; i < N_RUNS; i++)); do
     fi
     ov=0
     if oversubscribed "$i"; then ov=1; fi
-    # shellcheck disable=SC2086 # metrics: 12 words
+    # one line per run, the columns of results.csv but speed-up and efficiency (computed
+    # below), then the error: the 12 numbers of summarize with checkpoint_s before the
+    # last two (peak memory, final loss)
+    read -r -a m <<<"$metrics"
     printf '%s ' "${P_MODE[i]}" "${P_RANKS[i]}" "${P_NODES[i]}" "${P_DP[i]}" "${P_TP[i]}" \
-        "${P_PP[i]}" "${P_MB[i]}" "${P_GA[i]}" "${P_GB[i]}" $metrics "${ckpt:-0}" "$ov" \
-        "$RUN_STATUS" >>"$ROWS"
+        "${P_PP[i]}" "${P_MB[i]}" "${P_GA[i]}" "${P_GB[i]}" "${m[@]:0:10}" "${ckpt:-0}" \
+        "${m[@]:10:2}" "$ov" "$RUN_STATUS" >>"$ROWS"
     printf '%s\n' "${RUN_WHY//[$'\n\t']/ }" >>"$ROWS"
 done
 
@@ -628,10 +652,13 @@ REPORT=$OUT/report.md
                 print "| ranks | dp×tp×pp | nodes | micro × accum | tokens/s | speed-up | efficiency | MFU | step ms | compute | TP comm | pipe wait | DP exposed | optimizer | data | other |"
                 print "|---:|:---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                 n = split(rows[mode], idx, " ")
+                split_model = 0
                 for (k = 1; k <= n; k++) {
                     $0 = line[idx[k]]
+                    if ($5 * $6 > 1) split_model = 1
                     dag = $25 == 1 ? " †" : ""
                     lay = $4 "×" $5 "×" $6
+                    if ($3 == 0) $3 = "—"          # did not fit the cluster: not run
                     mba = $7 " × " $8
                     if ($26 != "ok") {
                         printf "| %s%s | %s | %s | %s | **failed** | — | — | — | — | — | — | — | — | — | — | — |\n", $2, dag, lay, $3, mba
@@ -642,13 +669,18 @@ REPORT=$OUT/report.md
                         pct($15), pct($16), pct($17), pct($18), pct($19), pct($20), pct($21)
                 }
                 print ""
+                if (mode == "weak" && split_model)
+                    print "Rows with tp × pp > 1 split a replica'\''s batch over more ranks: their step gets shorter instead of staying constant; efficiency still compares tokens/s per rank.\n"
             }
         }' "$CSV"
     echo "Time split: share of the step (slowest rank) spent in kernels (compute)," \
         "tensor-parallel all-reduces, waiting for a pipeline neighbour, the exposed part of" \
         "the gradient all-reduce (the rest overlaps the backward pass), the optimizer and" \
         "waiting for data; *other* is the step minus all of these (imbalance, launch gaps)." \
-        "Checkpoint time is not per step: see \`checkpoint_s\` in results.csv."
+        "Checkpoint time is not per step: see \`checkpoint_s\` in results.csv. MFU is" \
+        "trident's own: the model FLOP rate against a matmul rate each run probes as it" \
+        "starts; on a busy machine that probe varies, and a value above 100 % means it was" \
+        "probed low."
     echo
     if [ "$N_FAILED" -gt 0 ]; then
         echo "## Failed runs"
@@ -704,7 +736,7 @@ plot() {
         local edge
         edge=$(awk -v c="$NPROC" -v t="$THREADS" 'BEGIN { printf "%.3f", c / t * 1.41 }')
         shade="set object 1 rect from first $edge, graph 0 to graph 1, graph 1 behind fc rgb '#e8e8e8' fs solid noborder
-set label 1 \"oversubscribed:\nmore ranks than cores,\ntimings not meaningful\" at first $edge, graph 0.96 offset 0.5,0 front font ',9'"
+set label 1 \"oversubscribed:\nmore ranks than cores,\ntimings not meaningful\" at first $edge, graph 0.8 offset 0.5,0 front font ',9'"
     fi
     local have_strong have_weak
     have_strong=$([ -s "$TMP/eff-strong.dat" ] && echo 1 || echo 0)
@@ -714,7 +746,8 @@ set label 1 \"oversubscribed:\nmore ranks than cores,\ntimings not meaningful\" 
     [ "$have_strong" = 0 ] || series+=("'$TMP/eff-strong.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '#1f77b4' title 'strong (global batch $GLOBAL_BATCH)'")
     [ "$have_weak" = 0 ] || series+=("'$TMP/eff-weak.dat' using 1:2 with linespoints lw 2 pt 5 lc rgb '#d62728' title 'weak ($PER_RANK_BATCH per replica)'")
     series+=("1 with lines dt 2 lw 1.5 lc rgb '#555555' title 'ideal'")
-    local joined
+    local joined ymax
+    ymax=$(awk -F, 'NR > 1 && $13 != "" && $13 > m { m = $13 } END { m *= 1.1; print (m > 1.15 ? m : 1.15) }' "$CSV")
     joined=$(IFS=,; echo "${series[*]}")
     gnuplot <<EOF
 set terminal $term
@@ -724,9 +757,9 @@ set xlabel 'MPI ranks'
 set ylabel 'parallel efficiency'
 set logscale x 2
 set xrange [0.8:$((maxr * 5 / 4 + 1))]
-set yrange [0:*]
+set yrange [0:$ymax]
 set grid ytics
-set key bottom left box opaque
+set key outside bottom center horizontal
 $shade
 plot $joined
 EOF
@@ -746,7 +779,7 @@ EOF
         most=$(awk -F, 'NR > 1 && $26 == "ok" { n[$1]++ } END { for (m in n) if (n[m] > x) x = n[m]; print x + 0 }' "$CSV")
         if [ "$most" -gt 5 ]; then echo "set xtics rotate by -30 nomirror font ',9'"
         else echo "set xtics nomirror font ',9'"; fi
-        echo "set key outside bottom center horizontal maxrows 2 font ',8'"
+        echo "set key outside bottom center horizontal font ',8'"
         echo "set yrange [0:*]"
         echo "set grid ytics"
         echo "set linetype 1 lc rgb '#1f77b4'; set linetype 2 lc rgb '#ff7f0e'"
