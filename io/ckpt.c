@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,59 +37,94 @@ static float *group_data(const struct model *m, const struct optim *o, int grp) 
 /* checksums                                                                            */
 
 /* A checksum that does not depend on the layout: the wrapping sum over elements of a
- * mix of (logical index, bit pattern). Shards sum their parts; one all-reduce adds them. */
-static uint64_t shard_checksum(const struct param *p, const float *x) {
-    const int64_t *ls = p->local_shape, *st = p->local_start, *fs = p->shape;
+ * mix of (logical index, bit pattern). Shards sum their parts; one all-reduce adds them.
+ * The mix (xor, multiply, shift) vectorises, so the checksum costs a fraction of the write. */
+static inline uint64_t element_mix(uint64_t logical, uint32_t bits) {
+    uint64_t h = ((uint64_t)bits ^ (logical * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
+}
+
+/* Checksum of a box of a tensor: `start`, `count` in the full shape `full`, its elements
+ * contiguous (row-major over the box) at x. The box is a set of contiguous runs of the
+ * file's order: along the last axis on which it is partial, and every axis after it. */
+static uint64_t box_checksum(const int64_t *start, const int64_t *count, const int64_t *full,
+                             const float *x, int parallel) {
+    int j = -1;
+    for (int a = 0; a < 3; a++)
+        if (count[a] < full[a]) j = a;
+    int64_t inner = 1, outer = 1;
+    for (int a = j + 1; a < 3; a++) inner *= full[a];
+    for (int a = 0; a < j; a++) outer *= count[a];
+    const int64_t run = j >= 0 ? count[j] * inner : inner;
+    const uint32_t *bits = (const uint32_t *)x;
     uint64_t sum = 0;
-#pragma omp parallel for collapse(2) reduction(+ : sum) schedule(static)
-    for (int64_t a = 0; a < ls[0]; a++)
-        for (int64_t b = 0; b < ls[1]; b++)
-            for (int64_t c = 0; c < ls[2]; c++) {
-                int64_t local = (a * ls[1] + b) * ls[2] + c;
-                uint64_t logical = (uint64_t)(((a + st[0]) * fs[1] + (b + st[1])) * fs[2] +
-                                              c + st[2]);
-                uint32_t bits;
-                memcpy(&bits, &x[local], sizeof bits);
-                sum += rng_mix(logical * 0x100000001b3ull ^ bits);
-            }
+    for (int64_t o = 0; o < outer; o++) {
+        /* the logical index where run o starts: the box's outer position, then axis j */
+        int64_t idx[3] = {0, 0, 0}, rest = o;
+        for (int a = j - 1; a >= 0; a--) {
+            idx[a] = rest % count[a];
+            rest /= count[a];
+        }
+        int64_t logical = 0;
+        for (int a = 0; a < j; a++) logical = logical * full[a] + start[a] + idx[a];
+        if (j >= 0) logical = logical * full[j] + start[j];
+        const uint64_t base = (uint64_t)(logical * inner);
+        const uint32_t *b = bits + o * run;
+#pragma omp parallel for simd if (parallel) reduction(+ : sum) schedule(static)
+        for (int64_t c = 0; c < run; c++) sum += element_mix(base + (uint64_t)c, b[c]);
+    }
     return sum;
 }
 
-/* checksums of every tensor of every group (n_groups × n_params), summed over ranks */
-static uint64_t *all_checksums(const struct model *m, const struct optim *o, int n_groups,
-                               float *const *data) {
-    uint64_t *sums = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
-    for (int grp = 0; grp < n_groups; grp++)
+/* Checksums of this rank's shards of every tensor of every group (n_groups × n_params;
+ * over the part each rank owns, zero where it owns none). Makes no MPI call, so it can run on a thread of
+ * its own while the main thread writes. */
+struct checksum_job {
+    const struct model *m;
+    int n_groups;
+    float *const *data;
+    uint64_t *sums;
+    int parallel; /* use the OpenMP threads (1) or stay on the calling thread (0) */
+};
+
+static void *local_checksums(void *arg) {
+    struct checksum_job *j = arg;
+    const struct model *m = j->m;
+    for (int grp = 0; grp < j->n_groups; grp++)
         for (int i = 0; i < m->n_params; i++) {
             const struct param *p = &m->p[i];
-            if (p->n_local && p->owner)
-                sums[grp * m->n_params + i] = shard_checksum(p, data[grp] + p->offset);
+            if (p->own_n)
+                j->sums[grp * m->n_params + i] =
+                    box_checksum(p->own_start, p->own_count, p->shape,
+                                 j->data[grp] + p->offset + p->own_offset, j->parallel);
         }
+    return NULL;
+}
+
+/* the shards' checksums summed over ranks: every tensor's full checksum, on every rank */
+static void reduce_checksums(const struct model *m, int n_groups, uint64_t *sums) {
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, n_groups * m->n_params, MPI_UINT64_T, MPI_SUM,
                             MPI_COMM_WORLD));
-    return sums;
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* hyperslabs                                                                           */
 
-/* Select this rank's shard in the file (or nothing: a rank with nothing to transfer
- * still joins the collective call). */
-static void select_shard(const struct param *p, int active, hid_t fspace, hid_t *mspace) {
-    hsize_t start[3], count[3];
-    for (int a = 0; a < p->ndim; a++) {
-        start[a] = (hsize_t)p->local_start[a];
-        count[a] = (hsize_t)p->local_shape[a];
-    }
-    /* a 3-D table shape with ndim < 3 has trailing 1s in local_shape: fold them in */
-    if (active) {
-        H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL),
-                 p->name);
-        hsize_t n = (hsize_t)p->n_local;
-        *mspace = H5Screate_simple(1, &n, NULL);
+/* Select a box (start, count over the tensor's ndim axes; n elements) in the file, or
+ * nothing when n == 0: a rank with nothing to transfer still joins the collective call. */
+static void select_box(const struct param *p, const int64_t *start, const int64_t *count,
+                       int64_t n, hid_t fspace, hid_t *mspace) {
+    if (n > 0) {
+        hsize_t st[3], ct[3], len = (hsize_t)n;
+        for (int a = 0; a < p->ndim; a++) {
+            st[a] = (hsize_t)start[a];
+            ct[a] = (hsize_t)count[a];
+        }
+        H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, st, NULL, ct, NULL), p->name);
+        *mspace = H5Screate_simple(1, &len, NULL);
     } else {
-        H5_CHECK(H5Sselect_none(fspace), p->name);
         hsize_t one = 1;
+        H5_CHECK(H5Sselect_none(fspace), p->name);
         *mspace = H5Screate_simple(1, &one, NULL);
         H5_CHECK(H5Sselect_none(*mspace), p->name);
     }
@@ -96,7 +132,17 @@ static void select_shard(const struct param *p, int active, hid_t fspace, hid_t 
 
 static hid_t mpio_fapl(void) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5_CHECK(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL), "file access list");
+    /* Each rank's shard of a tensor is one large contiguous piece of the file, so funnelling
+     * it through collective-buffering aggregators only adds copies: ranks write their own
+     * pieces (still inside the collective call). TRIDENT_MPIIO_CB=enable restores ROMIO's
+     * default, which may suit a parallel file system with few, slow servers. */
+    MPI_Info info;
+    MPI_Info_create(&info);
+    const char *cb = getenv("TRIDENT_MPIIO_CB");
+    MPI_Info_set(info, "romio_cb_write", cb && *cb ? cb : "disable");
+    MPI_Info_set(info, "romio_cb_read", cb && *cb ? cb : "disable");
+    H5_CHECK(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, info), "file access list");
+    MPI_Info_free(&info);
     H5_CHECK(H5Pset_all_coll_metadata_ops(fapl, 1), "file access list");
     H5_CHECK(H5Pset_coll_metadata_write(fapl, 1), "file access list");
     return fapl;
@@ -196,7 +242,14 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
     ckpt_path(final, sizeof final, run_dir, step, "");
     float *data[3] = {group_data(m, o, 0), group_data(m, o, 1), group_data(m, o, 2)};
     int n_groups = o ? 3 : 1;
-    uint64_t *sums = all_checksums(m, o, n_groups, data);
+    /* The checksums are computed on a thread of their own while this one writes: the
+     * write waits on memory copies and the disk, the checksum on arithmetic. */
+    uint64_t *sums = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
+    struct checksum_job job = {m, n_groups, data, sums, 0};
+    pthread_t cks_thread;
+    int threaded = pthread_create(&cks_thread, NULL, local_checksums, &job) == 0;
+    if (!threaded) local_checksums(&job);
+    hid_t *dsets = tr_malloc(sizeof(hid_t) * (size_t)n_groups * m->n_params);
 
     hid_t fapl = mpio_fapl();
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -219,23 +272,28 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
                                     H5P_DEFAULT);
             if (dset < 0) TR_ABORT("cannot create dataset '%s' in '%s'", name, tmp);
             hid_t mspace;
-            int active = p->n_local && p->owner;
-            select_shard(p, active, fspace, &mspace);
-            const float *src = active ? data[grp] + p->offset : data[0];
+            select_box(p, p->own_start, p->own_count, p->own_n, fspace, &mspace);
+            const float *src = data[grp] + (p->own_n ? p->offset + p->own_offset : 0);
             /* A failed collective write may fail on some ranks only: abort the whole job
              * (never hang), naming the file; the torn .tmp is removed at the next start. */
             if (H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, src) < 0)
                 tr_abort(__FILE__, __LINE__, "writing tensor '%s' into checkpoint '%s' failed "
                          "(disk full or I/O error); the previous checkpoint is intact: free "
                          "space and start again to resume", name, tmp);
-            write_attr(dset, "checksum", H5T_NATIVE_UINT64, &sums[grp * m->n_params + i]);
+            dsets[grp * m->n_params + i] = dset;
             H5Sclose(mspace);
             H5Sclose(fspace);
-            H5Dclose(dset);
             if (grp == 0 && i == m->n_params / 2) fault_point("ckpt", step);
         }
     H5Pclose(lcpl);
     H5Pclose(dxpl);
+    if (threaded) pthread_join(cks_thread, NULL);
+    reduce_checksums(m, n_groups, sums);
+    for (int j = 0; j < n_groups * m->n_params; j++) {
+        write_attr(dsets[j], "checksum", H5T_NATIVE_UINT64, &sums[j]);
+        H5Dclose(dsets[j]);
+    }
+    tr_free(dsets);
     char *cfg_text = config_to_string(&m->cfg);
     write_attr_str(file, "format", CKPT_FORMAT);
     write_attr_i64(file, "format_version", CKPT_FORMAT_VERSION);
@@ -429,9 +487,8 @@ static int load_impl(const char *path, struct model *m, struct optim *o, char *e
                 bad = 2;
             } else {
                 hid_t mspace;
-                int active = p->n_local > 0;
-                select_shard(p, active, fspace, &mspace);
-                float *dst = active ? data[grp] + p->offset : data[0];
+                select_box(p, p->local_start, p->local_shape, p->n_local, fspace, &mspace);
+                float *dst = data[grp] + (p->n_local ? p->offset : 0);
                 if (H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, dst) < 0) {
                     snprintf(err, err_len, "reading tensor '%s' from '%s' failed (truncated "
                              "file?)", name, path);
@@ -451,7 +508,10 @@ static int load_impl(const char *path, struct model *m, struct optim *o, char *e
     /* every rank must agree on the verdict before the collective checksum pass */
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (!bad) {
-        uint64_t *sums = all_checksums(m, o, n_groups, data);
+        uint64_t *sums = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
+        struct checksum_job job = {m, n_groups, data, sums, 1};
+        local_checksums(&job);
+        reduce_checksums(m, n_groups, sums);
         for (int j = 0; j < n_groups * m->n_params && !bad; j++)
             if (sums[j] != stored[j]) {
                 snprintf(err, err_len, "tensor '%s/%s' in '%s' fails its checksum (the file is "

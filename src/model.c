@@ -138,16 +138,32 @@ static void build_table(struct model *m) {
         p->offset = m->n_local;
         /* keep every tensor 64-byte aligned for vector loads */
         m->n_local += (p->n_local + 15) / 16 * 16;
-        /* Each logical element is owned by exactly one rank of the world, which writes
-         * it to a checkpoint and counts it in the gradient norm. Replicas take turns by
-         * tensor (data-parallel replica i % dp; for tensors replicated over tensor
-         * parallelism, tensor rank (i / dp) % tp), so every rank writes a share of a
-         * checkpoint; the tied wte belongs to stage 0. */
+        /* Every logical element is counted in the gradient norm by exactly one rank:
+         * replicas take turns by tensor (data-parallel replica i % dp; for tensors
+         * replicated over tensor parallelism, tensor rank (i / dp) % tp); the tied wte
+         * belongs to stage 0. */
         int is_wte = strcmp(p->name, "wte") == 0;
-        p->owner = g->dp_rank == i % g->dp &&
-                   (p->shard_axis >= 0 || g->tp_rank == (i / g->dp) % g->tp) &&
-                   (!is_wte || m->first);
-        p->counted = p->owner;
+        int on_writer_stage = !is_wte || m->first;
+        p->counted = on_writer_stage && g->dp_rank == i % g->dp &&
+                     (p->shard_axis >= 0 || g->tp_rank == (i / g->dp) % g->tp);
+        /* For checkpoints the replicas of a shard instead split its first axis, so that
+         * all of them write at the same time. */
+        int replica = g->dp_rank, replicas = g->dp;
+        if (p->shard_axis < 0) {
+            replica = g->dp_rank * g->tp + g->tp_rank;
+            replicas = g->dp * g->tp;
+        }
+        int64_t rows = p->local_shape[0], r0 = rows * replica / replicas,
+                r1 = rows * (replica + 1) / replicas;
+        if (!on_writer_stage) r0 = r1 = 0;
+        for (int a = 0; a < 3; a++) {
+            p->own_start[a] = p->local_start[a];
+            p->own_count[a] = p->local_shape[a];
+        }
+        p->own_start[0] += r0;
+        p->own_count[0] = r1 - r0;
+        p->own_offset = r0 * p->local_shape[1] * p->local_shape[2];
+        p->own_n = (r1 - r0) * p->local_shape[1] * p->local_shape[2];
     }
 }
 

@@ -48,7 +48,11 @@ struct param {
     int64_t n_local;
     int64_t offset;      /* into model.params / model.grads */
     int     counted;     /* this rank counts the tensor in the global grad norm */
-    int     owner;       /* this rank writes/verifies its shard in a checkpoint */
+    /* The part of its shard this rank writes to (and verifies in) a checkpoint: rows
+     * [own_start[0], +own_count[0]) of the shard's first axis. The replicas of a shard
+     * split it, so all of them write at once and every element has exactly one writer. */
+    int64_t own_start[3], own_count[3];  /* a box in the full tensor */
+    int64_t own_offset, own_n;           /* floats into the shard, and how many */
 };
 
 /* Activations of one micro-batch on this stage (one "slot"). */

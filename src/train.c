@@ -2,6 +2,7 @@
 #include "train.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,12 +321,27 @@ static void resume_or_init(struct trainer *t) {
     t->step = 0;
 }
 
+/* A launcher that binds each rank to fewer cores than it runs threads on (Open MPI binds
+ * to one core by default for 2 ranks or fewer) silently halves or worse the speed. */
+static void check_binding(void) {
+    cpu_set_t set;
+    int cores = 0, threads = kernels_threads();
+    if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+    int bad = cores > 0 && cores < threads;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (bad)
+        tr_warn("a rank runs %d threads but is bound to fewer cores; their threads share "
+                "cores. With mpirun use --bind-to none or --map-by slot:PE=%d; with srun "
+                "--cpus-per-task=%d", threads, threads, threads);
+}
+
 void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
     config_validate(&t->cfg);
     grid_init(&t->g, &t->cfg);
     t->k = kernels_get(KDEV_CPU, KDT_F32);
+    check_binding();
     t->M = t->cfg.grad_accum;
     t->gpipe = strcmp(t->cfg.schedule, "gpipe") == 0;
     if (t->g.pp > 1 && t->M < t->g.pp)

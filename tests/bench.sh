@@ -76,14 +76,22 @@ fi
 if want 5; then
     echo "== 5. checkpoint bandwidth vs sequential write of the same filesystem"
     dir=${TRIDENT_BENCH_DIR:-$TMP}
-    out=$(dd if=/dev/zero of="$dir/dd.bin" bs=4M count=110 conv=fsync 2>&1 | tail -n 1)
-    rm -f "$dir/dd.bin"
-    ddbw=$(awk '{ for (i = 1; i < NF; i++) if ($(i+1) ~ /^[GMk]B\/s$/) { v = $i; u = $(i+1) } }
-                END { if (u == "MB/s") v /= 1000; if (u == "kB/s") v /= 1e6; print v }' <<<"$out")
-    printf "dd bs=4M conv=fsync (460 MB): %.2f GB/s\n" "$ddbw"
+    # the best of three: the disk's write-back state makes single runs swing by 3x, and
+    # the fastest dd is the fair (hardest) reference for the checkpoint writer
+    ddbw=0
+    for _ in 1 2 3; do
+        sync   # every measurement starts with no dirty pages of an earlier one
+        out=$(dd if=/dev/zero of="$dir/dd.bin" bs=4M count=110 conv=fsync 2>&1 | tail -n 1)
+        rm -f "$dir/dd.bin"
+        ddbw=$(awk -v best="$ddbw" '{ for (i = 1; i < NF; i++) if ($(i+1) ~ /^[GMk]B\/s$/) { v = $i; u = $(i+1) } }
+                    END { if (u == "MB/s") v /= 1000; if (u == "kB/s") v /= 1e6; print (v > best ? v : best) }' <<<"$out")
+    done
+    printf "dd bs=4M conv=fsync (460 MB), best of 3: %.2f GB/s\n" "$ddbw"
     printf "%6s %12s %12s %14s\n" ranks "write GB/s" "read GB/s" "write / dd"
     for np in 1 2 4; do
-        line=$(OMP_NUM_THREADS=1 mpirun -np "$np" bin/bench_ckpt --run_dir="$dir/ck" | grep CKPT_BENCH)
+        threads=$(( NCORES / np > 0 ? NCORES / np : 1 ))
+        sync
+        line=$(OMP_NUM_THREADS=$threads mpirun --bind-to none -np "$np" bin/bench_ckpt --run_dir="$dir/ck" | grep CKPT_BENCH)
         awk -v dd="$ddbw" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
             END { w = f["bytes"] / f["write_s"] / 1e9; r = f["bytes"] / f["read_s"] / 1e9
                   printf "%6d %12.2f %12.2f %13.0f%%   (target >= 60%%)\n", f["ranks"], w, r, 100 * w / dd }' <<<"$line"
