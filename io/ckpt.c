@@ -171,12 +171,7 @@ static void write_attr_i64(hid_t obj, const char *name, int64_t v) {
 static void write_attr_str(hid_t obj, const char *name, const char *s) {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, strlen(s) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5_CHECK(a, name);
-    H5_CHECK(H5Awrite(a, t, s), name);
-    H5Aclose(a);
-    H5Sclose(sp);
+    write_attr(obj, name, t, s);
     H5Tclose(t);
 }
 

@@ -323,6 +323,11 @@ int eval_main(int argc, char **argv) {
     if (ckpt_find_latest(vals[0], path, sizeof path) != 0) snprintf(path, sizeof path, "%s", vals[0]);
     config_defaults(&cfg);
     ckpt_read_config(path, &cfg);
+    /* the layout it was trained on says nothing about this job: derive it from the
+     * rank count, unless given on the command line */
+    cfg.dp = 0;
+    cfg.tp = cfg.pp = 1;
+    cfg.stages[0] = '\0';
     config_parse_args(&cfg, argc - 1, argv + 1, extra, vals);
     if (strlen(path) >= sizeof cfg.resume)
         tr_fail(TR_EXIT_USAGE, NULL, "checkpoint path '%s' is too long", path);

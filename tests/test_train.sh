@@ -52,6 +52,13 @@ ev2_val=$(sed -n 's/.*validation loss \([0-9.]*\) nats.*/\1/p' <<<"$ev2")
 if [ -n "$ev2_val" ] && awk -v a="$ev2_val" -v b="$val" 'BEGIN { d = a - b; exit !(d < 2e-4 && d > -2e-4) }'
 then pass "eval_on_tp2_matches"; else fail "eval_on_tp2_matches" "'$ev2_val' vs '$val'"; fi
 
+# a checkpoint trained on 2 ranks (tp 2) evaluates and samples on one
+mpi 2 "${RUN[@]}" --run_dir="$TEST_TMP/tp2" --tp=2 --dp=1 --steps=20 --eval_every=0 >/dev/null 2>&1
+if "$TRIDENT" eval --ckpt "$TEST_TMP/tp2" >/dev/null 2>&1 &&
+   [ -n "$("$TRIDENT" sample --ckpt "$TEST_TMP/tp2" --length 20 2>/dev/null)" ]
+then pass "checkpoint_of_tp2_run_evaluates_on_one_rank"
+else fail "checkpoint_of_tp2_run_evaluates_on_one_rank" "$("$TRIDENT" eval --ckpt "$TEST_TMP/tp2" 2>&1 | tail -n 2)"; fi
+
 # sample: text that looks like the corpus (mostly printable ASCII), reproducible by seed
 s1=$("$TRIDENT" sample --ckpt "$TEST_TMP/a" --prompt "The " --length 200 --seed 3 2>/dev/null)
 s2=$("$TRIDENT" sample --ckpt "$TEST_TMP/a" --prompt "The " --length 200 --seed 3 2>/dev/null)
