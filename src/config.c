@@ -56,7 +56,7 @@ static const struct cfg_key KEYS[] = {
     /* run */
     {"seed", CT_LONG, F(seed), "1337", 0, 9.2e18, NULL, "seed of weights and data order"},
     {"data", CT_STR, F(data), "data/fortunes.h5", 0, 0, NULL,
-     "token file made by `trident prep`"},
+     "token file made by `trident prep` (a glob or comma list for several)"},
     {"run_dir", CT_STR, F(run_dir), "runs/default", 0, 0, NULL,
      "directory for config, metrics.jsonl, checkpoints and logs"},
     {"resume", CT_STR, F(resume), "auto", 0, 0, NULL,

@@ -293,7 +293,7 @@ static void check_data(const struct trainer *t) {
     }
 }
 
-static void resume_or_init(struct trainer *t) {
+static void resume_or_init(struct trainer *t, int training) {
     const struct config *c = &t->cfg;
     char path[CFG_STR_MAX + 64];
     int step = -1;
@@ -310,7 +310,7 @@ static void resume_or_init(struct trainer *t) {
     }
     if (step >= 0) {
         t->step = step;
-        tr_info("resumed from %s at step %d", path, step);
+        if (training) tr_info("resumed from %s at step %d", path, step);
         return;
     }
     /* a fresh run (a failed resume attempt may have left partial contents) */
@@ -374,7 +374,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
         if (t->g.world_rank == 0) make_dir(t->cfg.run_dir);
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     }
-    resume_or_init(t);
+    resume_or_init(t, open_run_dir);
     trace_init(&t->trace);
     t->prefetched = -1;
     prefetch_batch(t, t->step);
