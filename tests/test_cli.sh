@@ -62,6 +62,8 @@ out=$(mpi 2 train "${TINY[@]}" "$R" --dp=1 --tp=1 --pp=1 2>&1)
 if grep -q "HINT: for 2 ranks try dp=2 tp=1 pp=1" <<<"$out"; then pass layout_suggestion_is_valid
 else fail layout_suggestion_is_valid "$(grep HINT <<<"$out")"; fi
 expect_error layout_tp_must_divide_heads "tp=3 does not divide n_head=4" 3 train "${TINY[@]}" "$R" --tp=3 --dp=1
+expect_error layout_tp_must_divide_padded_vocab "tp=5 does not divide the padded vocabulary 384" 5 \
+    train "${TINY[@]}" "$R" --tp=5 --dp=1 --n_head=5 --n_embd=80
 expect_error layout_more_stages_than_layers "pp=4 stages but only n_layer=2 layers" 4 train "${TINY[@]}" "$R" --pp=4 --dp=1
 expect_error layout_cannot_derive "cannot derive the layout: 3 ranks are not a multiple of the 2" 3 train "${TINY[@]}" "$R" --tp=2
 expect_warning fewer_microbatches_than_stages_warns "pipeline is idle" 2 \
