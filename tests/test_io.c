@@ -104,23 +104,24 @@ static uint16_t *h5_read_tokens(const char *path, const char *name, int64_t *n) 
     return t;
 }
 
-static int64_t h5_attr_i64(const char *path, const char *name) {
-    int64_t v = -12345;
+/* a scalar root attribute of the file, read as `type` into v (left as is if missing) */
+static void h5_attr_read(const char *path, const char *name, hid_t type, void *v) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    H5Aread(a, H5T_NATIVE_INT64, &v);
+    H5Aread(a, type, v);
     H5Aclose(a);
     H5Fclose(f);
+}
+
+static int64_t h5_attr_i64(const char *path, const char *name) {
+    int64_t v = -12345;
+    h5_attr_read(path, name, H5T_NATIVE_INT64, &v);
     return v;
 }
 
 static double h5_attr_f64(const char *path, const char *name) {
     double v = -1;
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    H5Aread(a, H5T_NATIVE_DOUBLE, &v);
-    H5Aclose(a);
-    H5Fclose(f);
+    h5_attr_read(path, name, H5T_NATIVE_DOUBLE, &v);
     return v;
 }
 
@@ -526,15 +527,20 @@ static void test_dataset_windows_equal_slices_in_any_order(void) {
 /* ---------------------------------------------------------------------------------- */
 /* prefetch, corpora of several files */
 
-/* A valid token file written with HDF5 directly, as another tool might: `chunk` > 0
- * stores the token arrays in chunks of that many tokens, deflated when the filter is
- * available; 0 stores them contiguously. */
-static void h5_write_token_file(const char *path, uint16_t *const tokens[2], const int64_t n[2],
-                                hsize_t chunk, int64_t vocab_size) {
+/* What a hand-made token file gets wrong on purpose (FAKE_OK: nothing). */
+enum fake_flaw { FAKE_OK, FAKE_NO_FORMAT, FAKE_WRONG_FORMAT, FAKE_NO_VOCAB, FAKE_NO_VAL,
+                 FAKE_BAD_COUNT, FAKE_VERSION_2 };
+
+/* A token file written with HDF5 directly, as another tool might: `chunk` > 0 stores the
+ * token arrays in chunks of that many tokens, deflated when the filter is available; 0
+ * stores them contiguously. `flaw` breaks one thing, for the tests of bad files. */
+static void h5_write_token_file_flawed(const char *path, uint16_t *const tokens[2],
+                                       const int64_t n[2], hsize_t chunk, int64_t vocab_size,
+                                       enum fake_flaw flaw) {
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     const char *groups[] = {"/train", "/val"}, *names[] = {"/train/tokens", "/val/tokens"};
     int64_t n_docs[2] = {0, 0};
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < 2 - (flaw == FAKE_NO_VAL); s++) {
         for (int64_t i = 0; i < n[s]; i++) n_docs[s] += tokens[s][i] == TOK_EOT;
         hid_t g = H5Gcreate2(f, groups[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         hsize_t dims[1] = {(hsize_t)n[s]};
@@ -549,8 +555,10 @@ static void h5_write_token_file(const char *path, uint16_t *const tokens[2], con
         H5Dclose(d); H5Pclose(dcpl); H5Sclose(sp); H5Gclose(g);
     }
     hid_t scalar = H5Screate(H5S_SCALAR);
-    const char *strs[][2] = {{"format", "trident-tokens"}, {"tokenizer", "bytes+eot"}};
+    const char *strs[][2] = {{"format", flaw == FAKE_WRONG_FORMAT ? "hdf5-zoo" : "trident-tokens"},
+                             {"tokenizer", "bytes+eot"}};
     for (int i = 0; i < 2; i++) {
+        if (i == 0 && flaw == FAKE_NO_FORMAT) continue;
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, strlen(strs[i][1]) + 1);
         hid_t a = H5Acreate2(f, strs[i][0], t, scalar, H5P_DEFAULT, H5P_DEFAULT);
@@ -558,16 +566,23 @@ static void h5_write_token_file(const char *path, uint16_t *const tokens[2], con
         H5Aclose(a); H5Tclose(t);
     }
     struct { const char *name; int64_t v; } ints[] = {
-        {"format_version", 1}, {"vocab_size", vocab_size}, {"eot_token", TOK_EOT},
-        {"n_train_tokens", n[0]}, {"n_val_tokens", n[1]}, {"n_train_docs", n_docs[0]},
-        {"n_val_docs", n_docs[1]}, {"n_docs", n_docs[0] + n_docs[1]}};
+        {"format_version", flaw == FAKE_VERSION_2 ? 2 : 1}, {"vocab_size", vocab_size},
+        {"eot_token", TOK_EOT}, {"n_train_tokens", n[0] + (flaw == FAKE_BAD_COUNT)},
+        {"n_val_tokens", n[1]}, {"n_train_docs", n_docs[0]}, {"n_val_docs", n_docs[1]},
+        {"n_docs", n_docs[0] + n_docs[1]}};
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        if (flaw == FAKE_NO_VOCAB && strcmp(ints[i].name, "vocab_size") == 0) continue;
         hid_t a = H5Acreate2(f, ints[i].name, H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
         H5Awrite(a, H5T_NATIVE_INT64, &ints[i].v);
         H5Aclose(a);
     }
     H5Sclose(scalar);
     H5Fclose(f);
+}
+
+static void h5_write_token_file(const char *path, uint16_t *const tokens[2], const int64_t n[2],
+                                hsize_t chunk, int64_t vocab_size) {
+    h5_write_token_file_flawed(path, tokens, n, chunk, vocab_size, FAKE_OK);
 }
 
 static void shard_path(char *out, size_t cap, int k) {
@@ -916,45 +931,13 @@ static void test_prep_refuses_bad_input_with_message_and_hint(void) {
     CHECK(!file_exists(out));  /* a failed prep leaves no file behind */
 }
 
-enum fake_flaw { FAKE_OK, FAKE_NO_FORMAT, FAKE_WRONG_FORMAT, FAKE_NO_VOCAB, FAKE_NO_VAL,
-                 FAKE_BAD_COUNT, FAKE_VERSION_2 };
 
 /* A small token file written by hand, with one thing wrong. */
 static void fake_token_file(const char *path, enum fake_flaw flaw) {
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    uint16_t tokens[3] = {'h', 'i', TOK_EOT};
-    hsize_t dims[1] = {3};
-    const char *groups[] = {"/train", "/val"}, *names[] = {"/train/tokens", "/val/tokens"};
-    for (int s = 0; s < 2 - (flaw == FAKE_NO_VAL); s++) {
-        hid_t g = H5Gcreate2(f, groups[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        hid_t sp = H5Screate_simple(1, dims, NULL);
-        hid_t d = H5Dcreate2(f, names[s], H5T_STD_U16LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        H5Dwrite(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens);
-        H5Dclose(d); H5Sclose(sp); H5Gclose(g);
-    }
-    hid_t scalar = H5Screate(H5S_SCALAR);
-    const char *strs[][2] = {{"format", flaw == FAKE_WRONG_FORMAT ? "hdf5-zoo" : "trident-tokens"},
-                             {"tokenizer", "bytes+eot"}};
-    for (int i = 0; i < 2; i++) {
-        if (i == 0 && flaw == FAKE_NO_FORMAT) continue;
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, strlen(strs[i][1]) + 1);
-        hid_t a = H5Acreate2(f, strs[i][0], t, scalar, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, t, strs[i][1]);
-        H5Aclose(a); H5Tclose(t);
-    }
-    struct { const char *name; int64_t v; } ints[] = {
-        {"format_version", flaw == FAKE_VERSION_2 ? 2 : 1}, {"vocab_size", 257}, {"eot_token", 256},
-        {"n_train_tokens", flaw == FAKE_BAD_COUNT ? 4 : 3}, {"n_val_tokens", 3},
-        {"n_train_docs", 1}, {"n_val_docs", 1}, {"n_docs", 2}};
-    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-        if (flaw == FAKE_NO_VOCAB && strcmp(ints[i].name, "vocab_size") == 0) continue;
-        hid_t a = H5Acreate2(f, ints[i].name, H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, H5T_NATIVE_INT64, &ints[i].v);
-        H5Aclose(a);
-    }
-    H5Sclose(scalar);
-    H5Fclose(f);
+    uint16_t train[3] = {'h', 'i', TOK_EOT}, val[3] = {'h', 'i', TOK_EOT};
+    uint16_t *const tokens[2] = {train, val};
+    const int64_t n[2] = {3, 3};
+    h5_write_token_file_flawed(path, tokens, n, 0, 257, flaw);
 }
 
 static void test_dataset_open_refuses_bad_files_with_message_and_hint(void) {
