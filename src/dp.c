@@ -10,6 +10,8 @@ enum bucket_state { B_IDLE, B_FLAT, B_SCATTER, B_CROSS, B_GATHER, B_DONE };
 
 struct dp_bucket {
     long  off, n;          /* range of model.grads */
+    int   n_tensors;       /* tensors in the bucket */
+    int   pending;         /* of those, not yet final in this backward pass */
     enum bucket_state state;
     MPI_Request req;
     /* hierarchical: this rank's chunk after the node-local reduce-scatter */
@@ -125,7 +127,6 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
                      "on every node; nodes differ here, so the flat all-reduce is used");
     }
     r->bucket_of = tr_malloc(sizeof(int) * (size_t)m->n_params);
-    r->pending = tr_calloc((size_t)m->n_params, sizeof(int));
     r->b = tr_calloc((size_t)m->n_params, sizeof(struct dp_bucket));
     long cap = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
     if (cap < 1) cap = 1;
@@ -144,7 +145,7 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
                 b->n = new_n;
                 b->off = (long)p->offset;
                 r->bucket_of[i] = cur;
-                r->pending[cur]++;
+                b->n_tensors++;
                 continue;
             }
         }
@@ -152,17 +153,10 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         r->b[cur].off = (long)p->offset;
         r->b[cur].n = end - (long)p->offset;
         r->bucket_of[i] = cur;
-        r->pending[cur] = 1;
+        r->b[cur].n_tensors = 1;
     }
     if (r->algo == DP_HIER)
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
-    /* pending[] holds the tensor count per bucket; keep a pristine copy in the high
-     * half so dpr_arm can reset it cheaply */
-    int *counts = tr_malloc(sizeof(int) * (size_t)2 * m->n_params);
-    memcpy(counts, r->pending, sizeof(int) * (size_t)m->n_params);
-    memcpy(counts + m->n_params, r->pending, sizeof(int) * (size_t)m->n_params);
-    tr_free(r->pending);
-    r->pending = counts;
 }
 
 void dpr_free(struct dp_reducer *r) {
@@ -173,15 +167,16 @@ void dpr_free(struct dp_reducer *r) {
     }
     tr_free(r->b);
     tr_free(r->bucket_of);
-    tr_free(r->pending);
     memset(r, 0, sizeof *r);
 }
 
 void dpr_arm(struct dp_reducer *r) {
     if (r->g->dp == 1) return;
     r->armed = 1;
-    memcpy(r->pending, r->pending + r->m->n_params, sizeof(int) * (size_t)r->m->n_params);
-    for (int i = 0; i < r->n_buckets; i++) r->b[i].state = B_IDLE;
+    for (int i = 0; i < r->n_buckets; i++) {
+        r->b[i].state = B_IDLE;
+        r->b[i].pending = r->b[i].n_tensors;
+    }
 }
 
 void dpr_ready(struct dp_reducer *r, int first, int n) {
@@ -189,7 +184,7 @@ void dpr_ready(struct dp_reducer *r, int first, int n) {
     for (int i = first; i < first + n; i++) {
         int b = r->bucket_of[i];
         if (b < 0) continue;
-        if (--r->pending[b] == 0) bucket_start(&r->b[b], r->g, r->algo, r->m->grads);
+        if (--r->b[b].pending == 0) bucket_start(&r->b[b], r->g, r->algo, r->m->grads);
     }
     dpr_progress(r);
 }

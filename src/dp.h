@@ -32,7 +32,6 @@ struct dp_reducer {
     int n_buckets;
     struct dp_bucket *b;
     int *bucket_of;       /* param index → bucket (-1: not reduced by buckets) */
-    int *pending;         /* per bucket: tensors not yet final */
     int armed;            /* this backward pass is the last micro-batch's */
     double t_exposed;     /* seconds spent waiting in dpr_finish (not hidden) */
 };

@@ -120,10 +120,7 @@ static void build_table(struct model *m) {
     m->n_logical = 0;
     for (int i = 0; i < m->n_params; i++) {
         struct param *p = &m->p[i];
-        int64_t full = p->shape[0] * p->shape[1] * p->shape[2];
-        if (strcmp(p->name, "wte") == 0 || strcmp(p->name, "wpe") == 0 || p->layer >= 0 ||
-            strncmp(p->name, "ln_f", 4) == 0)
-            m->n_logical += full;
+        m->n_logical += p->shape[0] * p->shape[1] * p->shape[2];
         if (!param_on_stage(m, p)) continue;
         p->n_local = 1;
         for (int a = 0; a < 3; a++) {
