@@ -278,7 +278,10 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
             dsets[grp * m->n_params + i] = dset;
             H5Sclose(mspace);
             H5Sclose(fspace);
-            if (grp == 0 && i == m->n_params / 2) fault_point("ckpt", step);
+            if (grp == 0 && i == m->n_params / 2) {
+                fault_point("ckpt", step);
+                fault_slow_ckpt();
+            }
         }
     H5Pclose(lcpl);
     H5Pclose(dxpl);
@@ -306,6 +309,7 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
                  "the previous checkpoint is intact: free space and start again to resume", tmp);
 
     /* publish: only a complete file ever carries the final name */
+    fault_point("rename", step);
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     if (tr_rank() == 0) {
         fsync_path(tmp, 0);

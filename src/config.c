@@ -86,6 +86,22 @@ static const struct cfg_key KEYS[] = {
      "gradient bucket size for overlapped reduction (MiB)"},
     {"stages", CT_STR, F(stages), "", 0, 0, NULL,
      "layers per pipeline stage, e.g. \"5,7\" (empty = balanced by cost)"},
+    /* reliability */
+    {"on_divergence", CT_ENUM, F(on_divergence), "stop", 0, 0, "stop|rollback",
+     "on a non-finite or spiking loss: stop (exit 1), or reload the last good checkpoint "
+     "and skip the step's data"},
+    {"spike_factor", CT_FLOAT, F(spike_factor), "3", 0, 1e6, NULL,
+     "a loss above this many times the median of the recent steps is a divergence (0 = off)"},
+    {"spike_window", CT_INT, F(spike_window), "50", 1, 100000, NULL,
+     "recent steps whose median loss the spike test compares against"},
+    {"max_rollbacks", CT_INT, F(max_rollbacks), "3", 0, 1000, NULL,
+     "rollbacks allowed per run before on_divergence = rollback gives up (exit 1)"},
+    {"watchdog_s", CT_FLOAT, F(watchdog_s), "0", -1, 1e7, NULL,
+     "end the job when a rank makes no progress for this many seconds (0 = derive from "
+     "the step time, at least 300; -1 = off)"},
+    {"mem_limit", CT_STR, F(mem_limit), "auto", 0, 0, NULL,
+     "memory one node may use: auto (cgroup limit or MemAvailable), a size such as 16G, "
+     "or off"},
 };
 #undef F
 

@@ -33,6 +33,13 @@ struct config {
     char  allreduce[16]; /* "auto" | "flat" | "hier" */
     float bucket_mb;
     char  stages[CFG_STR_MAX]; /* "" = balanced; else layers per stage, e.g. "5,7" */
+    /* reliability */
+    char  on_divergence[16];   /* "stop" | "rollback" */
+    float spike_factor;        /* loss > factor × recent median is a divergence (0 = off) */
+    int   spike_window;        /* steps in the recent median */
+    int   max_rollbacks;       /* rollbacks allowed per invocation */
+    float watchdog_s;          /* no progress for this long ends the job (0 = derive, -1 = off) */
+    char  mem_limit[32];       /* "auto" | SIZE ("16G", "512M") | "off" */
 };
 
 /* Defaults for every key. */

@@ -1,13 +1,25 @@
-/* fault.h — fault injection for the crash tests.
+/* fault.h — fault injection for the crash, signal and fault-campaign tests.
  *
- * TRIDENT_FAULT="WHERE:STEP" makes the highest world rank kill itself with SIGKILL (as a
- * failing node would) when it reaches point WHERE during step STEP:
- *   step:K   in the middle of step K's pipeline schedule (after the forward passes)
- *   ckpt:K   halfway through writing the checkpoint of step K
- * Unset (always, outside tests), fault_point() does nothing. */
+ * TRIDENT_FAULT="WHERE:STEP[:RANK]" makes one rank (RANK, default the highest world rank)
+ * kill itself with SIGKILL, as a failing node would, when it reaches point WHERE while
+ * working on step STEP (1-based: the step being computed, or the step being saved):
+ *   forward:K   after the first forward pass of step K
+ *   backward:K  after the first backward pass of step K
+ *   step:K      after the pipeline schedule of step K (forward and backward done)
+ *   reduce:K    after the data-parallel gradient reduction of step K
+ *   optim:K     after the optimizer update of step K
+ *   ckpt:K      halfway through writing the checkpoint of step K
+ *   rename:K    after the checkpoint of step K is complete, before it is renamed
+ * TRIDENT_FAULT="stop:K[:RANK]" stops the rank with SIGSTOP at the start of step K
+ * instead (a hung node: the watchdog test).
+ * TRIDENT_SLOW_CKPT=SECONDS makes every rank sleep that long in the middle of each
+ * checkpoint write (a slow file system: the signal tests).
+ * Unset (always, outside tests), these functions do nothing. */
 #ifndef TRIDENT_FAULT_H
 #define TRIDENT_FAULT_H
 
+/* Called at each point above (and at "start", the beginning of step `step`). */
 void fault_point(const char *where, int step);
+void fault_slow_ckpt(void);
 
 #endif

@@ -111,6 +111,7 @@ static double forward_step(struct trainer *t, int mb, int B, int T, float dloss,
     double t1 = tr_now();
     trace_add(&t->trace, "wait activations", t0, t1, mb);
     double loss = model_forward(m, slot, B, T, dloss);
+    if (mb == 0 && dloss != 0.0f) fault_point("forward", t->step + 1);
     if (!m->last) p2p_send_fwd(&t->g, a->x + (long)m->nl * m->B * m->T * m->C, n, mb,
                                &t->fsend[slot]);
     trace_add(&t->trace, "forward", t1, tr_now(), mb);
@@ -127,6 +128,7 @@ static void backward_step(struct trainer *t, int mb, int B, int T) {
     trace_add(&t->trace, "wait gradients", t0, t1, mb);
     if (mb == t->M - 1) dpr_arm(&t->dpr);
     model_backward(m, slot, B, T);
+    if (mb == 0) fault_point("backward", t->step + 1);
     if (!m->first) {
         t->tm.pipe_wait += p2p_wait(&t->bsend[slot]);
         memcpy(t->gsend[slot], m->dres, sizeof(float) * (size_t)n);
@@ -175,6 +177,7 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     struct model *m = &t->m;
     memset(&t->tm, 0, sizeof t->tm);
     t->trace.on = t->step < t->cfg.trace_steps;
+    fault_point("start", t->step + 1);
     double t0 = tr_now();
     read_batch(t, t->step);
     trace_add(&t->trace, "data", t0, tr_now(), -1);
@@ -192,6 +195,7 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     }
     double t_dp = tr_now();
     dpr_finish(&t->dpr);
+    fault_point("reduce", t->step + 1);
     t->tm.dp_exposed = t->dpr.t_exposed;
     double t1 = tr_now();
     trace_add(&t->trace, "gradient reduction", t_dp, t1, -1);
@@ -201,6 +205,7 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
     float lr = optim_lr(&t->cfg, t->step);
     optim_step(&t->o, m, lr, scale);
+    fault_point("optim", t->step + 1);
     t->tm.optimizer = tr_now() - t1;
     trace_add(&t->trace, "optimizer", t1, tr_now(), -1);
 
