@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <hdf5.h>
 #include <mpi.h>
 #include <pthread.h>
@@ -202,26 +203,23 @@ static int cmp_int_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* steps of the complete-named checkpoints in run_dir, newest first; removes *.h5.tmp
- * leftovers of an interrupted save when clean != 0 */
-static int list_steps(const char *run_dir, int **steps_out, int clean) {
+/* steps of the complete-named checkpoints in run_dir, newest first */
+static int list_steps(const char *run_dir, int **steps_out) {
     DIR *d = opendir(run_dir);
     int n = 0, cap = 16;
     int *steps = malloc(sizeof(int) * (size_t)cap);
+    if (!steps) TR_ABORT("out of memory listing '%s'", run_dir);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
             int s = step_of_name(e->d_name);
-            if (s >= 0) {
-                if (n == cap) steps = realloc(steps, sizeof(int) * (size_t)(cap *= 2));
-                steps[n++] = s;
-            } else if (clean && strncmp(e->d_name, "ckpt-", 5) == 0 &&
-                       strstr(e->d_name, ".h5.tmp")) {
-                char p[CFG_STR_MAX + 300];
-                snprintf(p, sizeof p, "%s/%s", run_dir, e->d_name);
-                tr_warn("removing '%s': a checkpoint whose writing was interrupted", p);
-                unlink(p);
+            if (s < 0) continue;
+            if (n == cap) {
+                int *grown = realloc(steps, sizeof(int) * (size_t)(cap *= 2));
+                if (!grown) TR_ABORT("out of memory listing '%s'", run_dir);
+                steps = grown;
             }
+            steps[n++] = s;
         }
         closedir(d);
     }
@@ -230,8 +228,100 @@ static int list_steps(const char *run_dir, int **steps_out, int clean) {
     return n;
 }
 
-void ckpt_save(const char *run_dir, int step, const struct model *m, const struct optim *o,
-               int keep, char *out, size_t out_len) {
+int ckpt_count(const char *run_dir) {
+    int *steps;
+    int n = list_steps(run_dir, &steps);
+    free(steps);
+    return n;
+}
+
+void ckpt_clean_tmp(const char *run_dir) {
+    DIR *d = opendir(run_dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 8 ||
+            strcmp(e->d_name + len - 7, ".h5.tmp") != 0)
+            continue;
+        char p[CFG_STR_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", run_dir, e->d_name);
+        tr_warn("removing '%s': a checkpoint whose writing was interrupted", p);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* metadata                                                                             */
+
+/* Every root attribute a loader trusts, in one canonical text whose hash is stored as
+ * meta_checksum: a flipped bit in the step, the config or a tensor's shape is then found
+ * like one in the data, and the loader falls back instead of misreading the file. */
+struct meta_text {
+    const char *format, *loss_scaler, *config, *skips, *tensors;
+    int64_t version, step, opt_step, has_opt, seed, data_position;
+    double loss;
+};
+
+static int  read_meta(hid_t file, const char *path, struct meta_text *t, char *err,
+                      size_t err_len);
+static void meta_free(struct meta_text *t);
+
+static uint64_t meta_hash(const struct meta_text *t) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) TR_ABORT("out of memory hashing checkpoint metadata");
+    fprintf(f, "format=%s\nversion=%lld\nstep=%lld\noptimizer_step=%lld\nhas_optimizer=%lld\n"
+            "seed=%lld\ndata_position=%lld\nloss_scaler=%s\nloss=%.17g\ndata_skips=%s\n"
+            "config=%s\ntensors=%s", t->format, (long long)t->version, (long long)t->step,
+            (long long)t->opt_step, (long long)t->has_opt, (long long)t->seed,
+            (long long)t->data_position, t->loss_scaler, t->loss, t->skips, t->config,
+            t->tensors);
+    fclose(f);
+    uint64_t h = tr_hash_str(buf);
+    free(buf);
+    return h;
+}
+
+/* one line of the tensor list: "group/name d0 d1 d2 checksum" */
+static void tensor_line(char *out, size_t n, const char *name, int ndim, const hsize_t *dims,
+                        uint64_t sum) {
+    int k = snprintf(out, n, "\n%s", name);
+    for (int a = 0; a < ndim && k < (int)n; a++)
+        k += snprintf(out + k, n - (size_t)k, " %llu", (unsigned long long)dims[a]);
+    if (k < (int)n) snprintf(out + k, n - (size_t)k, " %016llx", (unsigned long long)sum);
+}
+
+static char *skips_text(const struct ckpt_meta *meta) {
+    size_t cap = 24 * (size_t)(meta->n_skips + 1);
+    char *s = tr_calloc(cap, 1);
+    size_t k = 0;
+    for (int i = 0; i < meta->n_skips; i++)
+        k += (size_t)snprintf(s + k, cap - k, "%s%lld", i ? "," : "", (long long)meta->skips[i]);
+    return s;
+}
+
+static int parse_skips(const char *text, struct ckpt_meta *meta) {
+    meta->n_skips = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || meta->n_skips >= CKPT_MAX_SKIPS) return -1;
+        meta->skips[meta->n_skips++] = v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return 0;
+}
+
+static void prune(const char *run_dir, int just_written, int keep);
+
+void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct model *m,
+               const struct optim *o, int keep, char *out, size_t out_len) {
+    const int step = meta->step;
     char tmp[CFG_STR_MAX + 64], final[CFG_STR_MAX + 64];
     ckpt_path(tmp, sizeof tmp, run_dir, step, ".tmp");
     ckpt_path(final, sizeof final, run_dir, step, "");
@@ -287,22 +377,48 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
     H5Pclose(dxpl);
     if (threaded) pthread_join(cks_thread, NULL);
     reduce_checksums(m, n_groups, sums);
+    /* the tensor list: every name with its shape and checksum, covered by meta_checksum */
+    char *tensors = NULL;
+    size_t tensors_len = 0;
+    FILE *tl = open_memstream(&tensors, &tensors_len);
+    if (!tl) TR_ABORT("out of memory listing the tensors of '%s'", tmp);
     for (int j = 0; j < n_groups * m->n_params; j++) {
         write_attr(dsets[j], "checksum", H5T_NATIVE_UINT64, &sums[j]);
         H5Dclose(dsets[j]);
+        const struct param *p = &m->p[j % m->n_params];
+        char name[PARAM_NAME_MAX + 16], line[PARAM_NAME_MAX + 128];
+        snprintf(name, sizeof name, "%s/%s", GROUPS[j / m->n_params], p->name);
+        hsize_t dims[3];
+        for (int a = 0; a < p->ndim; a++) dims[a] = (hsize_t)p->shape[a];
+        tensor_line(line, sizeof line, name, p->ndim, dims, sums[j]);
+        fputs(line, tl);
     }
+    fputc('\n', tl);
+    fclose(tl);
     tr_free(dsets);
     char *cfg_text = config_to_string(&m->cfg);
-    write_attr_str(file, "format", CKPT_FORMAT);
-    write_attr_i64(file, "format_version", CKPT_FORMAT_VERSION);
-    write_attr_i64(file, "step", step);
-    write_attr_i64(file, "optimizer_step", o ? o->t : 0);
-    write_attr_i64(file, "has_optimizer", o != NULL);
-    write_attr_i64(file, "seed", m->cfg.seed);
-    write_attr_i64(file, "data_position", step); /* windows are a function of (seed, step) */
-    write_attr_str(file, "loss_scaler", "none (fp32)");
+    char *skips = skips_text(meta);
+    struct meta_text mt = {CKPT_FORMAT, "none (fp32)", cfg_text, skips, tensors,
+                           CKPT_FORMAT_VERSION, step, o ? o->t : 0, o != NULL, m->cfg.seed,
+                           step, meta->loss};
+    uint64_t mh = meta_hash(&mt);
+    write_attr_str(file, "format", mt.format);
+    write_attr_i64(file, "format_version", mt.version);
+    write_attr_i64(file, "step", mt.step);
+    write_attr_i64(file, "optimizer_step", mt.opt_step);
+    write_attr_i64(file, "has_optimizer", mt.has_opt);
+    write_attr_i64(file, "seed", mt.seed);
+    /* windows are a function of (seed, step, data_skips) */
+    write_attr_i64(file, "data_position", mt.data_position);
+    write_attr_str(file, "loss_scaler", mt.loss_scaler);
+    write_attr(file, "loss", H5T_NATIVE_DOUBLE, &mt.loss);
+    write_attr_str(file, "data_skips", skips);
     write_attr_str(file, "config", cfg_text);
+    write_attr_str(file, "tensors", tensors);
+    write_attr(file, "meta_checksum", H5T_NATIVE_UINT64, &mh);
     tr_free(cfg_text);
+    tr_free(skips);
+    free(tensors);
     tr_free(sums);
     if (H5Fclose(file) < 0)
         tr_abort(__FILE__, __LINE__, "closing checkpoint '%s' failed (disk full or I/O error); "
@@ -328,14 +444,7 @@ void ckpt_save(const char *run_dir, int step, const struct model *m, const struc
             fclose(f);
             rename(latest_tmp, latest);
         }
-        int *steps;
-        int n = list_steps(run_dir, &steps, 0);
-        for (int i = keep; i < n; i++) {
-            char old[CFG_STR_MAX + 64];
-            ckpt_path(old, sizeof old, run_dir, steps[i], "");
-            unlink(old);
-        }
-        free(steps);
+        prune(run_dir, step, keep);
     }
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     snprintf(out, out_len, "%s", final);
@@ -408,11 +517,71 @@ void ckpt_read_config(const char *path, struct config *cfg) {
     if (file < 0)
         tr_fail(TR_EXIT_USAGE, "give a checkpoint written by trident train (run_dir/ckpt-*.h5)",
                 "%s", err);
+    struct meta_text mt;
+    if (read_meta(file, path, &mt, err, sizeof err) < 0)
+        tr_fail(TR_EXIT_USAGE, "use an earlier checkpoint of the run", "%s", err);
+    meta_free(&mt);
     char *text = read_attr_str(file, "config");
     if (!text) tr_fail(TR_EXIT_USAGE, NULL, "checkpoint '%s' has no config attribute", path);
     config_from_string(cfg, text, path);
     tr_free(text);
     H5Fclose(file);
+}
+
+/* The root attributes as read from a file (strings owned; free with meta_free). */
+static void meta_free(struct meta_text *t) {
+    tr_free((char *)t->format);
+    tr_free((char *)t->loss_scaler);
+    tr_free((char *)t->config);
+    tr_free((char *)t->skips);
+    tr_free((char *)t->tensors);
+    memset(t, 0, sizeof *t);
+}
+
+/* Read and verify the metadata. Returns 1 when meta_checksum matches, 0 for a file
+ * written before checksummed metadata (nothing to verify), -1 with a reason when it is
+ * damaged. The file name's step must agree with the step inside. */
+static int read_meta(hid_t file, const char *path, struct meta_text *t, char *err,
+                     size_t err_len) {
+    memset(t, 0, sizeof *t);
+    t->format = read_attr_str(file, "format");
+    t->loss_scaler = read_attr_str(file, "loss_scaler");
+    t->config = read_attr_str(file, "config");
+    t->skips = read_attr_str(file, "data_skips");
+    t->tensors = read_attr_str(file, "tensors");
+    t->step = t->version = t->seed = t->data_position = -1;
+    read_attr_i64(file, "format_version", &t->version);
+    read_attr_i64(file, "step", &t->step);
+    read_attr_i64(file, "optimizer_step", &t->opt_step);
+    read_attr_i64(file, "has_optimizer", &t->has_opt);
+    read_attr_i64(file, "seed", &t->seed);
+    read_attr_i64(file, "data_position", &t->data_position);
+    t->loss = NAN;
+    read_attr(file, "loss", H5T_NATIVE_DOUBLE, &t->loss);
+    uint64_t stored = 0;
+    int has_sum = read_attr(file, "meta_checksum", H5T_NATIVE_UINT64, &stored) == 0;
+    const char *base = strrchr(path, '/');
+    int name_step = step_of_name(base ? base + 1 : path);
+    if (!has_sum) {
+        if (H5Aexists(file, "meta_checksum") > 0) {
+            snprintf(err, err_len, "'%s': its metadata checksum is unreadable (the file is "
+                     "corrupt)", path);
+            return -1;
+        }
+        return 0; /* an older checkpoint: its tensors still carry checksums */
+    }
+    if (!t->format || !t->loss_scaler || !t->config || !t->skips || !t->tensors ||
+        meta_hash(t) != stored) {
+        snprintf(err, err_len, "'%s': its metadata (step, config or tensor shapes) fails its "
+                 "checksum (the file is corrupt)", path);
+        return -1;
+    }
+    if (name_step >= 0 && name_step != t->step) {
+        snprintf(err, err_len, "'%s' holds step %lld, not the step in its name", path,
+                 (long long)t->step);
+        return -1;
+    }
+    return 1;
 }
 
 /* Architecture keys that must match between a checkpoint and the model reading it. */
@@ -432,34 +601,55 @@ static int arch_mismatch(const struct config *a, const struct config *b, char *e
 }
 
 /* Load into this rank's shards; returns the step, or -1 with a reason in err. */
-static int load_impl(const char *path, struct model *m, struct optim *o, char *err,
-                     size_t err_len) {
+static int load_impl(const char *path, struct model *m, struct optim *o,
+                     struct ckpt_meta *meta, char *err, size_t err_len) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = open_checked(path, err, err_len);
     if (file < 0) return -1;
-    int64_t step = -1, has_opt = 0, opt_step = 0;
-    read_attr_i64(file, "step", &step);
-    read_attr_i64(file, "has_optimizer", &has_opt);
-    read_attr_i64(file, "optimizer_step", &opt_step);
-    char *text = read_attr_str(file, "config");
-    int bad = step < 0 || !text;
-    if (bad) snprintf(err, err_len, "'%s' lacks its step or config attribute", path);
+    struct meta_text mt;
+    int verified = read_meta(file, path, &mt, err, err_len);
+    int bad = verified < 0;
+    if (!bad && (mt.step < 0 || !mt.config)) {
+        snprintf(err, err_len, "'%s' lacks its step or config attribute", path);
+        bad = 1;
+    }
+    if (!bad && meta) {
+        meta->step = (int)mt.step;
+        meta->loss = mt.loss;
+        meta->n_skips = 0;
+        if (mt.skips && parse_skips(mt.skips, meta) != 0) {
+            snprintf(err, err_len, "'%s': its list of skipped data steps is unreadable", path);
+            bad = 1;
+        }
+    }
     if (!bad) {
+        /* parsed only once verified (or from an older file): a damaged config text must
+         * read as a corrupt file, never as "another architecture" */
         struct config saved;
         config_defaults(&saved);
-        config_from_string(&saved, text, path);
+        config_from_string(&saved, mt.config, path);
         char why[256];
         if (arch_mismatch(&saved, &m->cfg, why, sizeof why)) {
             snprintf(err, err_len, "'%s' is a checkpoint of another architecture: %s", path, why);
             bad = 2;
         }
     }
-    tr_free(text);
-    if (!bad && o && !has_opt) {
+    if (!bad && o && !mt.has_opt) {
         snprintf(err, err_len, "'%s' holds no optimizer state, so training cannot resume from "
                  "it", path);
         bad = 1;
     }
+    const int64_t step = mt.step, opt_step = mt.opt_step;
+    /* with a verified tensor list, each tensor's shape and checksum must be listed in it */
+    char *listed = NULL;
+    if (verified > 0) {
+        size_t n = strlen(mt.tensors);
+        listed = tr_malloc(n + 2);
+        listed[0] = '\n';
+        memcpy(listed + 1, mt.tensors, n + 1);
+    }
+    meta_free(&mt);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     int n_groups = o ? 3 : 1;
     float *data[3] = {group_data(m, o, 0), group_data(m, o, 1), group_data(m, o, 2)};
     uint64_t *stored = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
@@ -493,9 +683,21 @@ static int load_impl(const char *path, struct model *m, struct optim *o, char *e
                              "file?)", name, path);
                     bad = 1;
                 }
-                if (read_attr(dset, "checksum", H5T_NATIVE_UINT64, &stored[grp * m->n_params + i]) != 0) {
+                uint64_t *sum = &stored[grp * m->n_params + i];
+                if (read_attr(dset, "checksum", H5T_NATIVE_UINT64, sum) != 0) {
                     snprintf(err, err_len, "tensor '%s' in '%s' has no checksum", name, path);
                     bad = 1;
+                } else if (listed) {
+                    char line[PARAM_NAME_MAX + 128];
+                    tensor_line(line, sizeof line, name, nd, dims, *sum);
+                    size_t ll = strlen(line);
+                    line[ll] = '\n';
+                    line[ll + 1] = '\0';
+                    if (!strstr(listed, line)) {
+                        snprintf(err, err_len, "tensor '%s' in '%s' does not match the file's "
+                                 "verified tensor list (the file is corrupt)", name, path);
+                        bad = 1;
+                    }
                 }
                 H5Sclose(mspace);
             }
@@ -504,6 +706,7 @@ static int load_impl(const char *path, struct model *m, struct optim *o, char *e
         }
     H5Pclose(dxpl);
     H5Fclose(file);
+    tr_free(listed);
     /* every rank must agree on the verdict before the collective checksum pass */
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (!bad) {
@@ -528,20 +731,43 @@ static int load_impl(const char *path, struct model *m, struct optim *o, char *e
 }
 
 int ckpt_load(const char *path, struct model *m, struct optim *o) {
+    return ckpt_load_meta(path, m, o, NULL);
+}
+
+int ckpt_load_meta(const char *path, struct model *m, struct optim *o, struct ckpt_meta *meta) {
     char err[CFG_STR_MAX * 2];
     err[0] = '\0';
-    int step = load_impl(path, m, o, err, sizeof err);
+    int step = load_impl(path, m, o, meta, err, sizeof err);
     if (step < 0)
         tr_fail(TR_EXIT_USAGE, "point at a complete checkpoint of this model (run_dir/ckpt-*.h5)",
                 "%s", err);
     return step;
 }
 
+/* The checkpoint steps in run_dir as rank 0 sees them, on every rank: ranks must open
+ * the same files in the same order, even while another job adds or removes some. */
+static int list_steps_shared(const char *run_dir, int **steps_out) {
+    int n = 0, *steps = NULL;
+    if (tr_rank() == 0) n = list_steps(run_dir, &steps);
+    MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (tr_rank() != 0) steps = tr_calloc((size_t)n + 1, sizeof(int));
+    if (n > 0) MPI_CHECK(MPI_Bcast(steps, n, MPI_INT, 0, MPI_COMM_WORLD));
+    if (tr_rank() != 0) {
+        int *copy = malloc(sizeof(int) * ((size_t)n + 1));
+        if (!copy) TR_ABORT("out of memory listing '%s'", run_dir);
+        memcpy(copy, steps, sizeof(int) * (size_t)n);
+        tr_free(steps);
+        steps = copy;
+    }
+    *steps_out = steps;
+    return n;
+}
+
 int ckpt_find_latest(const char *run_dir, char *path, size_t path_len) {
     struct stat st;
     if (stat(run_dir, &st) != 0 || !S_ISDIR(st.st_mode)) return -1;
     int *steps;
-    int n = list_steps(run_dir, &steps, tr_rank() == 0);
+    int n = list_steps_shared(run_dir, &steps);
     int found = -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     for (int i = 0; i < n && found < 0; i++) {
@@ -549,32 +775,97 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t path_len) {
         ckpt_path(p, sizeof p, run_dir, steps[i], "");
         hid_t file = open_checked(p, err, sizeof err);
         if (file >= 0) {
+            struct meta_text mt;
+            if (read_meta(file, p, &mt, err, sizeof err) >= 0) {
+                snprintf(path, path_len, "%s", p);
+                found = 0;
+            }
+            meta_free(&mt);
             H5Fclose(file);
-            snprintf(path, path_len, "%s", p);
-            found = 0;
-        } else {
-            tr_warn("skipping checkpoint: %s", err);
         }
+        if (found < 0) tr_warn("skipping checkpoint: %s", err);
     }
     free(steps);
     return found;
 }
 
-int ckpt_resume_latest(const char *run_dir, struct model *m, struct optim *o, char *path,
-                       size_t path_len) {
+int ckpt_resume_latest(const char *run_dir, struct model *m, struct optim *o,
+                       struct ckpt_meta *meta, char *path, size_t path_len) {
     int *steps;
-    int n = list_steps(run_dir, &steps, tr_rank() == 0);
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    int n = list_steps_shared(run_dir, &steps);
     int step = -1;
+    /* why each file failed, for the message when none loads */
+    size_t why_cap = 256 + (size_t)n * (CFG_STR_MAX * 2 + 8), why_len = 0;
+    char *why = tr_calloc(why_cap, 1);
     for (int i = 0; i < n && step < 0; i++) {
         char err[CFG_STR_MAX * 2];
         err[0] = '\0';
         ckpt_path(path, path_len, run_dir, steps[i], "");
-        step = load_impl(path, m, o, err, sizeof err);
+        step = load_impl(path, m, o, meta, err, sizeof err);
         if (step == -2) tr_fail(TR_EXIT_USAGE, "use another run_dir for another model", "%s", err);
-        if (step < 0)
+        if (step < 0) {
             tr_warn("%s; falling back to the previous checkpoint", err);
+            why_len += (size_t)snprintf(why + why_len, why_cap - why_len, "\n  %s", err);
+        }
     }
     free(steps);
+    if (n > 0 && step < 0)
+        tr_fail(TR_EXIT_FAILURE, "nothing was changed or deleted. Move the damaged files out "
+                "of run_dir (h5dump -H shows what is left of them) and start again to train "
+                "from scratch, or name a good checkpoint with resume = PATH",
+                "run_dir '%s' holds %d checkpoint%s and none of them loads, so training will "
+                "not silently start again from step 0:%s", run_dir, n, n == 1 ? "" : "s", why);
+    tr_free(why);
     return step;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* pruning                                                                              */
+
+/* Open a checkpoint on this rank alone and verify its metadata; its training loss in
+ * *loss. 0: good (or an older file without checksummed metadata), -1: unreadable. */
+static int verify_alone(const char *path, double *loss) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return -1;
+    char err[CFG_STR_MAX * 2];
+    struct meta_text mt;
+    int rc = read_meta(file, path, &mt, err, sizeof err) >= 0 && mt.format &&
+             strcmp(mt.format, CKPT_FORMAT) == 0 ? 0 : -1;
+    *loss = mt.loss;
+    meta_free(&mt);
+    H5Fclose(file);
+    return rc;
+}
+
+/* Keep the newest `keep` verified checkpoints, the one just written and the verified one
+ * with the lowest training loss (the last good state before a slow divergence); delete
+ * the other verified ones. A file that does not verify is neither counted nor deleted:
+ * it may be a file the user wants to inspect, and counting it could delete good ones. */
+static void prune(const char *run_dir, int just_written, int keep) {
+    int *steps;
+    int n = list_steps(run_dir, &steps);
+    int *good = tr_calloc((size_t)n + 1, sizeof(int));
+    int best = -1, n_good = 0;
+    double best_loss = INFINITY;
+    for (int i = 0; i < n; i++) {
+        char p[CFG_STR_MAX + 64];
+        ckpt_path(p, sizeof p, run_dir, steps[i], "");
+        double loss = NAN;
+        good[i] = verify_alone(p, &loss) == 0;
+        if (good[i] && isfinite(loss) && loss < best_loss) {
+            best_loss = loss;
+            best = steps[i];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!good[i]) continue;
+        n_good++;
+        if (n_good <= keep || steps[i] == just_written || steps[i] == best) continue;
+        char old[CFG_STR_MAX + 64];
+        ckpt_path(old, sizeof old, run_dir, steps[i], "");
+        unlink(old);
+    }
+    tr_free(good);
+    free(steps);
 }

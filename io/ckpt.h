@@ -5,7 +5,10 @@
  * writes only the shard it owns, as a hyperslab, in one collective write per tensor, so
  * there is no gather to rank 0 and no per-rank file, and any layout can read it back.
  * Root attributes: format, format_version, step, the config text, optimizer step count,
- * loss scale. Each dataset carries a layout-independent checksum.
+ * loss scale, the step's training loss, skipped data steps, the list of tensors with
+ * their shapes and checksums, and meta_checksum over all of these (so a flipped bit in
+ * a shape or in the config is found like one in the data). Each dataset carries a
+ * layout-independent checksum.
  *
  * A checkpoint becomes visible only when complete: written as ckpt-NNNNNNNN.h5.tmp,
  * closed (flushed), renamed; then run_dir/latest is rewritten the same way. A torn or
@@ -15,6 +18,7 @@
 #define TRIDENT_CKPT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct model;
@@ -22,15 +26,33 @@ struct optim;
 
 #define CKPT_FORMAT         "trident-checkpoint"
 #define CKPT_FORMAT_VERSION 1
+#define CKPT_MAX_SKIPS      64
 
-/* Collective over MPI_COMM_WORLD. Saves step `step` (the number of steps completed) into
- * run_dir, then keeps only the newest `keep` checkpoints. Returns the path in out. */
-void ckpt_save(const char *run_dir, int step, const struct model *m, const struct optim *o,
-               int keep, char *out, size_t out_len);
+/* The run state saved beside the tensors. */
+struct ckpt_meta {
+    int     step;                   /* steps completed */
+    double  loss;                   /* training loss of that step (NAN: unknown) */
+    int     n_skips;                /* data steps skipped by divergence rollbacks */
+    int64_t skips[CKPT_MAX_SKIPS];  /* ascending */
+};
 
-/* Newest checkpoint in run_dir that opens and passes its checks; warns about (and
- * removes) torn ones. Returns 0 and the path, or -1 if there is none. Collective. */
+/* Collective over MPI_COMM_WORLD. Saves meta->step into run_dir, then prunes: of the
+ * checkpoints whose metadata verifies, the newest `keep`, the one just written and the
+ * one with the lowest training loss stay; unreadable files are never counted or deleted.
+ * Returns the path in out. Only the holder of the run directory's lock may call it. */
+void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct model *m,
+               const struct optim *o, int keep, char *out, size_t out_len);
+
+/* Newest checkpoint in run_dir that opens and passes its header checks. Returns 0 and
+ * the path, or -1 if there is none. Reads only: never writes or deletes. Collective. */
 int ckpt_find_latest(const char *run_dir, char *path, size_t path_len);
+
+/* Number of files named ckpt-*.h5 in run_dir, readable or not (0 if no directory). */
+int ckpt_count(const char *run_dir);
+
+/* Remove ckpt-*.h5.tmp files left by an interrupted save (with a warning each). Only the
+ * holder of the run directory's lock may call it: another job may be writing them. */
+void ckpt_clean_tmp(const char *run_dir);
 
 /* Read the config stored in a checkpoint (for eval/sample). Collective. */
 void ckpt_read_config(const char *path, struct config *cfg);
@@ -39,11 +61,16 @@ void ckpt_read_config(const char *path, struct config *cfg);
  * layout; verifies shapes, architecture and checksums. Returns the stored step.
  * Collective. A mismatching or corrupt file: tr_fail naming the file and tensor. */
 int ckpt_load(const char *path, struct model *m, struct optim *o);
+/* The same, also returning the run state (meta may be NULL). */
+int ckpt_load_meta(const char *path, struct model *m, struct optim *o, struct ckpt_meta *meta);
 
 /* Resume from the newest checkpoint in run_dir that loads and verifies, falling back to
- * older ones (with a warning) past torn or corrupt files. Returns the step and the path,
- * or -1 when there is none (the model's contents are then undefined). Collective. */
-int ckpt_resume_latest(const char *run_dir, struct model *m, struct optim *o, char *path,
-                       size_t path_len);
+ * older ones (with a warning) past torn or corrupt files, metadata included. Returns the
+ * step and the path, or -1 when run_dir holds no checkpoint file at all (the model's
+ * contents are then undefined). When files exist but none loads: tr_fail (exit 1) with
+ * every file and why it failed; never a silent fresh start. A verified checkpoint of
+ * another architecture: exit 2. Collective. */
+int ckpt_resume_latest(const char *run_dir, struct model *m, struct optim *o,
+                       struct ckpt_meta *meta, char *path, size_t path_len);
 
 #endif

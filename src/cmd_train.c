@@ -96,12 +96,60 @@ static double probe_peak_gflops(const struct trainer *t) {
     return rate / t->g.world_size;
 }
 
-static void save(struct trainer *t) {
+/* Publish a checkpoint of the current step, unless the weights or moments hold a
+ * non-finite value: such a state is a divergence, never a checkpoint. Returns 0 when
+ * saved, -1 (with t->diverged set) when refused. */
+static int save(struct trainer *t) {
     char path[CFG_STR_MAX + 64];
     double t0 = tr_now();
-    ckpt_save(t->cfg.run_dir, t->step, &t->m, &t->o, t->cfg.ckpt_keep, path, sizeof path);
+    watchdog_beat(&t->wd, t->step, "checking the weights before a checkpoint");
+    if (!trainer_state_finite(t)) {
+        snprintf(t->diverged, sizeof t->diverged, "after step %d the weights or optimizer "
+                 "moments hold non-finite values", t->step);
+        return -1;
+    }
+    watchdog_beat(&t->wd, t->step, "checkpoint write (collective, parallel HDF5)");
+    struct ckpt_meta meta;
+    trainer_ckpt_meta(t, &meta);
+    ckpt_save(t->cfg.run_dir, &meta, &t->m, &t->o, t->cfg.ckpt_keep, path, sizeof path);
+    watchdog_beat(&t->wd, t->step, "after the checkpoint");
     trace_add(&t->trace, "checkpoint", t0, tr_now(), -1);
     tr_info("checkpoint %s (%.2f s)", path, tr_now() - t0);
+    return 0;
+}
+
+/* A divergence (t->diverged): stop with exit 1, or roll back to the last good
+ * checkpoint and skip the step's data, at most max_rollbacks times. Every rank reaches
+ * the same verdict (from global values), so they all take the same branch. */
+static void on_divergence(struct trainer *t) {
+    const struct config *c = &t->cfg;
+    int rollback = strcmp(c->on_divergence, "rollback") == 0;
+    if (!rollback || t->rollbacks >= c->max_rollbacks) {
+        if (t->g.world_rank == 0 && t->metrics) {
+            fprintf(t->metrics, "{\"event\":\"diverged\",\"step\":%d,\"stopped\":true}\n",
+                    t->step + 1);
+            fflush(t->metrics);
+        }
+        char hint[400];
+        snprintf(hint, sizeof hint, "nothing was saved after the last good checkpoint. Lower lr "
+                 "or raise warmup and start again: it resumes from that checkpoint%s",
+                 rollback ? "" : "; or set on_divergence = rollback to reload it and skip the "
+                 "offending data automatically");
+        if (rollback)
+            tr_fail(TR_EXIT_FAILURE, hint, "training diverged again after %d rollback%s: %s",
+                    t->rollbacks, t->rollbacks == 1 ? "" : "s", t->diverged);
+        tr_fail(TR_EXIT_FAILURE, hint, "training stopped: %s", t->diverged);
+    }
+    int bad = t->step + 1;
+    watchdog_beat(&t->wd, t->step, "rolling back to the last good checkpoint");
+    int to = trainer_rollback(t);
+    tr_warn("%s; rolled back to step %d and skipping that step's data (rollback %d of %d)",
+            t->diverged, to, t->rollbacks, c->max_rollbacks);
+    if (t->g.world_rank == 0) {
+        fprintf(t->metrics, "{\"event\":\"rollback\",\"step\":%d,\"to_step\":%d,"
+                "\"rollback\":%d}\n", bad, to, t->rollbacks);
+        fflush(t->metrics);
+    }
 }
 
 static void print_header(const struct trainer *t, long tokens_per_step) {
@@ -205,11 +253,20 @@ int train_main(int argc, char **argv) {
         double norm;
         float lr;
         double loss = trainer_step(&t, &norm, &lr);
-        if (!isfinite(loss))
-            tr_fail(TR_EXIT_FAILURE, "lower lr, or raise warmup; resume from the last "
-                    "checkpoint with resume = auto",
-                    "the loss is %g at step %d: training diverged", loss, t.step);
+        if (t.diverged[0]) {
+            on_divergence(&t);
+            continue;
+        }
         int step = t.step; /* steps completed */
+        if (step == cfg.steps && !trainer_state_finite(&t)) {
+            /* the final checkpoint must not publish a broken state either */
+            t.step--;
+            snprintf(t.diverged, sizeof t.diverged, "after step %d the weights or optimizer "
+                     "moments hold non-finite values", step);
+            on_divergence(&t);
+            continue;
+        }
+        watchdog_beat(&t.wd, step, "step statistics (all ranks)");
         struct step_view v;
         gather_step(&t, cfg.ckpt_minutes > 0 &&
                             tr_now() - last_ckpt_time >= 60.0 * cfg.ckpt_minutes, &v);
@@ -222,6 +279,7 @@ int train_main(int argc, char **argv) {
         double val = NAN;
         if (do_eval) {
             double e0 = tr_now();
+            watchdog_beat(&t.wd, step, "evaluation");
             val = trainer_eval(&t);
             trace_add(&t.trace, "evaluation", e0, tr_now(), -1);
             tot.eval += tr_now() - e0;
@@ -261,7 +319,11 @@ int train_main(int argc, char **argv) {
         int stop_here = cfg.stop_at > 0 && step == cfg.stop_at;
         if ((by_step || v.ckpt_due || v.stop_signal || stop_here) && step < cfg.steps) {
             double c0 = tr_now();
-            save(&t);
+            if (save(&t) != 0) {
+                t.step--; /* the step that produced the state is the one to skip */
+                on_divergence(&t);
+                continue;
+            }
             tot.ckpt += tr_now() - c0;
             tot.n_ckpt++;
             last_ckpt = step;
@@ -278,12 +340,13 @@ int train_main(int argc, char **argv) {
     if (rc == TR_EXIT_OK) {
         /* the end of the run: a final validation loss and checkpoint */
         double e0 = tr_now();
+        watchdog_beat(&t.wd, t.step, "final evaluation");
         double val = trainer_eval(&t);
         tot.eval += tr_now() - e0;
         tot.last_val = val;
         if (t.step != last_ckpt || first_step == t.step) {
             double c0 = tr_now();
-            save(&t);
+            if (save(&t) != 0) TR_ABORT("the final state was checked, yet is not finite");
             tot.ckpt += tr_now() - c0;
             tot.n_ckpt++;
         }

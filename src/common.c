@@ -10,26 +10,89 @@
 /* The world rank is process-wide and written once, before any thread starts: it only
  * labels messages. */
 static int g_rank = 0;
+/* A duplicate of MPI_COMM_WORLD used only by tr_fail to learn whether every rank met the
+ * same error; set once, right after MPI_Init, like the rank. */
+static MPI_Comm g_fail_comm = MPI_COMM_NULL;
+/* Called on the way out (tr_fail, tr_abort): releases the run directory's lock. */
+static void (*g_exit_hook)(void *) = NULL;
+static void *g_exit_ctx = NULL;
 
 void tr_set_rank(int world_rank) { g_rank = world_rank; }
 int  tr_rank(void) { return g_rank; }
 
-void tr_fail(int code, const char *hint, const char *fmt, ...) {
-    /* Every rank sees the same bad input; rank 0 speaks for all of them. */
-    if (g_rank == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "trident: error: ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
-        va_end(ap);
-        if (hint) fprintf(stderr, "HINT: %s\n", hint);
-        fflush(stderr);
+void tr_init_mpi(void) {
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    tr_set_rank(rank);
+    MPI_Comm_dup(MPI_COMM_WORLD, &g_fail_comm);
+}
+
+void tr_set_exit_hook(void (*hook)(void *), void *ctx) {
+    g_exit_hook = hook;
+    g_exit_ctx = ctx;
+}
+
+static void run_exit_hook(void) {
+    void (*hook)(void *) = g_exit_hook;
+    g_exit_hook = NULL;
+    if (hook) hook(g_exit_ctx);
+}
+
+/* Did every rank reach tr_fail within TR_FAIL_AGREE_S? A non-blocking barrier on a
+ * communicator nothing else uses: it completes only when all ranks have called it. */
+static int all_ranks_failing(void) {
+    int size = 1;
+    MPI_Comm_size(g_fail_comm, &size);
+    if (size == 1) return 1;
+    MPI_Request req;
+    if (MPI_Ibarrier(g_fail_comm, &req) != MPI_SUCCESS) return 0;
+    double t0 = tr_now();
+    int done = 0;
+    while (!done && tr_now() - t0 < TR_FAIL_AGREE_S) {
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (!done) {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
+    return done;
+}
+
+static void print_error(const char *msg, const char *hint, int with_rank) {
+    if (with_rank) fprintf(stderr, "trident: error [rank %d]: %s\n", g_rank, msg);
+    else fprintf(stderr, "trident: error: %s\n", msg);
+    if (hint) fprintf(stderr, "HINT: %s\n", hint);
+    fflush(stderr);
+}
+
+void tr_fail(int code, const char *hint, const char *fmt, ...) {
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    run_exit_hook();
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
-    if (inited && !finalized) MPI_Finalize();
+    if (inited && !finalized && g_fail_comm != MPI_COMM_NULL) {
+        /* An error seen by every rank (bad input is the same everywhere) is printed once,
+         * by rank 0, and the job ends quietly with `code`. One seen by some ranks only
+         * must not leave the others waiting in a collective forever: this rank prints
+         * it and ends the whole job, still with `code`. */
+        if (!all_ranks_failing()) {
+            print_error(msg, hint, 1);
+            fprintf(stderr, "trident: rank %d: the other ranks did not meet this error within "
+                    "%d s; ending the whole job\n", g_rank, TR_FAIL_AGREE_S);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, code);
+        }
+        if (g_rank == 0) print_error(msg, hint, 0);
+        MPI_Finalize();
+    } else {
+        if (g_rank == 0) print_error(msg, hint, 0);
+        if (inited && !finalized) MPI_Finalize();
+    }
     exit(code);
 }
 
@@ -41,6 +104,7 @@ void tr_abort(const char *file, int line, const char *fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     fflush(stderr);
+    run_exit_hook();
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);

@@ -21,9 +21,12 @@ enum {
     TR_EXIT_REQUEUE = 75, /* checkpointed on a signal: start again to resume (EX_TEMPFAIL) */
 };
 
-/* Print "trident: error: ..." (and a HINT line when hint is non-NULL) once, from the
- * calling rank, then exit with `code` without aborting MPI peers: every rank detects
- * the same bad input, so every rank exits the same way. */
+/* Print "trident: error: ..." (and a HINT line when hint is non-NULL) once, from rank 0,
+ * then exit with `code`. When every rank meets the error (bad input is the same
+ * everywhere) the job ends quietly; when the others do not follow within
+ * TR_FAIL_AGREE_S seconds, the whole job is aborted with `code`: no rank is ever left
+ * waiting. An error only one rank can see should still be broadcast and failed on every
+ * rank where possible, so that rank 0 can print it. */
 void tr_fail(int code, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
 
@@ -34,9 +37,16 @@ void tr_abort(const char *file, int line, const char *fmt, ...)
 void tr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+#define TR_FAIL_AGREE_S 10
+
 /* Messages from rank 0 only (tr_info) are the default; set by main once the rank is known. */
 void tr_set_rank(int world_rank);
 int  tr_rank(void);
+/* Right after MPI_Init: records the rank and makes tr_fail's private communicator. */
+void tr_init_mpi(void);
+/* A function run once when the program ends through tr_fail or tr_abort (the run
+ * directory's lock is released this way). NULL to remove. */
+void tr_set_exit_hook(void (*hook)(void *), void *ctx);
 
 #define TR_ABORT(...) tr_abort(__FILE__, __LINE__, __VA_ARGS__)
 

@@ -11,9 +11,14 @@
  *   ckpt:K      halfway through writing the checkpoint of step K
  *   rename:K    after the checkpoint of step K is complete, before it is renamed
  * TRIDENT_FAULT="stop:K[:RANK]" stops the rank with SIGSTOP at the start of step K
- * instead (a hung node: the watchdog test).
+ * instead (a hung node: the watchdog test), and "fail:K[:RANK]" makes it report an error
+ * that no other rank sees (tr_fail on one rank: the job must still end).
  * TRIDENT_SLOW_CKPT=SECONDS makes every rank sleep that long in the middle of each
  * checkpoint write (a slow file system: the signal tests).
+ * Numerical faults (the divergence guard tests):
+ *   spike:D       the loss of the step that reads data step D (1-based) is 1000× too high
+ *   nan:D         ... is NaN
+ *   nanweights:K  after the update of step K one weight of the highest rank becomes NaN
  * Unset (always, outside tests), these functions do nothing. */
 #ifndef TRIDENT_FAULT_H
 #define TRIDENT_FAULT_H
@@ -21,5 +26,7 @@
 /* Called at each point above (and at "start", the beginning of step `step`). */
 void fault_point(const char *where, int step);
 void fault_slow_ckpt(void);
+double fault_loss(double loss, long data_step);
+void fault_poison(float *x, long n, int step);
 
 #endif

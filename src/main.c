@@ -73,9 +73,8 @@ int main(int argc, char **argv) {
     tr_mpi_defaults();
     int provided;
     MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    tr_set_rank(rank);
+    tr_init_mpi();
+    int rank = tr_rank();
     const char *prior = getenv("TRIDENT_BLAS_REEXEC");
     if (prior && rank == 0)
         fprintf(stderr, "trident: OpenBLAS chose its '%s' kernels for this CPU; using '%s' "

@@ -21,17 +21,27 @@
 /* ------------------------------------------------------------------------------------ */
 /* data                                                                                 */
 
+/* The data step that training step `step` reads: the step itself, moved past every data
+ * step a divergence rollback skipped (t->skips, ascending). Without skips: the step. */
+static int64_t data_index(const struct trainer *t, int step) {
+    int64_t d = step;
+    for (int i = 0; i < t->n_skips; i++)
+        if (t->skips[i] <= d) d++;
+    return d;
+}
+
 /* The windows of global step `step`: sample i of the global batch starts at a position
- * that depends only on (seed, step, i). This rank's micro-batch mb holds samples
+ * that depends only on (seed, data step, i). This rank's micro-batch mb holds samples
  * (dp_rank*M + mb)*B + b, so every layout covers the same global batch. */
 static void batch_offsets(const struct trainer *t, int step, int64_t *offsets) {
     const int B = t->cfg.micro_batch, T = t->cfg.seq_len;
+    const uint64_t d = (uint64_t)data_index(t, step);
     int64_t n_pos = dataset_n_tokens(t->ds, DS_TRAIN) - T;
     for (int mb = 0; mb < t->M; mb++)
         for (int b = 0; b < B; b++) {
             uint64_t i = (uint64_t)(t->g.dp_rank * t->M + mb) * B + b;
             offsets[mb * B + b] = (int64_t)rng_below(
-                rng_key3((uint64_t)t->cfg.seed, STREAM_TRAIN_WINDOWS ^ (uint64_t)step, i),
+                rng_key3((uint64_t)t->cfg.seed, STREAM_TRAIN_WINDOWS ^ d, i),
                 (uint64_t)n_pos);
         }
 }
@@ -105,9 +115,12 @@ static double forward_step(struct trainer *t, int mb, int B, int T, float dloss,
     struct acts *a = &m->slots[slot];
     /* the slot's output may still be on its way to the next stage */
     double t0 = tr_now();
+    watchdog_beat(&t->wd, t->step + 1, "sending activations to the next pipeline stage");
     t->tm.pipe_wait += p2p_wait(&t->fsend[slot]);
     if (windows) load_slot(t, slot, windows, B, T);
+    watchdog_beat(&t->wd, t->step + 1, "waiting for activations from the previous pipeline stage");
     if (!m->first) t->tm.pipe_wait += p2p_recv_fwd(&t->g, a->x, n, mb);
+    watchdog_beat(&t->wd, t->step + 1, "forward pass (tensor-parallel all-reduces inside)");
     double t1 = tr_now();
     trace_add(&t->trace, "wait activations", t0, t1, mb);
     double loss = model_forward(m, slot, B, T, dloss);
@@ -123,13 +136,16 @@ static void backward_step(struct trainer *t, int mb, int B, int T) {
     int slot = mb % m->n_slots;
     long n = (long)B * T * m->C;
     double t0 = tr_now();
+    watchdog_beat(&t->wd, t->step + 1, "waiting for gradients from the next pipeline stage");
     if (!m->last) t->tm.pipe_wait += p2p_recv_bwd(&t->g, m->dres, n, mb);
+    watchdog_beat(&t->wd, t->step + 1, "backward pass (tensor-parallel all-reduces inside)");
     double t1 = tr_now();
     trace_add(&t->trace, "wait gradients", t0, t1, mb);
     if (mb == t->M - 1) dpr_arm(&t->dpr);
     model_backward(m, slot, B, T);
     if (mb == 0) fault_point("backward", t->step + 1);
     if (!m->first) {
+        watchdog_beat(&t->wd, t->step + 1, "sending gradients to the previous pipeline stage");
         t->tm.pipe_wait += p2p_wait(&t->bsend[slot]);
         memcpy(t->gsend[slot], m->dres, sizeof(float) * (size_t)n);
         p2p_send_bwd(&t->g, t->gsend[slot], n, mb, &t->bsend[slot]);
@@ -178,7 +194,9 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     memset(&t->tm, 0, sizeof t->tm);
     t->trace.on = t->step < t->cfg.trace_steps;
     fault_point("start", t->step + 1);
+    t->diverged[0] = '\0';
     double t0 = tr_now();
+    watchdog_beat(&t->wd, t->step + 1, "reading this step's data windows");
     read_batch(t, t->step);
     trace_add(&t->trace, "data", t0, tr_now(), -1);
     model_timers_reset(m);
@@ -194,33 +212,68 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
         t->tm.pipe_wait += p2p_wait(&t->bsend[s]);
     }
     double t_dp = tr_now();
+    watchdog_beat(&t->wd, t->step + 1, "data-parallel gradient reduction");
     dpr_finish(&t->dpr);
     fault_point("reduce", t->step + 1);
     t->tm.dp_exposed = t->dpr.t_exposed;
     double t1 = tr_now();
     trace_add(&t->trace, "gradient reduction", t_dp, t1, -1);
 
+    watchdog_beat(&t->wd, t->step + 1, "gradient norm, loss and optimizer");
     double norm = optim_grad_norm(m);
-    float scale = 1.0f;
-    if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
+    /* one scalar per step reaches every rank: the loss, counted by tensor rank 0 of
+     * the last stage of each data-parallel replica. It is known before the update, so a
+     * diverged step is never applied. */
+    double loss = (m->last && t->g.tp_rank == 0) ? loss_local : 0.0;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    loss = fault_loss(loss / (double)tokens, (long)data_index(t, t->step) + 1);
     float lr = optim_lr(&t->cfg, t->step);
-    optim_step(&t->o, m, lr, scale);
-    fault_point("optim", t->step + 1);
+    char why[400];
+    if (guard_check(&t->guard, loss, norm, why, sizeof why)) {
+        snprintf(t->diverged, sizeof t->diverged, "step %d diverged: %s", t->step + 1, why);
+    } else {
+        float scale = 1.0f;
+        if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
+        optim_step(&t->o, m, lr, scale);
+        fault_point("optim", t->step + 1);
+        fault_poison(t->m.params, (long)t->m.n_local, t->step + 1);
+        guard_accept(&t->guard, loss);
+        t->last_loss = loss;
+    }
     t->tm.optimizer = tr_now() - t1;
     trace_add(&t->trace, "optimizer", t1, tr_now(), -1);
 
-    /* one scalar per step reaches every rank: the loss, counted by tensor rank 0 of
-     * the last stage of each data-parallel replica */
-    double loss = (m->last && t->g.tp_rank == 0) ? loss_local : 0.0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     t->tm.tp_comm = m->t_tp_comm;
     t->tm.compute = 0;
     for (int i = 0; i < KT_COUNT; i++) t->tm.compute += m->t_kernel[i];
     t->tm.total = tr_now() - t0;
-    t->step++;
+    if (!t->diverged[0]) t->step++;
     if (grad_norm) *grad_norm = norm;
     if (lr_out) *lr_out = lr;
-    return loss / (double)tokens;
+    return loss;
+}
+
+int trainer_state_finite(const struct trainer *t) {
+    const float *bufs[3] = {t->m.params, t->o.m, t->o.v};
+    const int64_t lens[3] = {t->m.n_local, t->o.n, t->o.n};
+    int ok = 1;
+    for (int b = 0; b < 3; b++) {
+        if (!bufs[b]) continue;
+        int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static)
+        for (int64_t i = 0; i < lens[b]; i++) bad |= !isfinite(bufs[b][i]);
+        ok &= !bad;
+    }
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    return ok;
+}
+
+void trainer_ckpt_meta(const struct trainer *t, struct ckpt_meta *meta) {
+    memset(meta, 0, sizeof *meta);
+    meta->step = t->step;
+    meta->loss = t->last_loss;
+    meta->n_skips = t->n_skips;
+    memcpy(meta->skips, t->skips, sizeof(int64_t) * (size_t)t->n_skips);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -260,7 +313,8 @@ double trainer_eval(struct trainer *t) {
 /* ------------------------------------------------------------------------------------ */
 /* set-up                                                                               */
 
-static void make_dir(const char *path) {
+/* mkdir -p; 0, or -1 with the reason in err */
+static int make_dir(const char *path, char *err, size_t err_len) {
     char buf[CFG_STR_MAX];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++)
@@ -269,9 +323,38 @@ static void make_dir(const char *path) {
             mkdir(buf, 0755);
             *p = '/';
         }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        tr_fail(TR_EXIT_USAGE, "choose a run_dir you can write to",
-                "cannot create run_dir '%s': %s", path, strerror(errno));
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, err_len, "cannot create run_dir '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, err_len, "run_dir '%s' is not a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+static void release_lock(void *ctx) { runlock_release((struct runlock *)ctx); }
+
+/* Rank 0 creates run_dir and takes its lock, then removes what an interrupted save of an
+ * earlier attempt left; every rank learns the verdict, so all of them fail together. */
+static void take_run_dir(struct trainer *t) {
+    struct { int rc; char msg[1500]; } v = {0, ""};
+    if (t->g.world_rank == 0) {
+        if (make_dir(t->cfg.run_dir, v.msg, sizeof v.msg) != 0) v.rc = 1;
+        else if (runlock_acquire(&t->lock, t->cfg.run_dir, v.msg, sizeof v.msg) != 0) v.rc = 2;
+        else {
+            tr_set_exit_hook(release_lock, &t->lock);
+            ckpt_clean_tmp(t->cfg.run_dir);
+        }
+    }
+    MPI_CHECK(MPI_Bcast(&v, sizeof v, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (v.rc == 1) tr_fail(TR_EXIT_USAGE, "choose a run_dir you can write to", "%s", v.msg);
+    if (v.rc == 2)
+        tr_fail(TR_EXIT_USAGE, "wait for that job to end, stop it (scancel JOBID, or kill PID on "
+                "its host), or use another run_dir. A lock whose holder is gone is taken over "
+                "by itself", "%s", v.msg);
 }
 
 static void check_data(const struct trainer *t) {
@@ -298,32 +381,88 @@ static void check_data(const struct trainer *t) {
     }
 }
 
-static void resume_or_init(struct trainer *t, int training) {
-    const struct config *c = &t->cfg;
-    char path[CFG_STR_MAX + 64];
-    int step = -1;
-    if (strcmp(c->resume, "none") == 0) {
-        if (ckpt_find_latest(c->run_dir, path, sizeof path) == 0)
-            tr_fail(TR_EXIT_USAGE, "use resume = auto to continue it, or another run_dir",
-                    "resume = none but run_dir '%s' already holds checkpoint '%s'", c->run_dir,
-                    path);
-    } else if (strcmp(c->resume, "auto") == 0) {
-        step = ckpt_resume_latest(c->run_dir, &t->m, &t->o, path, sizeof path);
-    } else {
-        snprintf(path, sizeof path, "%s", c->resume);
-        step = ckpt_load(path, &t->m, &t->o);
-    }
-    if (step >= 0) {
-        t->step = step;
-        if (training) tr_info("resumed from %s at step %d", path, step);
-        return;
-    }
-    /* a fresh run (a failed resume attempt may have left partial contents) */
-    model_init_weights(&t->m, (uint64_t)c->seed);
+static void fresh_state(struct trainer *t) {
+    model_init_weights(&t->m, (uint64_t)t->cfg.seed);
     memset(t->o.m, 0, sizeof(float) * (size_t)t->o.n);
     memset(t->o.v, 0, sizeof(float) * (size_t)t->o.n);
     t->o.t = 0;
     t->step = 0;
+    t->last_loss = NAN;
+}
+
+static void resume_or_init(struct trainer *t, int training, char *from, size_t from_len) {
+    const struct config *c = &t->cfg;
+    char path[CFG_STR_MAX + 64];
+    int step = -1;
+    struct ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.loss = NAN;
+    from[0] = '\0';
+    if (strcmp(c->resume, "none") == 0) {
+        /* a fresh run only in a directory without checkpoints, readable or not */
+        int n = t->g.world_rank == 0 ? ckpt_count(c->run_dir) : 0;
+        MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD));
+        if (n > 0)
+            tr_fail(TR_EXIT_USAGE, "use resume = auto to continue it, or another run_dir",
+                    "resume = none but run_dir '%s' already holds %d checkpoint file%s",
+                    c->run_dir, n, n == 1 ? "" : "s");
+    } else if (strcmp(c->resume, "auto") == 0) {
+        step = ckpt_resume_latest(c->run_dir, &t->m, &t->o, &meta, path, sizeof path);
+    } else {
+        snprintf(path, sizeof path, "%s", c->resume);
+        step = ckpt_load_meta(path, &t->m, &t->o, &meta);
+    }
+    if (step >= 0) {
+        t->step = step;
+        t->last_loss = meta.loss;
+        t->n_skips = meta.n_skips;
+        memcpy(t->skips, meta.skips, sizeof(int64_t) * (size_t)meta.n_skips);
+        guard_reset(&t->guard, meta.loss);
+        snprintf(from, from_len, "%s", path);
+        if (training) tr_info("resumed from %s at step %d", path, step);
+        return;
+    }
+    fresh_state(t);
+}
+
+int trainer_rollback(struct trainer *t) {
+    /* from now on the offending step's windows are skipped */
+    int64_t d = data_index(t, t->step);
+    if (t->n_skips >= CKPT_MAX_SKIPS)
+        tr_fail(TR_EXIT_FAILURE, "lower lr or raise warmup",
+                "%d data steps were skipped already; not skipping more", CKPT_MAX_SKIPS);
+    int at = t->n_skips;
+    while (at > 0 && t->skips[at - 1] > d) {
+        t->skips[at] = t->skips[at - 1];
+        at--;
+    }
+    t->skips[at] = d;
+    t->n_skips++;
+    int64_t skips[CKPT_MAX_SKIPS];
+    int n_skips = t->n_skips;
+    memcpy(skips, t->skips, sizeof skips);
+    /* the windows read ahead for the next step are not needed any more */
+    if (t->prefetched >= 0) {
+        dataset_wait(t->ds, t->batch);
+        t->prefetched = -1;
+    }
+    char path[CFG_STR_MAX + 64];
+    struct ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.loss = NAN;
+    int step = ckpt_resume_latest(t->cfg.run_dir, &t->m, &t->o, &meta, path, sizeof path);
+    if (step < 0) fresh_state(t);
+    else {
+        t->step = step;
+        t->last_loss = meta.loss;
+    }
+    /* the checkpoint's list is a prefix of ours: keep ours */
+    t->n_skips = n_skips;
+    memcpy(t->skips, skips, sizeof skips);
+    guard_reset(&t->guard, t->last_loss);
+    t->rollbacks++;
+    prefetch_batch(t, t->step);
+    return t->step;
 }
 
 /* A launcher that binds each rank to fewer cores than it runs threads on (Open MPI binds
@@ -345,6 +484,11 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     t->cfg = *cfg;
     config_validate(&t->cfg);
     grid_init(&t->g, &t->cfg);
+    /* before anything reads or writes run_dir: one training job per directory */
+    if (open_run_dir) take_run_dir(t);
+    watchdog_start(&t->wd, t->cfg.watchdog_s, open_run_dir ? t->cfg.run_dir : NULL);
+    guard_init(&t->guard, t->cfg.spike_factor, t->cfg.spike_window);
+    t->last_loss = NAN;
     t->k = kernels_get(KDEV_CPU, KDT_F32);
     check_binding();
     t->M = t->cfg.grad_accum;
@@ -375,11 +519,8 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
         t->fsend[s] = t->bsend[s] = MPI_REQUEST_NULL;
         if (!t->m.first) t->gsend[s] = tr_malloc(sizeof(float) * (size_t)B * T * t->m.C);
     }
-    if (open_run_dir) {
-        if (t->g.world_rank == 0) make_dir(t->cfg.run_dir);
-        MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-    }
-    resume_or_init(t, open_run_dir);
+    char from[CFG_STR_MAX + 64];
+    resume_or_init(t, open_run_dir, from, sizeof from);
     trace_init(&t->trace);
     t->prefetched = -1;
     prefetch_batch(t, t->step);
@@ -394,10 +535,21 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
         t->metrics = fopen(path, "a");
         if (!t->metrics) tr_fail(TR_EXIT_USAGE, NULL, "cannot write '%s': %s", path,
                                  strerror(errno));
+        /* steps after a resume repeat numbers already in the file (those after the
+         * checkpoint): this line tells readers that what follows replaces them */
+        if (from[0]) {
+            fprintf(t->metrics, "{\"event\":\"resume\",\"step\":%d,\"checkpoint\":\"%s\"}\n",
+                    t->step, from);
+            fflush(t->metrics);
+        }
     }
 }
 
 void trainer_free(struct trainer *t) {
+    watchdog_stop(&t->wd);
+    guard_free(&t->guard);
+    tr_set_exit_hook(NULL, NULL);
+    runlock_release(&t->lock);
     trace_free(&t->trace);
     if (t->metrics) fclose(t->metrics);
     for (int s = 0; s < t->m.n_slots; s++) tr_free(t->gsend[s]);

@@ -6,12 +6,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ckpt.h"
 #include "config.h"
 #include "dp.h"
 #include "grid.h"
+#include "guard.h"
 #include "model.h"
 #include "optim.h"
+#include "runlock.h"
 #include "trace.h"
+#include "watchdog.h"
 
 struct dataset;
 
@@ -39,6 +43,15 @@ struct trainer {
     struct step_times tm;
     FILE *metrics;           /* run_dir/metrics.jsonl, rank 0 */
     struct trace trace;      /* timeline of the first cfg.trace_steps steps */
+    /* reliability */
+    struct runlock lock;     /* run_dir/lock, held by rank 0 of `train` */
+    struct watchdog wd;      /* ends the job when this rank stops making progress */
+    struct guard guard;      /* divergence verdict of each step */
+    double last_loss;        /* training loss of the last applied step (NAN: none yet) */
+    char   diverged[512];    /* set by trainer_step when it withheld the update */
+    int    rollbacks;        /* divergence rollbacks in this invocation */
+    int    n_skips;          /* data steps skipped by rollbacks (ascending) */
+    int64_t skips[CKPT_MAX_SKIPS];
 };
 
 /* Set up everything for cfg on MPI_COMM_WORLD: layout, data, model, optimizer; resume
@@ -46,8 +59,21 @@ struct trainer {
 void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir);
 void trainer_free(struct trainer *t);
 
-/* One optimizer step; returns the mean training loss of the global batch. */
+/* One optimizer step; returns the mean training loss of the global batch. When the
+ * divergence guard rejects the step, the update is not applied, t->step stays, and
+ * t->diverged says why (the same on every rank). */
 double trainer_step(struct trainer *t, double *grad_norm, float *lr);
+
+/* After a divergence: skip the offending step's data from now on, reload the newest good
+ * checkpoint in run_dir (or the initial weights when there is none). Returns the step it
+ * went back to. Collective. */
+int trainer_rollback(struct trainer *t);
+
+/* Are all of this job's weights and optimizer moments finite? Collective. */
+int trainer_state_finite(const struct trainer *t);
+
+/* The run state that goes into a checkpoint of the current step. */
+void trainer_ckpt_meta(const struct trainer *t, struct ckpt_meta *meta);
 
 /* Mean loss per token over the validation windows (same for every layout). */
 double trainer_eval(struct trainer *t);

@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
     for (int r = 0; r < 3; r++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = tr_now();
-        ckpt_save(cfg.run_dir, r + 1, &m, &o, 1, path, sizeof path);
+        struct ckpt_meta meta = {.step = r + 1, .loss = 0.0};
+        ckpt_save(cfg.run_dir, &meta, &m, &o, 1, path, sizeof path);
         double tw = tr_now() - t0;
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = tr_now();
