@@ -671,9 +671,21 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
             int shape_ok = nd == p->ndim;
             for (int a = 0; shape_ok && a < nd; a++) shape_ok = dims[a] == (hsize_t)p->shape[a];
             if (!shape_ok) {
-                snprintf(err, err_len, "tensor '%s' in '%s' has the wrong shape (another "
-                         "architecture?)", name, path);
-                bad = 2;
+                /* a verified tensor list knows the shape that was written: a header that
+                 * disagrees with it is damaged, not another architecture */
+                char line[PARAM_NAME_MAX + 128];
+                tensor_line(line, sizeof line, name, nd > 0 ? nd : 0, dims, 0);
+                char *sum_at = strrchr(line, ' ');
+                if (sum_at) sum_at[1] = '\0'; /* name and shape only */
+                if (listed && !strstr(listed, line)) {
+                    snprintf(err, err_len, "tensor '%s' in '%s' has a shape that its verified "
+                             "tensor list does not (the file is corrupt)", name, path);
+                    bad = 1;
+                } else {
+                    snprintf(err, err_len, "tensor '%s' in '%s' has the wrong shape (another "
+                             "architecture?)", name, path);
+                    bad = 2;
+                }
             } else {
                 hid_t mspace;
                 select_box(p, p->local_start, p->local_shape, p->n_local, fspace, &mspace);
