@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
@@ -72,13 +73,17 @@ static void fire(struct watchdog *w, double idle) {
             fprintf(f, "%s\n", line);
             fclose(f);
         }
-        /* the other waiting ranks fire within about a second of this one */
-        sleep_s(3.0);
-        /* one rank speaks: rank 0, or the last rank when rank 0 is the silent one */
-        char first[700];
-        snprintf(first, sizeof first, "%s/rank-0", w->report_dir);
-        if (w->rank == 0 || (w->rank == w->world - 1 && access(first, F_OK) != 0))
+        /* The other ranks that wait fire within about one step of this one; give them
+         * as long as the timeout (3 to 120 s) to report, then the first rank to get
+         * here names the ranks that did not. */
+        sleep_s(TR_MIN(120.0, TR_MAX(3.0, current_timeout(w))));
+        char named[720];
+        snprintf(named, sizeof named, "%s/named", w->report_dir);
+        int fd = open(named, O_CREAT | O_EXCL | O_WRONLY, 0644);
+        if (fd >= 0) {
+            close(fd);
             name_silent_ranks(w);
+        }
     }
     fprintf(stderr, "trident: watchdog: ending the job (exit code %d); start it again to resume "
             "from the last checkpoint (Slurm requeues it)\n", TR_EXIT_FAILURE);
@@ -117,7 +122,8 @@ void watchdog_start(struct watchdog *w, double timeout_s, const char *run_dir) {
             if (d) {
                 struct dirent *e;
                 while ((e = readdir(d))) {
-                    if (strncmp(e->d_name, "rank-", 5) != 0) continue;
+                    if (strncmp(e->d_name, "rank-", 5) != 0 && strcmp(e->d_name, "named") != 0)
+                        continue;
                     char p[900];
                     snprintf(p, sizeof p, "%s/%s", w->report_dir, e->d_name);
                     unlink(p);

@@ -5,9 +5,10 @@
  * activations from stage 0", "checkpoint write", ...). When a rank makes no progress for
  * the timeout, its watchdog
  *   1. prints which rank it is, its host and pid, and what it has been waiting for,
- *   2. writes the same line to run_dir/watchdog/rank-N, waits a moment for the other
- *      ranks' reports, and names the ranks that made none (stopped, dead or deadlocked:
- *      the likely culprits) with their host and pid,
+ *   2. writes the same line to run_dir/watchdog/rank-N, waits as long as the timeout
+ *      (3 to 120 s) for the other ranks' reports, and (the first rank to get there)
+ *      names the ranks that made none — stopped, dead or deadlocked: the likely
+ *      culprits — with their host and pid,
  *   3. aborts the whole job with exit code 1, so Slurm requeues it and it resumes from the
  *      last checkpoint.
  * Timeout: watchdog_s from the config; 0 derives it: max(WATCHDOG_FLOOR_S, 10 × the
