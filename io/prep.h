@@ -1,7 +1,10 @@
 /* prep.h — `trident prep`: turn text files into a trident token file (HDF5).
  *
- *   trident prep --out FILE.h5 [--shards N] [--val-fraction F] [--split-on LINE]
- *                [--seed N] INPUT...
+ *   trident prep --out FILE.h5 [--force] [--shards N] [--val-fraction F]
+ *                [--split-on LINE] [--seed N] INPUT...
+ *
+ * The output is never one of the inputs, and an existing output is replaced only with
+ * --force; it is written under a temporary name and renamed into place when complete.
  *
  * Every document becomes its bytes followed by TOK_EOT and goes, as a whole, to the
  * training or the validation split (so no document leaks across the two). The format

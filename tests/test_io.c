@@ -437,8 +437,8 @@ static void test_prep_puts_one_document_in_each_split_when_chance_leaves_one_emp
     write_file(b, "beta\n", 5);
     const char *fracs[] = {"0.000001", "0.999999"};
     for (int k = 0; k < 2; k++) {
-        const char *argv[] = {"prep", "--out", out, "--val-fraction", fracs[k], a, b};
-        CHECK(prep_quiet(7, argv) == 0);
+        const char *argv[] = {"prep", "--force", "--out", out, "--val-fraction", fracs[k], a, b};
+        CHECK(prep_quiet(8, argv) == 0);  /* --force: the second round replaces the first */
         CHECK(h5_attr_i64(out, "n_train_docs") == 1 && h5_attr_i64(out, "n_val_docs") == 1);
         CHECK(h5_attr_i64(out, "n_train_tokens") + h5_attr_i64(out, "n_val_tokens") == 13);
     }
