@@ -546,6 +546,8 @@ struct split_writer {
     const char *path, *name;
     hid_t dset, fspace;
     int64_t n_written, n_total;
+    uint64_t checksum;       /* of the tokens written so far (see prep.h) */
+    int64_t max_token;
     uint16_t *buf;
     size_t n_buf, cap;
 };
@@ -556,6 +558,7 @@ static void writer_open(struct split_writer *w, hid_t file, const char *path, co
     w->path = path;
     w->name = name;
     w->n_total = n_total;
+    w->max_token = -1;
     hid_t g = PREP_H5(H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), path, group);
     hsize_t dims[1] = {(hsize_t)n_total};
     w->fspace = PREP_H5(H5Screate_simple(1, dims, NULL), path, name);
@@ -588,6 +591,10 @@ static void writer_flush(struct split_writer *w) {
     PREP_H5(H5Dwrite(w->dset, H5T_NATIVE_UINT16, mspace, w->fspace, H5P_DEFAULT, w->buf),
             w->path, w->name);
     PREP_H5(H5Sclose(mspace), w->path, w->name);
+    for (size_t j = 0; j < w->n_buf; j++) {
+        w->checksum += prep_token_mix((uint64_t)w->n_written + j, w->buf[j]);
+        w->max_token = TR_MAX(w->max_token, (int64_t)w->buf[j]);
+    }
     w->n_written += (int64_t)w->n_buf;
     w->n_buf = 0;
 }
@@ -605,11 +612,16 @@ static void writer_push_doc(struct split_writer *w, const uint8_t *bytes, size_t
     if (w->n_buf == w->cap) writer_flush(w);
 }
 
+static void attr_write(hid_t file, const char *path, const char *name, hid_t type,
+                       const void *value);
+
 static void writer_close(struct split_writer *w) {
     writer_flush(w);
     if (w->n_written != w->n_total)
         TR_ABORT("%s: wrote %lld tokens, pass 1 counted %lld", w->name, (long long)w->n_written,
                  (long long)w->n_total);
+    attr_write(w->dset, w->path, "checksum", H5T_STD_U64LE, &w->checksum);
+    attr_write(w->dset, w->path, "max_token", H5T_STD_I64LE, &w->max_token);
     PREP_H5(H5Dclose(w->dset), w->path, w->name);
     PREP_H5(H5Sclose(w->fspace), w->path, w->name);
     tr_free(w->buf);
