@@ -933,16 +933,17 @@ static void test_prep_writes_checksum_and_max_token_of_each_split(void) {
 /* A copy of prep's file with one byte of /train/tokens flipped: token `index`'s low
  * byte xor 0x01, so the token stays inside the vocabulary and only the checksum can
  * tell. */
-static void flipped_copy(const char *copy, int64_t index) {
-    hid_t f = H5Fopen(cx.h5, H5F_ACC_RDONLY, H5P_DEFAULT);
+static void flip_token_byte(const char *src, const char *copy, int64_t index) {
+    hid_t f = H5Fopen(src, H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t d = H5Dopen2(f, "/train/tokens", H5P_DEFAULT);
     haddr_t at = H5Dget_offset(d);
     H5Dclose(d);
     H5Fclose(f);
-    FILE *in = fopen(cx.h5, "rb");
+    FILE *in = fopen(src, "rb");
     uint8_t *bytes = tr_malloc(8 << 20);
     size_t n = in ? fread(bytes, 1, 8 << 20, in) : 0;
     if (in) fclose(in);
+    if (at == HADDR_UNDEF || at + 2 * (uint64_t)index >= n) TR_ABORT("cannot flip %s", src);
     bytes[at + 2 * (uint64_t)index] ^= 0x01;
     write_file(copy, bytes, n);
     tr_free(bytes);
@@ -977,7 +978,7 @@ static void test_dataset_open_refuses_one_flipped_byte_by_checksum(void) {
     char err[320], copy[320];
     path_in(err, sizeof(err), "child.err");
     path_in(copy, sizeof(copy), "flipped.h5");
-    flipped_copy(copy, cx.n_split_tokens[0] / 2);
+    flip_token_byte(cx.h5, copy, cx.n_split_tokens[0] / 2);
     CHECK_CHILD_FAILS("fails its checksum", "open", copy);
     CHECK(file_contains(err, copy) && file_contains(err, "/train/tokens"));
     const char *ok[] = {"open", cx.h5, NULL};  /* the original: the flip is the cause */
@@ -992,7 +993,7 @@ static void test_dataset_background_verification_refuses_before_first_window(voi
     char err[320], copy[320];
     path_in(err, sizeof(err), "child.err");
     path_in(copy, sizeof(copy), "flipped_bg.h5");
-    flipped_copy(copy, 12345);
+    flip_token_byte(cx.h5, copy, 12345);
     setenv("TRIDENT_VERIFY_SYNC_BYTES", "0", 1);
     const char *good[] = {"prefetch", cx.h5, NULL};
     CHECK_MSG(run_child(err, good) == 0, "a good file was refused in the background");
@@ -1083,11 +1084,36 @@ static void test_dataset_window_out_of_range_aborts(void) {
 
 /* ---------------------------------------------------------------------------------- */
 
+/* For tests/test_input.sh: `--child fake FILE TOKEN INDEX` writes a hand-made token file
+ * (no checksum, like files from before it) of 20000 training and 4000 validation tokens
+ * with training token INDEX set to TOKEN; `--child flip SRC COPY INDEX` copies a
+ * contiguous token file flipping the low byte of training token INDEX. */
+static int child_tools(int argc, char **argv) {
+    if (strcmp(argv[0], "fake") == 0 && argc == 4) {
+        int64_t n[2] = {20000, 4000};
+        uint16_t *t[2];
+        for (int s = 0; s < 2; s++) {
+            t[s] = tr_malloc(sizeof(uint16_t) * (size_t)n[s]);
+            for (int64_t i = 0; i < n[s]; i++) t[s][i] = i % 50 == 49 ? TOK_EOT : 'a' + i % 26;
+        }
+        t[0][atoll(argv[3])] = (uint16_t)atoi(argv[2]);
+        h5_write_token_file(argv[1], t, n, 0, 257);
+        return 0;
+    }
+    if (strcmp(argv[0], "flip") == 0 && argc == 4) {
+        flip_token_byte(argv[1], argv[2], atoll(argv[3]));
+        return 0;
+    }
+    return -1;
+}
+
 /* `test_io --child prep ARGS...`, or `--child MODE FILE` with MODE open, window (a window
  * out of range), nowait (wait without prefetch), overqueue (three prefetches), truncate
  * (empty the file under an open dataset, then prefetch), prefetch (all of /train). */
 static int child_main(int argc, char **argv) {
     if (strcmp(argv[0], "prep") == 0) return prep_main(argc, argv);  /* no MPI needed */
+    int rc = child_tools(argc, argv);
+    if (rc >= 0) return rc;
     MPI_Init(NULL, NULL);
     struct dataset *ds = dataset_open(argv[1], MPI_COMM_WORLD);
     int64_t zero = 0, n_train = dataset_n_tokens(ds, DS_TRAIN);
