@@ -34,6 +34,12 @@
 /* Requests queued at once: the thread reads the next one while the caller holds the
  * results of the previous one (double buffering). */
 #define DS_DEPTH 2
+/* Corpora up to this many bytes of tokens are verified inside dataset_open; larger ones
+ * on a thread of their own (TRIDENT_VERIFY_SYNC_BYTES overrides it, for the tests). */
+#define DS_VERIFY_SYNC_BYTES ((int64_t)64 << 20)
+#define DS_VERIFY_BLOCK      ((int64_t)1 << 20)   /* tokens read per step of the scan */
+#define DS_HINT_DAMAGED                                                                  \
+    "the token file is damaged: re-create it with trident prep (or restore a copy)"
 
 #define DS_HINT_PREP "create it with: trident prep --out FILE.h5 TEXT..."
 #define DS_HINT_CORPUS                                                                   \
@@ -51,6 +57,15 @@ struct ds_file {
     int64_t first[2];        /* global index of its first token in each split */
     int64_t byte_offset[2];  /* of the raw uint16 LE array, for pread(); -1: HDF5 only */
     int     fd;              /* the background thread's descriptor, or -1 */
+    int      has_checksum[2];/* prep wrote `checksum` on the array (files before it: 0) */
+    uint64_t checksum[2];
+};
+
+/* What the scan of the token data found: every token < vocab_size and every stored
+ * checksum matching, or the first thing wrong. */
+struct ds_verdict {
+    int  bad;
+    char msg[1024];
 };
 
 /* A read, planned: what to read (pieces of files) and where each window lands. */
@@ -103,6 +118,11 @@ struct dataset {
     struct ds_request req[DS_DEPTH];
     int             head, tail;      /* caller: next slot to fill / to hand out */
     int             serve;           /* under mu: oldest slot nobody reads yet */
+    /* Verification of the token data (rank 0 of the communicator only, see dataset_open) */
+    int             verifying;       /* 1: the verify thread runs or has not been joined */
+    pthread_t       verify_thread;
+    int             verify_stop;     /* atomic: dataset_close asks the thread to stop */
+    struct ds_verdict verdict;       /* the thread's; read after joining it */
 };
 
 /* Every HDF5 call is checked; the message names the file and the object. */
@@ -111,6 +131,8 @@ static int64_t ds_h5(int64_t rc, const char *call, const char *path, const char 
     return rc;
 }
 #define DS_H5(call, path, obj) ds_h5((int64_t)(call), #call, (path), (obj), __LINE__)
+
+static void ds_fail_job(const char *msg) __attribute__((noreturn));
 
 /* ---------------------------------------------------------------------------------- */
 /* Validation: each check failing is a bad file, reported the same way on every rank. */
@@ -235,6 +257,23 @@ static void ds_validate(struct ds_file *df, int *vocab_size, int *eot_token, cha
                     ds_split_names[s], (long long)df->n_tokens[s], n_tokens_attr[s],
                     (long long)expected);
         df->n_docs[s] = ds_attr_i64(p, f, n_docs_attr[s]);
+        /* The attributes prep writes since token files carry checksums; older files
+         * have neither and are checked by the scan alone (see dataset_open). */
+        hid_t d = df->dset[s];
+        if (DS_H5(H5Aexists(d, "max_token"), p, "max_token")) {
+            int64_t max_token = ds_attr_i64(p, d, "max_token");
+            if (max_token >= vocab)
+                tr_fail(TR_EXIT_USAGE, "the file does not match its own vocabulary; " DS_HINT_PREP,
+                        "'%s': %s holds token ids up to %lld (attribute 'max_token') but the "
+                        "file's vocab_size is %lld", p, ds_split_names[s], (long long)max_token,
+                        (long long)vocab);
+        }
+        df->has_checksum[s] = (int)DS_H5(H5Aexists(d, "checksum"), p, "checksum");
+        if (df->has_checksum[s]) {
+            hid_t a = ds_attr_open(p, d, "checksum", H5T_INTEGER);
+            DS_H5(H5Aread(a, H5T_NATIVE_UINT64, &df->checksum[s]), p, "checksum");
+            DS_H5(H5Aclose(a), p, "checksum");
+        }
     }
 }
 
@@ -556,9 +595,170 @@ static void ds_report_bad_token(const struct dataset *ds, enum dataset_split spl
                                 int64_t at, int token) {
     int f = 0;
     while (at >= ds->files[f].first[split] + ds->files[f].n_tokens[split]) f++;
-    TR_ABORT("corrupt token file '%s': %s holds token %d at index %lld, vocab_size is %d",
+    char msg[1024];
+    snprintf(msg, sizeof msg,
+             "corrupt token file '%s': %s holds token %d at index %lld, vocab_size is %d",
              ds->files[f].path, ds_split_names[split], token,
              (long long)(at - ds->files[f].first[split]), ds->vocab_size);
+    ds_fail_job(msg);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Verification of the token data
+ *
+ * One rank (rank 0 of the communicator) reads every token of the corpus once, sums the
+ * checksum and finds the largest id. Why one rank and not every reading rank: the corpus
+ * is read once instead of once per data-parallel reader, and the verdict cannot differ
+ * between ranks. Small corpora are verified inside dataset_open and the verdict is
+ * broadcast, so every rank refuses a bad file together (exit 2). Larger ones are read by
+ * a thread while the job sets up (model, checkpoint); rank 0 waits for the verdict
+ * before it hands out any windows, and a bad one ends the whole job with exit 2 through
+ * MPI_Abort: the other ranks are in training by then, where no collective of the data
+ * layer can reach them. Their own reads stay guarded by the per-window token check. */
+
+/* Scans one split of one file: through pread on fd when fd >= 0 (any thread), else
+ * through HDF5 (the opening thread only). Returns 1 and fills v when it is bad. */
+static int ds_verify_split(const struct dataset *ds, const struct ds_file *df, int s, int fd,
+                           uint16_t *buf, struct ds_verdict *v) {
+    const char *name = ds_split_names[s];
+    uint64_t sum = 0;
+    for (int64_t at = 0; at < df->n_tokens[s]; at += DS_VERIFY_BLOCK) {
+        if (__atomic_load_n(&ds->verify_stop, __ATOMIC_RELAXED)) return 0;
+        int64_t n = TR_MIN(DS_VERIFY_BLOCK, df->n_tokens[s] - at);
+        if (fd >= 0) {
+            size_t n_bytes = sizeof(uint16_t) * (size_t)n, done = 0;
+            off_t off = (off_t)(df->byte_offset[s] + (int64_t)sizeof(uint16_t) * at);
+            while (done < n_bytes) {
+                ssize_t r = pread(fd, (char *)buf + done, n_bytes - done, off + (off_t)done);
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) {
+                    snprintf(v->msg, sizeof v->msg, "cannot read %s of '%s' to verify it: %s",
+                             name, df->path, r < 0 ? strerror(errno) : "unexpected end of file");
+                    return v->bad = 1;
+                }
+                done += (size_t)r;
+            }
+            for (int64_t j = 0; j < n; j++) buf[j] = le16toh(buf[j]);
+        } else {
+            hid_t fspace = DS_H5(H5Dget_space(df->dset[s]), df->path, name);
+            hsize_t start = (hsize_t)at, count = (hsize_t)n;
+            DS_H5(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL),
+                  df->path, name);
+            hid_t mspace = DS_H5(H5Screate_simple(1, &count, NULL), df->path, name);
+            DS_H5(H5Dread(df->dset[s], H5T_NATIVE_UINT16, mspace, fspace, ds->dxpl, buf),
+                  df->path, name);
+            DS_H5(H5Sclose(mspace), df->path, name);
+            DS_H5(H5Sclose(fspace), df->path, name);
+        }
+        int max_token = 0;
+        for (int64_t j = 0; j < n; j++) {
+            sum += prep_token_mix((uint64_t)(at + j), buf[j]);
+            max_token = TR_MAX(max_token, (int)buf[j]);
+        }
+        if (max_token >= ds->vocab_size) {
+            int64_t j = 0;
+            while (buf[j] < ds->vocab_size) j++;
+            snprintf(v->msg, sizeof v->msg,
+                     "'%s': %s holds token %d at index %lld, but the file's vocab_size is %d",
+                     df->path, name, (int)buf[j], (long long)(at + j), ds->vocab_size);
+            return v->bad = 1;
+        }
+    }
+    if (df->has_checksum[s] && sum != df->checksum[s]) {
+        snprintf(v->msg, sizeof v->msg,
+                 "'%s': %s fails its checksum (stored %016llx, computed %016llx): the token "
+                 "data changed after prep wrote it", df->path, name,
+                 (unsigned long long)df->checksum[s], (unsigned long long)sum);
+        return v->bad = 1;
+    }
+    return 0;
+}
+
+/* The whole corpus, file by file; stops at the first problem. `raw`: pread (the verify
+ * thread), else HDF5 (dataset_open's thread). */
+static void ds_verify(const struct dataset *ds, int raw, struct ds_verdict *v) {
+    v->bad = 0;
+    v->msg[0] = '\0';
+    uint16_t *buf = tr_malloc(sizeof(uint16_t) * (size_t)DS_VERIFY_BLOCK);
+    for (int i = 0; i < ds->n_files && !v->bad; i++) {
+        const struct ds_file *df = &ds->files[i];
+        int fd = -1;
+        if (raw && (fd = open(df->path, O_RDONLY | O_CLOEXEC)) < 0) {
+            snprintf(v->msg, sizeof v->msg, "cannot open '%s' to verify it: %s", df->path,
+                     strerror(errno));
+            v->bad = 1;
+            break;
+        }
+        for (int s = 0; s < 2 && !v->bad; s++) ds_verify_split(ds, df, s, fd, buf, v);
+        if (fd >= 0) close(fd);
+    }
+    tr_free(buf);
+}
+
+static void *ds_verify_main(void *arg) {
+    struct dataset *ds = arg;
+    ds_verify(ds, 1, &ds->verdict);
+    return NULL;
+}
+
+/* A bad verdict found after dataset_open returned: the other ranks cannot be reached by
+ * a collective of the data layer, so the job ends here, with the bad-input exit code. */
+static void ds_fail_job(const char *msg) {
+    fprintf(stderr, "trident: error: %s\nHINT: %s\n", msg, DS_HINT_DAMAGED);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, TR_EXIT_USAGE);
+    exit(TR_EXIT_USAGE);
+}
+
+/* Before any window is handed out: the verdict of the background verification (rank 0
+ * only; a no-op elsewhere and once it is known). */
+static void ds_check_verdict(struct dataset *ds) {
+    if (!ds->verifying) return;
+    pthread_join(ds->verify_thread, NULL);
+    ds->verifying = 0;
+    if (ds->verdict.bad) ds_fail_job(ds->verdict.msg);
+}
+
+/* Collective: starts (or does) the verification on rank 0 and, when it is done here,
+ * shares the verdict so every rank refuses a bad corpus together. */
+static void ds_verify_start(struct dataset *ds, MPI_Comm comm, int all_raw) {
+    int rank = 0;
+    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+    int head[2] = {0, 0};  /* bad, files without a checksum */
+    struct ds_verdict *v = &ds->verdict;
+    if (rank == 0) {
+        int64_t n_bytes = 0;
+        for (int i = 0; i < ds->n_files; i++)
+            for (int s = 0; s < 2; s++) {
+                n_bytes += (int64_t)sizeof(uint16_t) * ds->files[i].n_tokens[s];
+                head[1] += !ds->files[i].has_checksum[s] && ds->files[i].n_tokens[s] > 0;
+            }
+        int64_t sync_max = DS_VERIFY_SYNC_BYTES;
+        const char *env = getenv("TRIDENT_VERIFY_SYNC_BYTES");
+        if (env && *env) sync_max = strtoll(env, NULL, 10);
+        int background = all_raw && n_bytes > sync_max;
+        if (background) {
+            sigset_t all, old;  /* as the prefetch thread: signals stay with the caller */
+            sigfillset(&all);
+            pthread_sigmask(SIG_SETMASK, &all, &old);
+            int rc = pthread_create(&ds->verify_thread, NULL, ds_verify_main, ds);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            if (rc == 0) ds->verifying = 1;
+            else background = 0;
+        }
+        if (!background) ds_verify(ds, 0, v);
+        head[0] = v->bad;
+    }
+    MPI_CHECK(MPI_Bcast(head, 2, MPI_INT, 0, comm));
+    if (head[0]) {
+        MPI_CHECK(MPI_Bcast(v->msg, sizeof v->msg, MPI_CHAR, 0, comm));
+        tr_fail(TR_EXIT_USAGE, DS_HINT_DAMAGED, "%s", v->msg);
+    }
+    if (head[1])
+        tr_warn("token file%s of '%s' carry no checksum (written before prep added one): token "
+                "ids are checked against the vocabulary, other damage is not detected; "
+                "re-create %s with trident prep to add one", ds->n_files > 1 ? "s" : "",
+                ds->spec, ds->n_files > 1 ? "them" : "it");
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -611,6 +811,7 @@ struct dataset *dataset_open(const char *spec, MPI_Comm comm) {
     DS_H5(H5Pclose(fapl), spec, "file access list");
     ds->dxpl = DS_H5(H5Pcreate(H5P_DATASET_XFER), spec, "transfer list");
     DS_H5(H5Pset_dxpl_mpio(ds->dxpl, H5FD_MPIO_INDEPENDENT), spec, "transfer list");
+    ds_verify_start(ds, comm, slow_file == NULL);
 
     if (pthread_mutex_init(&ds->mu, NULL) != 0 || pthread_cond_init(&ds->cv, NULL) != 0)
         TR_ABORT("cannot create the prefetch lock of '%s'", spec);
@@ -641,6 +842,11 @@ struct dataset *dataset_open(const char *spec, MPI_Comm comm) {
 
 void dataset_close(struct dataset *ds) {
     if (!ds) return;
+    if (ds->verifying) {  /* never read: the verdict no longer matters */
+        __atomic_store_n(&ds->verify_stop, 1, __ATOMIC_RELAXED);
+        pthread_join(ds->verify_thread, NULL);
+        ds->verifying = 0;
+    }
     if (ds->async) {
         pthread_mutex_lock(&ds->mu);
         ds->stop = 1;
@@ -687,6 +893,7 @@ int64_t dataset_n_docs(const struct dataset *ds, enum dataset_split s) {
 
 void dataset_read_windows(struct dataset *ds, enum dataset_split split, const int64_t *offsets,
                           int n_windows, int len, int32_t *out) {
+    ds_check_verdict(ds);
     struct ds_plan p = {0};
     ds_plan_make(ds, &p, split, offsets, n_windows, len);
     ds_plan_read_h5(ds, &p);
@@ -769,6 +976,7 @@ void dataset_prefetch(struct dataset *ds, enum dataset_split split, const int64_
 
 double dataset_wait(struct dataset *ds, int32_t *out) {
     double t0 = tr_now();
+    ds_check_verdict(ds);  /* rank 0: the data was verified before it is used */
     struct ds_request *r = &ds->req[ds->tail];
     pthread_mutex_lock(&ds->mu);
     enum ds_state state = r->state;

@@ -5,8 +5,11 @@
  * is known — and every input problem is reported — before anything is written. Pass 2
  * reads the files again and streams the tokens into fixed-size datasets through a
  * bounded buffer, so memory is one input file plus the buffer, whatever the corpus size.
- * The file is written under FILE.tmp and renamed when complete: a crash or a failed run
- * never leaves a half-written file under the name a training job would read.
+ * The file is written under a fresh FILE.tmp.XXXXXX and renamed when complete: a crash
+ * or a failed run never leaves a half-written file under the name a training job would
+ * read. An output that is one of the inputs (by device and inode, so also through a
+ * symlink or another spelling of the path) is refused; an existing output is replaced
+ * only with --force.
  */
 #include "prep.h"
 
@@ -24,12 +27,14 @@
 #include <unistd.h>
 
 #define PREP_USAGE                                                                      \
-    "usage: trident prep --out FILE.h5 [--shards N] [--val-fraction F] [--split-on LINE] " \
-    "[--seed N] TEXT_FILE_OR_DIR..."
+    "usage: trident prep --out FILE.h5 [--force] [--shards N] [--val-fraction F] "        \
+    "[--split-on LINE] [--seed N] TEXT_FILE_OR_DIR..."
 #define PREP_HELP                                                                        \
     "Writes an HDF5 token file: each document is its bytes followed by an end-of-document\n" \
     "token, and goes to /train/tokens or /val/tokens.\n"                                    \
-    "  --out FILE.h5       output file (written as FILE.h5.tmp, then renamed)\n"           \
+    "  --out FILE.h5       output file (written as FILE.h5.tmp.XXXXXX, then renamed); never\n" \
+    "                      one of the inputs\n"                                              \
+    "  --force             replace an existing output file (refused without it)\n"         \
     "  --shards N          write N files FILE-00000-of-0000N.h5 ... instead (1..1000);\n"   \
     "                      documents go round-robin in order within each split, and the\n" \
     "                      corpus is read back as data = FILE-*-of-0000N.h5\n"             \
@@ -54,6 +59,7 @@ struct prep_opts {
     double      val_fraction;
     const char *split_on;    /* NULL: each file is one document */
     uint64_t    seed;
+    int         force;       /* replace existing output files */
     int         help;
     char      **inputs;
     int         n_inputs;
@@ -130,6 +136,8 @@ static void prep_parse_args(int argc, char **argv, struct prep_opts *o) {
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             o->help = 1;
             return;
+        } else if (strcmp(a, "--force") == 0) {
+            o->force = 1;
         } else if ((v = prep_opt_value(argc, argv, &i, "--out"))) {
             if (!*v) prep_usage_fail("option '%s' needs a file name", "--out");
             o->out = v;
@@ -538,6 +546,8 @@ struct split_writer {
     const char *path, *name;
     hid_t dset, fspace;
     int64_t n_written, n_total;
+    uint64_t checksum;       /* of the tokens written so far (see prep.h) */
+    int64_t max_token;
     uint16_t *buf;
     size_t n_buf, cap;
 };
@@ -548,6 +558,7 @@ static void writer_open(struct split_writer *w, hid_t file, const char *path, co
     w->path = path;
     w->name = name;
     w->n_total = n_total;
+    w->max_token = -1;
     hid_t g = PREP_H5(H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), path, group);
     hsize_t dims[1] = {(hsize_t)n_total};
     w->fspace = PREP_H5(H5Screate_simple(1, dims, NULL), path, name);
@@ -580,6 +591,10 @@ static void writer_flush(struct split_writer *w) {
     PREP_H5(H5Dwrite(w->dset, H5T_NATIVE_UINT16, mspace, w->fspace, H5P_DEFAULT, w->buf),
             w->path, w->name);
     PREP_H5(H5Sclose(mspace), w->path, w->name);
+    for (size_t j = 0; j < w->n_buf; j++) {
+        w->checksum += prep_token_mix((uint64_t)w->n_written + j, w->buf[j]);
+        w->max_token = TR_MAX(w->max_token, (int64_t)w->buf[j]);
+    }
     w->n_written += (int64_t)w->n_buf;
     w->n_buf = 0;
 }
@@ -597,11 +612,16 @@ static void writer_push_doc(struct split_writer *w, const uint8_t *bytes, size_t
     if (w->n_buf == w->cap) writer_flush(w);
 }
 
+static void attr_write(hid_t file, const char *path, const char *name, hid_t type,
+                       const void *value);
+
 static void writer_close(struct split_writer *w) {
     writer_flush(w);
     if (w->n_written != w->n_total)
         TR_ABORT("%s: wrote %lld tokens, pass 1 counted %lld", w->name, (long long)w->n_written,
                  (long long)w->n_total);
+    attr_write(w->dset, w->path, "checksum", H5T_STD_U64LE, &w->checksum);
+    attr_write(w->dset, w->path, "max_token", H5T_STD_I64LE, &w->max_token);
     PREP_H5(H5Dclose(w->dset), w->path, w->name);
     PREP_H5(H5Sclose(w->fspace), w->path, w->name);
     tr_free(w->buf);
@@ -780,17 +800,68 @@ static void prep_write(const struct prep_opts *o, const struct prep_files *fs,
     }
 }
 
-/* Data on disk before the rename makes it visible under the final name. */
-static void prep_publish(const char *tmp, const char *out) {
+/* Data on disk before the rename makes it visible under the final name. Without
+ * --force the rename refuses to replace a file that appeared since the check at start
+ * (RENAME_NOREPLACE; link + unlink where the file system lacks it). */
+static void prep_publish(const char *tmp, const char *out, int force) {
     int fd = open(tmp, O_RDONLY);
     if (fd < 0 || fsync(fd) != 0) TR_ABORT("cannot sync '%s': %s", tmp, strerror(errno));
     close(fd);
-    if (rename(tmp, out) != 0) {
+    int rc;
+    if (force) {
+        rc = rename(tmp, out);
+    } else {
+        rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE);
+        if (rc != 0 && (errno == EINVAL || errno == ENOSYS) && (rc = link(tmp, out)) == 0)
+            unlink(tmp);
+    }
+    if (rc != 0) {
         int err = errno;
         unlink(tmp);
+        if (err == EEXIST)
+            tr_fail(TR_EXIT_USAGE, "add --force to replace it, or choose another --out path",
+                    "output file '%s' appeared while prep was running; not replaced", out);
         tr_fail(TR_EXIT_USAGE, "choose another --out path",
                 "cannot rename '%s' to '%s': %s", tmp, out, strerror(err));
     }
+}
+
+/* Before any work: no output may be an input (the same file by device and inode, so a
+ * symlink or "./" spelling is caught too; refused even with --force, since the input
+ * would be gone), and an existing output is replaced only with --force. */
+static void prep_check_outputs(const struct prep_opts *o, const struct prep_files *fs,
+                               struct prep_out *outs, int n_outs) {
+    for (int k = 0; k < n_outs; k++) {
+        const char *out = outs[k].path;
+        struct stat st;
+        if (stat(out, &st) != 0) continue;  /* a new file */
+        for (int i = 0; i < fs->n; i++)
+            if (fs->v[i].dev == st.st_dev && fs->v[i].ino == st.st_ino)
+                tr_fail(TR_EXIT_USAGE,
+                        "write the token file somewhere else, e.g. --out data/corpus.h5",
+                        "--out '%s' is the input file '%s': prep would replace its input "
+                        "with the token file", out, fs->v[i].path);
+        if (S_ISDIR(st.st_mode))
+            tr_fail(TR_EXIT_USAGE, "give a file name, e.g. --out DIR/corpus.h5",
+                    "--out '%s' is a directory", out);
+        if (!o->force)
+            tr_fail(TR_EXIT_USAGE, "add --force to replace it, or choose another --out path",
+                    "output file '%s' already exists", out);
+    }
+}
+
+/* A fresh temporary name next to the output (same file system, so the rename is
+ * atomic); mkstemp never picks an existing file, so no input can be clobbered. */
+static char *prep_tmp_name(const char *path) {
+    size_t len = strlen(path) + 16;
+    char *tmp = tr_malloc(len);
+    snprintf(tmp, len, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        tr_fail(TR_EXIT_USAGE, "check the directory of --out and its permissions",
+                "cannot create a temporary file next to '%s': %s", path, strerror(errno));
+    close(fd);
+    return tmp;
 }
 
 static void prep_summary(const struct prep_opts *o, const struct prep_out *outs,
@@ -834,18 +905,16 @@ int prep_main(int argc, char **argv) {
     if (fs.n == 0)
         tr_fail(TR_EXIT_USAGE, "give text files, or directories that contain text files",
                 "empty corpus: no text files in the inputs");
+    const int n_outs = o.n_shards > 0 ? o.n_shards : 1;
+    struct prep_out *outs = tr_calloc((size_t)n_outs, sizeof(*outs));
+    for (int k = 0; k < n_outs; k++) outs[k].path = prep_out_name(o.out, k, o.n_shards);
+    prep_check_outputs(&o, &fs, outs, n_outs);
     struct prep_counts c;
     prep_count(&o, &fs, &c);
 
-    struct prep_out *outs = tr_calloc((size_t)c.n_shards, sizeof(*outs));
-    for (int k = 0; k < c.n_shards; k++) {
-        outs[k].path = prep_out_name(o.out, k, o.n_shards);
-        size_t tmp_len = strlen(outs[k].path) + 8;
-        outs[k].tmp = tr_malloc(tmp_len);
-        snprintf(outs[k].tmp, tmp_len, "%s.tmp", outs[k].path);
-    }
+    for (int k = 0; k < c.n_shards; k++) outs[k].tmp = prep_tmp_name(outs[k].path);
     prep_write(&o, &fs, &c, outs);
-    for (int k = 0; k < c.n_shards; k++) prep_publish(outs[k].tmp, outs[k].path);
+    for (int k = 0; k < c.n_shards; k++) prep_publish(outs[k].tmp, outs[k].path, o.force);
 
     int n_kept = 0;
     for (int i = 0; i < fs.n; i++) n_kept += !fs.v[i].skip;

@@ -1,7 +1,10 @@
 /* prep.h — `trident prep`: turn text files into a trident token file (HDF5).
  *
- *   trident prep --out FILE.h5 [--shards N] [--val-fraction F] [--split-on LINE]
- *                [--seed N] INPUT...
+ *   trident prep --out FILE.h5 [--force] [--shards N] [--val-fraction F]
+ *                [--split-on LINE] [--seed N] INPUT...
+ *
+ * The output is never one of the inputs, and an existing output is replaced only with
+ * --force; it is written under a temporary name and renamed into place when complete.
  *
  * Every document becomes its bytes followed by TOK_EOT and goes, as a whole, to the
  * training or the validation split (so no document leaks across the two). The format
@@ -24,6 +27,19 @@
 
 #define PREP_FORMAT         "trident-tokens"
 #define PREP_FORMAT_VERSION 1
+
+/* Each token dataset (/train/tokens, /val/tokens) carries two attributes that let a
+ * reader check the data before training on it (dataset_open does):
+ *   checksum   uint64: the wrapping sum over i of prep_token_mix(i, tokens[i]);
+ *   max_token  int64:  the largest token id in the array (-1 when it is empty).
+ * The mix is a bijection of (index, token), so changing, moving or swapping tokens
+ * changes the sum; a sum splits into parts over any ranges of the array. */
+static inline uint64_t prep_token_mix(uint64_t index, uint16_t token) {
+    uint64_t x = ((index << 16) | token) * 0x9e3779b97f4a7c15ull;
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 32);
+}
 
 /* argv[0] is "prep". Returns 0 on success; bad input exits through tr_fail(). */
 int prep_main(int argc, char **argv);

@@ -151,48 +151,77 @@ static int enum_has(const char *choices, const char *value) {
     return 0;
 }
 
+/* The strict number rules every option shares: the whole text must parse, the value
+ * must be finite and in [min, max]. Failures name `where` and `name` and end in tr_fail
+ * with type_hint (a malformed number) or range_hint (out of range). */
+static long long parse_int_hinted(const char *where, const char *name, const char *text,
+                                  long long min, long long max, const char *type_hint,
+                                  const char *range_hint) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end || errno)
+        tr_fail(TR_EXIT_USAGE, type_hint, "%s: '%s' expects an integer, got '%s'", where, name,
+                text);
+    if (v < min || v > max)
+        tr_fail(TR_EXIT_USAGE, range_hint, "%s: %s = %lld is out of range [%lld, %lld]", where,
+                name, v, min, max);
+    return v;
+}
+
+static double parse_float_hinted(const char *where, const char *name, const char *text,
+                                 double min, double max, const char *type_hint,
+                                 const char *range_hint) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end || errno || !isfinite(v))
+        tr_fail(TR_EXIT_USAGE, type_hint, "%s: '%s' expects a number, got '%s'", where, name,
+                text);
+    if (v < min || v > max)
+        tr_fail(TR_EXIT_USAGE, range_hint, "%s: %s = %g is out of range [%g, %g]", where, name,
+                v, min, max);
+    return v;
+}
+
+long config_parse_int(const char *where, const char *name, const char *text, long min,
+                      long max) {
+    char hint[160];
+    snprintf(hint, sizeof hint, "give a whole number from %ld to %ld", min, max);
+    return (long)parse_int_hinted(where, name, text, min, max, hint, hint);
+}
+
+double config_parse_float(const char *where, const char *name, const char *text, double min,
+                          double max) {
+    char hint[160];
+    snprintf(hint, sizeof hint, "give a finite number from %g to %g", min, max);
+    return parse_float_hinted(where, name, text, min, max, hint, hint);
+}
+
 void config_set(struct config *cfg, const char *key, const char *value, const char *where) {
     const struct cfg_key *k = find_key(key);
-    char hint[256];
+    char hint[256], range_hint[256];
     if (!k) {
         snprintf(hint, sizeof hint, "did you mean '%s'? `trident help` lists every key",
                  nearest_key(key));
         tr_fail(TR_EXIT_USAGE, hint, "%s: unknown config key '%s'", where, key);
     }
     char *base = (char *)cfg + k->offset;
-    char *end = NULL;
-    errno = 0;
+    snprintf(range_hint, sizeof range_hint, "%s: %s", k->name, k->doc);
     switch (k->type) {
     case CT_INT:
     case CT_LONG: {
-        long long v = strtoll(value, &end, 10);
-        if (end == value || *end || errno) {
-            snprintf(hint, sizeof hint, "write a whole number, e.g. %s = %s", k->name, k->def);
-            tr_fail(TR_EXIT_USAGE, hint, "%s: '%s' expects an integer, got '%s'", where,
-                    k->name, value);
-        }
-        if ((double)v < k->min || (double)v > k->max) {
-            snprintf(hint, sizeof hint, "%s: %s", k->name, k->doc);
-            tr_fail(TR_EXIT_USAGE, hint, "%s: %s = %lld is out of range [%.0f, %.0f]", where,
-                    k->name, v, k->min, k->max);
-        }
+        snprintf(hint, sizeof hint, "write a whole number, e.g. %s = %s", k->name, k->def);
+        long long v = parse_int_hinted(where, k->name, value, (long long)k->min,
+                                       (long long)k->max, hint, range_hint);
         if (k->type == CT_INT) *(int *)base = (int)v;
         else *(long *)base = (long)v;
         break;
     }
     case CT_FLOAT: {
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v)) {
-            snprintf(hint, sizeof hint, "write a number, e.g. %s = %s", k->name, k->def);
-            tr_fail(TR_EXIT_USAGE, hint, "%s: '%s' expects a number, got '%s'", where,
-                    k->name, value);
-        }
-        if (v < k->min || v > k->max) {
-            snprintf(hint, sizeof hint, "%s: %s", k->name, k->doc);
-            tr_fail(TR_EXIT_USAGE, hint, "%s: %s = %g is out of range [%g, %g]", where,
-                    k->name, v, k->min, k->max);
-        }
-        *(float *)base = (float)v;
+        snprintf(hint, sizeof hint, "write a number, e.g. %s = %s", k->name, k->def);
+        *(float *)base = (float)parse_float_hinted(where, k->name, value, k->min, k->max, hint,
+                                                   range_hint);
         break;
     }
     case CT_ENUM:
@@ -224,9 +253,11 @@ static char *trim(char *s) {
 }
 
 /* Parse `key = value` lines (comments after '#'); used for files and for checkpoint
- * attributes alike. */
+ * attributes alike. A key set twice is refused with both lines named: which one was
+ * meant to win is the user's call, not the parser's (overriding belongs on the command
+ * line). */
 static void parse_text(struct config *cfg, char *text, const char *origin) {
-    int lineno = 0;
+    int lineno = 0, line_of[N_KEYS] = {0};  /* line that set each key, 0: not yet */
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
@@ -245,7 +276,18 @@ static void parse_text(struct config *cfg, char *text, const char *origin) {
         char *value = trim(eq + 1);
         size_t n = strlen(value);
         if (n >= 2 && value[0] == '"' && value[n - 1] == '"') { value[n - 1] = '\0'; value++; }
-        config_set(cfg, trim(s), value, where);
+        const char *key = trim(s);
+        const struct cfg_key *k = find_key(key);
+        if (k) {
+            int *first = &line_of[k - KEYS];
+            if (*first)
+                tr_fail(TR_EXIT_USAGE, "keep one of the two lines (to try another value, "
+                        "override it on the command line: --key=value)",
+                        "%s:%d and %s:%d both set '%s'", origin, *first, origin, lineno,
+                        k->name);
+            *first = lineno;
+        }
+        config_set(cfg, key, value, where);
     }
 }
 
@@ -257,10 +299,23 @@ void config_load_file(struct config *cfg, const char *path) {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
+    if (n < 0)
+        tr_fail(TR_EXIT_USAGE, "give a regular file", "cannot read config file '%s': %s", path,
+                strerror(errno));
     char *text = tr_malloc((size_t)n + 1);
     size_t got = fread(text, 1, (size_t)n, f);
     text[got] = '\0';
     fclose(f);
+    /* The parser works on C strings: a NUL would silently end the file there. */
+    const char *nul = memchr(text, '\0', got);
+    if (nul) {
+        int lineno = 1;
+        for (const char *c = text; c < nul; c++) lineno += *c == '\n';
+        tr_fail(TR_EXIT_USAGE, "a config is a text file; remove the NUL byte (or re-save the "
+                "file as plain text, not UTF-16)",
+                "%s:%d: NUL byte in config file '%s' (at byte %ld)", path, lineno, path,
+                (long)(nul - text));
+    }
     parse_text(cfg, text, path);
     tr_free(text);
 }
@@ -289,6 +344,9 @@ void config_parse_args(struct config *cfg, int argc, char **argv, const char *co
         file = argv[i];
     }
     if (file) config_load_file(cfg, file);
+    char **opt_key = tr_malloc(sizeof(char *) * (size_t)(argc + 1));
+    char **opt_text = tr_malloc(sizeof(char *) * (size_t)(argc + 1));  /* as given */
+    int n_opts = 0;
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "--", 2) != 0) continue;
         char key[128];
@@ -303,6 +361,20 @@ void config_parse_args(struct config *cfg, int argc, char **argv, const char *co
                 tr_fail(TR_EXIT_USAGE, "write --key=value", "option '--%s' has no value", key);
             value = argv[++i];
         }
+        size_t n_text = strlen(argv[i - !eq]) + strlen(value) + 2;
+        char *text = tr_malloc(n_text);
+        if (eq) snprintf(text, n_text, "%s", argv[i]);
+        else snprintf(text, n_text, "%s %s", argv[i - 1], value);
+        /* An override replaces the file's value. The same option twice is ambiguous, but
+         * scripts build command lines by appending overrides to a base list (the test
+         * suites, slurm/demo.sh "$@"), so the later one wins, with a warning naming both. */
+        for (int j = 0; j < n_opts; j++)
+            if (strcmp(opt_key[j], key) == 0)
+                tr_warn("option '--%s' is given twice on the command line: '%s' and '%s'; "
+                        "using the later one", key, opt_text[j], text);
+        opt_key[n_opts] = tr_malloc(strlen(key) + 1);
+        strcpy(opt_key[n_opts], key);
+        opt_text[n_opts++] = text;
         int handled = 0;
         for (int e = 0; e < n_extra; e++)
             if (strcmp(extra[e], key) == 0) { extra_values[e] = value; handled = 1; }
@@ -311,6 +383,9 @@ void config_parse_args(struct config *cfg, int argc, char **argv, const char *co
         snprintf(where, sizeof where, "--%s", key);
         config_set(cfg, key, value, where);
     }
+    for (int j = 0; j < n_opts; j++) tr_free(opt_key[j]), tr_free(opt_text[j]);
+    tr_free(opt_key);
+    tr_free(opt_text);
 }
 
 int config_padded_vocab(const struct config *cfg) {

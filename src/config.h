@@ -49,6 +49,14 @@ void config_defaults(struct config *cfg);
  * ("inputs/tiny.conf:12", "--lr"). Bad key or value: tr_fail with a suggestion. */
 void config_set(struct config *cfg, const char *key, const char *value, const char *where);
 
+/* The strict number rules of config values, for options that are not config keys
+ * (`trident sample --top_k`): the whole text must parse, the value must be finite and in
+ * [min, max]; otherwise tr_fail naming `where` (e.g. "--top_k") and `name`. */
+long   config_parse_int  (const char *where, const char *name, const char *text, long min,
+                          long max);
+double config_parse_float(const char *where, const char *name, const char *text, double min,
+                          double max);
+
 /* Read a config file; missing/unreadable file or bad line: tr_fail. */
 void config_load_file(struct config *cfg, const char *path);
 

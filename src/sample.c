@@ -56,12 +56,12 @@ int sample_main(int argc, char **argv) {
     char path[CFG_STR_MAX + 64];
     if (ckpt_find_latest(val[0], path, sizeof path) != 0) snprintf(path, sizeof path, "%s", val[0]);
     const char *prompt = val[1] ? val[1] : "";
-    int length = val[2] ? atoi(val[2]) : 256;
-    float temperature = val[3] ? (float)atof(val[3]) : 0.8f;
-    int top_k = val[4] ? atoi(val[4]) : 40;
-    if (length < 1 || temperature < 0)
-        tr_fail(TR_EXIT_USAGE, "use --length >= 1 and --temperature >= 0",
-                "bad sampling options: length %d, temperature %g", length, temperature);
+    /* The same strict rules as config values: "abc", "-5", "nan" are refused. */
+    int length = val[2] ? (int)config_parse_int("--length", "length", val[2], 1, 1 << 19) : 256;
+    float temperature =
+        val[3] ? (float)config_parse_float("--temperature", "temperature", val[3], 0.0, 100.0)
+               : 0.8f;
+    int top_k = val[4] ? (int)config_parse_int("--top_k", "top_k", val[4], 0, 1 << 24) : 40;
     long seed = cfg.seed;  /* --seed overrides the checkpoint's seed below */
 
     struct config mc;

@@ -437,8 +437,8 @@ static void test_prep_puts_one_document_in_each_split_when_chance_leaves_one_emp
     write_file(b, "beta\n", 5);
     const char *fracs[] = {"0.000001", "0.999999"};
     for (int k = 0; k < 2; k++) {
-        const char *argv[] = {"prep", "--out", out, "--val-fraction", fracs[k], a, b};
-        CHECK(prep_quiet(7, argv) == 0);
+        const char *argv[] = {"prep", "--force", "--out", out, "--val-fraction", fracs[k], a, b};
+        CHECK(prep_quiet(8, argv) == 0);  /* --force: the second round replaces the first */
         CHECK(h5_attr_i64(out, "n_train_docs") == 1 && h5_attr_i64(out, "n_val_docs") == 1);
         CHECK(h5_attr_i64(out, "n_train_tokens") + h5_attr_i64(out, "n_val_tokens") == 13);
     }
@@ -862,17 +862,15 @@ static void test_dataset_corpus_refuses_mismatched_vocab_and_empty_glob(void) {
     CHECK_CHILD_FAILS("--shards 3", "prep", "--out", out, "--shards", "3", a, b);
 }
 
-static void test_prefetch_misuse_io_errors_and_bad_tokens_abort(void) {
+static void test_prefetch_misuse_and_io_errors_abort(void) {
     if (test_rank != 0) return;
-    char err[320], copy[320], bad[320];
+    char err[320], copy[320];
     path_in(err, sizeof(err), "child.err");
     path_in(copy, sizeof(copy), "truncated.h5");
-    path_in(bad, sizeof(bad), "badtoken.h5");
     struct { const char *mode, *file, *key; } cases[] = {
         {"nowait", cx.h5, "without a dataset_prefetch"},
         {"overqueue", cx.h5, "already queued"},
         {"truncate", copy, "unexpected end of file"},
-        {"prefetch", bad, "corrupt token file"},
     };
     size_t n = 0;  /* a byte copy of the token file, truncated by the child once open */
     FILE *f = fopen(cx.h5, "rb");
@@ -880,11 +878,6 @@ static void test_prefetch_misuse_io_errors_and_bad_tokens_abort(void) {
     if (f) n = fread(bytes, 1, 8 << 20, f), fclose(f);
     write_file(copy, bytes, n);
     tr_free(bytes);
-    uint16_t *t[2] = {cx.split_tokens[0], cx.split_tokens[1]};
-    uint16_t saved = t[0][1000];
-    t[0][1000] = 300;  /* out of the vocabulary */
-    h5_write_token_file(bad, t, cx.n_split_tokens, 0, 257);
-    t[0][1000] = saved;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *args[] = {cases[i].mode, cases[i].file, NULL};
         int rc = run_child(err, args);
@@ -894,6 +887,119 @@ static void test_prefetch_misuse_io_errors_and_bad_tokens_abort(void) {
         if (i >= 2) CHECK_MSG(file_contains(err, cases[i].file), "%s: file not named",
                               cases[i].mode);
     }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* verification of the token data at open */
+
+/* a uint64 or int64 attribute of a dataset, or `missing` */
+static uint64_t h5_dset_attr_u64(const char *path, const char *dset, const char *name,
+                                 hid_t type, uint64_t missing) {
+    uint64_t v = missing;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
+    if (H5Aexists(d, name) > 0) {
+        hid_t a = H5Aopen(d, name, H5P_DEFAULT);
+        H5Aread(a, type, &v);
+        H5Aclose(a);
+    }
+    H5Dclose(d);
+    H5Fclose(f);
+    return v;
+}
+
+/* The checksum as prep.h defines it, computed here from the expected tokens. */
+static void test_prep_writes_checksum_and_max_token_of_each_split(void) {
+    if (test_rank != 0) return;
+    const char *names[2] = {"/train/tokens", "/val/tokens"};
+    for (int s = 0; s < 2; s++) {
+        uint64_t sum = 0;
+        int64_t max_token = -1;
+        for (int64_t i = 0; i < cx.n_split_tokens[s]; i++) {
+            sum += prep_token_mix((uint64_t)i, cx.split_tokens[s][i]);
+            if (cx.split_tokens[s][i] > max_token) max_token = cx.split_tokens[s][i];
+        }
+        CHECK(h5_dset_attr_u64(cx.h5, names[s], "checksum", H5T_NATIVE_UINT64, 0) == sum);
+        int64_t stored = (int64_t)h5_dset_attr_u64(cx.h5, names[s], "max_token",
+                                                   H5T_NATIVE_INT64, (uint64_t)-7);
+        CHECK(stored == max_token && stored == TOK_EOT);
+    }
+    /* the mix changes when a token changes or two tokens swap */
+    CHECK(prep_token_mix(5, 'a') != prep_token_mix(5, 'b'));
+    CHECK(prep_token_mix(5, 'a') + prep_token_mix(6, 'b') !=
+          prep_token_mix(5, 'b') + prep_token_mix(6, 'a'));
+}
+
+/* A copy of prep's file with one byte of /train/tokens flipped: token `index`'s low
+ * byte xor 0x01, so the token stays inside the vocabulary and only the checksum can
+ * tell. */
+static void flip_token_byte(const char *src, const char *copy, int64_t index) {
+    hid_t f = H5Fopen(src, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/train/tokens", H5P_DEFAULT);
+    haddr_t at = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    FILE *in = fopen(src, "rb");
+    uint8_t *bytes = tr_malloc(8 << 20);
+    size_t n = in ? fread(bytes, 1, 8 << 20, in) : 0;
+    if (in) fclose(in);
+    if (at == HADDR_UNDEF || at + 2 * (uint64_t)index >= n) TR_ABORT("cannot flip %s", src);
+    bytes[at + 2 * (uint64_t)index] ^= 0x01;
+    write_file(copy, bytes, n);
+    tr_free(bytes);
+}
+
+/* A hand-made file (no checksum attribute, as files from before it) is still opened,
+ * with a warning, but a token id >= vocab_size anywhere in it is found by the scan at
+ * open: exit 2, naming the file, the split, the token and where it is. */
+static void test_dataset_open_refuses_token_beyond_vocab_in_file_without_checksum(void) {
+    if (test_rank != 0) return;
+    char err[320], bad[320];
+    path_in(err, sizeof(err), "child.err");
+    path_in(bad, sizeof(bad), "badtoken.h5");
+    uint16_t *t[2] = {cx.split_tokens[0], cx.split_tokens[1]};
+    h5_write_token_file(bad, t, cx.n_split_tokens, 0, 257);
+    const char *ok[] = {"open", bad, NULL};
+    CHECK_MSG(run_child(err, ok) == 0, "a good file without checksum was refused");
+    CHECK(file_contains(err, "no checksum"));
+    int64_t last = cx.n_split_tokens[1] - 2;
+    uint16_t saved = t[1][last];
+    t[1][last] = 300;  /* out of the vocabulary, near the end of the validation split */
+    h5_write_token_file(bad, t, cx.n_split_tokens, 0, 257);
+    t[1][last] = saved;
+    char where[64];
+    snprintf(where, sizeof(where), "holds token 300 at index %lld", (long long)last);
+    CHECK_CHILD_FAILS(where, "open", bad);
+    CHECK(file_contains(err, bad) && file_contains(err, "/val/tokens"));
+}
+
+static void test_dataset_open_refuses_one_flipped_byte_by_checksum(void) {
+    if (test_rank != 0) return;
+    char err[320], copy[320];
+    path_in(err, sizeof(err), "child.err");
+    path_in(copy, sizeof(copy), "flipped.h5");
+    flip_token_byte(cx.h5, copy, cx.n_split_tokens[0] / 2);
+    CHECK_CHILD_FAILS("fails its checksum", "open", copy);
+    CHECK(file_contains(err, copy) && file_contains(err, "/train/tokens"));
+    const char *ok[] = {"open", cx.h5, NULL};  /* the original: the flip is the cause */
+    CHECK_MSG(run_child(err, ok) == 0, "prep's own file was refused");
+}
+
+/* Above the size limit the scan runs on a thread (forced here with a limit of 0 bytes):
+ * dataset_open returns, and the first read waits for the verdict and ends the job with
+ * exit 2 before any window is handed out. */
+static void test_dataset_background_verification_refuses_before_first_window(void) {
+    if (test_rank != 0) return;
+    char err[320], copy[320];
+    path_in(err, sizeof(err), "child.err");
+    path_in(copy, sizeof(copy), "flipped_bg.h5");
+    flip_token_byte(cx.h5, copy, 12345);
+    setenv("TRIDENT_VERIFY_SYNC_BYTES", "0", 1);
+    const char *good[] = {"prefetch", cx.h5, NULL};
+    CHECK_MSG(run_child(err, good) == 0, "a good file was refused in the background");
+    CHECK_CHILD_FAILS("fails its checksum", "prefetch", copy);
+    CHECK_CHILD_FAILS("fails its checksum", "read", copy);
+    unsetenv("TRIDENT_VERIFY_SYNC_BYTES");
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -978,11 +1084,36 @@ static void test_dataset_window_out_of_range_aborts(void) {
 
 /* ---------------------------------------------------------------------------------- */
 
+/* For tests/test_input.sh: `--child fake FILE TOKEN INDEX` writes a hand-made token file
+ * (no checksum, like files from before it) of 20000 training and 4000 validation tokens
+ * with training token INDEX set to TOKEN; `--child flip SRC COPY INDEX` copies a
+ * contiguous token file flipping the low byte of training token INDEX. */
+static int child_tools(int argc, char **argv) {
+    if (strcmp(argv[0], "fake") == 0 && argc == 4) {
+        int64_t n[2] = {20000, 4000};
+        uint16_t *t[2];
+        for (int s = 0; s < 2; s++) {
+            t[s] = tr_malloc(sizeof(uint16_t) * (size_t)n[s]);
+            for (int64_t i = 0; i < n[s]; i++) t[s][i] = i % 50 == 49 ? TOK_EOT : 'a' + i % 26;
+        }
+        t[0][atoll(argv[3])] = (uint16_t)atoi(argv[2]);
+        h5_write_token_file(argv[1], t, n, 0, 257);
+        return 0;
+    }
+    if (strcmp(argv[0], "flip") == 0 && argc == 4) {
+        flip_token_byte(argv[1], argv[2], atoll(argv[3]));
+        return 0;
+    }
+    return -1;
+}
+
 /* `test_io --child prep ARGS...`, or `--child MODE FILE` with MODE open, window (a window
  * out of range), nowait (wait without prefetch), overqueue (three prefetches), truncate
  * (empty the file under an open dataset, then prefetch), prefetch (all of /train). */
 static int child_main(int argc, char **argv) {
     if (strcmp(argv[0], "prep") == 0) return prep_main(argc, argv);  /* no MPI needed */
+    int rc = child_tools(argc, argv);
+    if (rc >= 0) return rc;
     MPI_Init(NULL, NULL);
     struct dataset *ds = dataset_open(argv[1], MPI_COMM_WORLD);
     int64_t zero = 0, n_train = dataset_n_tokens(ds, DS_TRAIN);
@@ -990,6 +1121,8 @@ static int child_main(int argc, char **argv) {
     if (strcmp(argv[0], "window") == 0) {
         int64_t off = n_train - 3;
         dataset_read_windows(ds, DS_TRAIN, &off, 1, 4, out);
+    } else if (strcmp(argv[0], "read") == 0) {
+        dataset_read_windows(ds, DS_TRAIN, &zero, 1, 4, out);
     } else if (strcmp(argv[0], "nowait") == 0) {
         dataset_wait(ds, out);
     } else if (strcmp(argv[0], "overqueue") == 0) {
@@ -1028,6 +1161,7 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     RUN(test_prep_files_are_documents_in_argument_order);
     RUN(test_prep_writes_all_attributes);
+    RUN(test_prep_writes_checksum_and_max_token_of_each_split);
     RUN(test_prep_split_on_cuts_blocks_between_separator_lines);
     RUN(test_prep_validation_fraction_is_close_to_requested);
     RUN(test_prep_directory_is_sorted_and_skips_dat_binary_and_duplicates);
@@ -1045,7 +1179,10 @@ int main(int argc, char **argv) {
     RUN(test_dataset_open_refuses_bad_files_with_message_and_hint);
     RUN(test_dataset_window_out_of_range_aborts);
     RUN(test_dataset_corpus_refuses_mismatched_vocab_and_empty_glob);
-    RUN(test_prefetch_misuse_io_errors_and_bad_tokens_abort);
+    RUN(test_prefetch_misuse_and_io_errors_abort);
+    RUN(test_dataset_open_refuses_token_beyond_vocab_in_file_without_checksum);
+    RUN(test_dataset_open_refuses_one_flipped_byte_by_checksum);
+    RUN(test_dataset_background_verification_refuses_before_first_window);
 
     MPI_Barrier(MPI_COMM_WORLD);
     if (test_rank == 0) nftw(cx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
