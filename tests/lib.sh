@@ -35,9 +35,10 @@ mpi() {
 # the sample corpus as a token file, made once per test run
 sample_data() {
     local f="$ROOT/data/sample.h5"
-    if [ ! -f "$f" ] || [ "$ROOT/inputs/sample.txt" -nt "$f" ]; then
+    # remade when the text or the program changed (a new trident may write new attributes)
+    if [ ! -f "$f" ] || [ "$ROOT/inputs/sample.txt" -nt "$f" ] || [ "$TRIDENT" -nt "$f" ]; then
         mkdir -p "$ROOT/data"
-        "$TRIDENT" prep --out "$f" --split-on % "$ROOT/inputs/sample.txt" >/dev/null
+        "$TRIDENT" prep --force --out "$f" --split-on % "$ROOT/inputs/sample.txt" >/dev/null
     fi
     echo "$f"
 }

@@ -50,7 +50,7 @@ expect_error corpus_shorter_than_one_window "fewer than one window" 0 \
 CK=$(last_ckpt "$TEST_TMP/ck")
 expect_error checkpoint_of_another_architecture "another architecture: the checkpoint has n_embd = 64 but the model has n_embd = 32" 0 \
     train "${TINY[@]}" --run_dir="$TEST_TMP/other" --resume="$CK" --n_embd=32
-expect_error resume_none_refuses_existing_run "already holds checkpoint" 0 \
+expect_error resume_none_refuses_existing_run "already holds 1 checkpoint file" 0 \
     train "${TINY[@]}" --run_dir="$TEST_TMP/ck" --resume=none
 expect_error eval_needs_a_checkpoint "eval needs --ckpt" 0 eval
 expect_error sample_of_missing_checkpoint "$TEST_TMP/none.h5" 0 sample --ckpt="$TEST_TMP/none.h5"
