@@ -34,6 +34,7 @@
 # checkpoint on disk loads after every kill; final weights and losses bit-identical.
 #
 # Writes OUT_DIR/campaign.md (the table), OUT_DIR/summary.txt (key=value lines),
+# OUT_DIR/violations.txt (each broken guarantee, one a line; empty when none),
 # OUT_DIR/logs/ (one log per attempt). Exit 0 when every guarantee held, 1 when one broke,
 # 2 on bad options or a run that could not start.
 source "$(dirname "$0")/lib.sh"
@@ -148,6 +149,24 @@ verify_ckpts() {
     fi
 }
 
+# settle LOG: the resume point of the attempt that wrote LOG (res; RES_KNOWN=0 when it was
+# killed before it got that far). A known one is the "resumed from" of every earlier kill
+# still waiting for one (PENDING), and the torn loads of LOG are theirs.
+PENDING=() TORN_TOTAL=0
+settle() {
+    local log=$1 t i
+    t=$(torn_loads "$log"); TORN_TOTAL=$((TORN_TOTAL + t))
+    for i in "${PENDING[@]}"; do TORN[i]=$(( TORN[i] + t )); done
+    res=$(resumed_step "$log")
+    if [ -z "$res" ]; then # no checkpoint was loaded: a fresh start, or not that far yet
+        if grep -q '^trident train: ' "$log"; then res=0; else RES_KNOWN=0; res=$R; return; fi
+    fi
+    RES_KNOWN=1
+    [ "$res" -eq "$R" ] || violation "resumed from step $res, but the newest checkpoint on disk was step $R"
+    for i in "${PENDING[@]}"; do RES[i]=$res; REDO[i]=$(( DONE[i] - res )); done
+    PENDING=()
+}
+
 VIOL=()   # broken guarantees, one line each
 violation() { VIOL+=("attempt $a: $*"); echo "  VIOLATION: $*" >&2; }
 
@@ -155,8 +174,14 @@ violation() { VIOL+=("attempt $a: $*"); echo "  VIOLATION: $*" >&2; }
 t_start=$(date +%s)
 echo "fault campaign: $KILLS kills, seed $SEED, $STEPS steps, a checkpoint every $EVERY (keep $KEEP), 8 ranks dp 2 × tp 2 × pp 2"
 echo "  output: $OUT"
-timeout "$HANG_S" mpirun --oversubscribe -np 8 "$TRIDENT" "${ARGS[@]}" --run_dir="$REF" >"$OUT/logs/reference.log" 2>&1 ||
-    die "the reference run failed ($?): see $OUT/logs/reference.log"
+# (it also times the start-up, launch to first step: the window of kill -9 at start-up)
+t0=$(date +%s%N)
+timeout "$HANG_S" mpirun --oversubscribe -np 8 "$TRIDENT" "${ARGS[@]}" --run_dir="$REF" >"$OUT/logs/reference.log" 2>&1 &
+JOB=$!
+while kill -0 "$JOB" 2>/dev/null && [ ! -s "$REF/metrics.jsonl" ]; do sleep 0.01; done
+STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+wait "$JOB" || die "the reference run failed ($?): see $OUT/logs/reference.log"
+JOB=""
 
 # --- 2. the killed attempts -----------------------------------------------------------
 declare -a PH RK KAT RC DONE RES REDO TORN CKS NOTE EXPECT
@@ -193,7 +218,7 @@ while [ "$kills" -lt "$KILLS" ]; do
     note=""
     for try in $(seq 30); do
         if [ "$phase" = kill-9 ]; then
-            rnd 1000; delay_ms=$(( K == R + 1 ? RND * 300 / 1000 : RND * 40 / 1000 ))
+            rnd 1000; delay_ms=$(( K == R + 1 ? RND * STARTUP_MS / 1000 : RND * 40 / 1000 ))
             run_job "$log" 1
             pid=""
             while kill -0 "$JOB" 2>/dev/null; do
@@ -205,7 +230,7 @@ while [ "$kills" -lt "$KILLS" ]; do
                 fi
                 sleep 0.005
             done
-            sleep "$(printf '0.%03d' "$delay_ms")"
+            sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
             if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then sent=1; else sent=0; fi
             wait "$JOB"; rc=$?; JOB=""
         else
@@ -221,20 +246,15 @@ while [ "$kills" -lt "$KILLS" ]; do
                           for p in $(run_pids "$RUN"); do kill -9 "$p" 2>/dev/null; done; }
     [ "$rc" -eq 124 ] && violation "the attempt ran past ${HANG_S}s (a hang): $log"
 
-    # the resume point of this attempt is the previous kill's "resumed from"
-    res=$(resumed_step "$log"); res=${res:-0}
-    if [ "$a" -gt 1 ]; then
-        RES[a - 1]=$res; TORN[a - 1]=$(torn_loads "$log")
-        REDO[a - 1]=$(( DONE[a - 1] - res ))
-    fi
-    [ "$res" -eq "$R" ] || violation "resumed from step $res, but the newest checkpoint on disk was step $R"
+    settle "$log"
 
     d=$(last_done "$RUN/metrics.jsonl" "$skip"); d=${d:-$res}
     if [ "$phase" = kill-9 ]; then
         if [ "$sent" -eq 0 ]; then
             violation "kill -9 missed: the job ended (rc $rc) before rank $rank was killed"
             note="missed"
-        elif [ "$d" -eq "$res" ] && [ "$K" -eq $((R + 1)) ]; then note="start-up / load"
+        elif [ "$RES_KNOWN" -eq 0 ]; then note="start-up, before the resume"
+        elif [ "$d" -eq "$res" ] && [ "$K" -eq $((R + 1)) ]; then note="first step after the resume"
         elif [ -f "$RUN/ckpt-$(printf %08d "$d").h5.tmp" ]; then note="checkpoint $d write"
         else note="mid-step"; fi
         K=$((d + 1)); [ "$K" -gt "$STEPS" ] && K=$STEPS
@@ -247,7 +267,8 @@ while [ "$kills" -lt "$KILLS" ]; do
     verify_ckpts
     [ "$CK_OK" -eq "$CK_N" ] || violation "torn checkpoint on disk after the kill:$CK_BAD"
     [ "$LATEST_BAD" -eq 0 ] || violation "'latest' names '$(head -n 1 "$RUN/latest")', which is not on disk"
-    PH[a]=$phase RK[a]=$rank KAT[a]=$K RC[a]=$rc DONE[a]=$d CKS[a]="$CK_OK/$CK_N" NOTE[a]=$note
+    PH[a]=$phase RK[a]=$rank KAT[a]=$K RC[a]=$rc DONE[a]=$d CKS[a]="$CK_OK/$CK_N" NOTE[a]=$note TORN[a]=0
+    PENDING+=("$a")
     EXPECT[a]=-1
     if [ "$phase" != kill-9 ]; then # a fault point at step K: the newest checkpoint below K
         e=$(( (K - 1) / EVERY * EVERY )); EXPECT[a]=$(( e > res ? e : res ))
@@ -266,14 +287,12 @@ for try in $(seq 30); do
     LOCK_WAITS=$((LOCK_WAITS + 1)); sleep 2
 done
 [ "$rc" -eq 0 ] || violation "the final attempt failed (rc $rc): $(grep -m1 -iE 'error|fatal' "$log")"
-res=$(resumed_step "$log"); res=${res:-0}
-RES[a - 1]=$res; TORN[a - 1]=$(torn_loads "$log"); REDO[a - 1]=$(( DONE[a - 1] - res ))
-[ "$res" -eq "$R" ] || violation "resumed from step $res, but the newest checkpoint on disk was step $R"
+settle "$log"
+for i in "${PENDING[@]}"; do RES[i]=-1 REDO[i]=-1; done # (a failed final attempt)
 
 # per-kill guarantees on the resume point
-torn_total=0 max_redo=0 prev=0
+torn_total=$TORN_TOTAL max_redo=0 prev=0
 for ((i = 1; i < a; i++)); do
-    torn_total=$((torn_total + TORN[i]))
     [ "${REDO[i]}" -gt "$max_redo" ] && max_redo=${REDO[i]}
     a_save=$a; a=$i
     [ "${TORN[i]}" -eq 0 ] || violation "the next attempt skipped ${TORN[i]} torn checkpoint(s) on load"
@@ -342,6 +361,7 @@ lock_waits=$LOCK_WAITS
 violations=${#VIOL[@]}
 seconds=$t_total
 EOF
+printf '%s\n' "${VIOL[@]}" | grep . >"$OUT/violations.txt"
 if [ ${#VIOL[@]} -gt 0 ]; then
     printf 'broken: %s\n' "${VIOL[@]}"
     exit 1
