@@ -127,9 +127,12 @@ run_job() { # run_job LOG BG ENV...: BG=1 leaves it in the background
     [ "$bg" = 1 ] && return 0
     wait "$JOB"; local rc=$?; JOB=""; return $rc
 }
+# the first line of LOG about a lock (the word, not "block_size")
+lock_line() { grep -m1 -iwE 'lock|locked|lockfile' "$1"; }
+sent=0
 locked_out() { # locked_out LOG RC: the attempt did nothing because the run_dir is locked
-    [ "$2" -ne 0 ] && ! grep -q 'fault injection' "$1" && ! grep -q '^step ' "$1" &&
-        grep -qi 'lock' "$1"
+    [ "$2" -ne 0 ] && [ "$sent" -eq 0 ] && ! grep -q 'fault injection' "$1" &&
+        ! grep -q '^step ' "$1" && lock_line "$1" >/dev/null
 }
 # verify_ckpts: every ckpt-*.h5 in $RUN loads (checksums included); sets CK_OK, CK_N,
 # CK_BAD (names), LATEST_BAD (1 when `latest` names no complete checkpoint)
@@ -234,14 +237,14 @@ while [ "$kills" -lt "$KILLS" ]; do
             if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then sent=1; else sent=0; fi
             wait "$JOB"; rc=$?; JOB=""
         else
-            run_job "$log" 0 TRIDENT_FAULT="$phase:$K:$rank"; rc=$?
+            sent=0; run_job "$log" 0 TRIDENT_FAULT="$phase:$K:$rank"; rc=$?
         fi
         locked_out "$log" "$rc" || break
         LOCK_WAITS=$((LOCK_WAITS + 1))
-        echo "  attempt $a: the run directory is locked ($(grep -im1 lock "$log")); waiting" >&2
+        echo "  attempt $a: the run directory is locked ($(lock_line "$log")); waiting" >&2
         sleep 2
     done
-    locked_out "$log" "$rc" && die "attempt $a: run directory still locked after a minute: $(grep -im1 lock "$log")"
+    locked_out "$log" "$rc" && die "attempt $a: run directory still locked after a minute: $(lock_line "$log")"
     wait_gone "$RUN" || { violation "processes left behind after the kill (a hang): $(run_pids "$RUN" | tr '\n' ' ')"
                           for p in $(run_pids "$RUN"); do kill -9 "$p" 2>/dev/null; done; }
     [ "$rc" -eq 124 ] && violation "the attempt ran past ${HANG_S}s (a hang): $log"
@@ -281,6 +284,7 @@ done
 a=$((a + 1))
 log="$OUT/logs/attempt-$(printf %02d $a)-final.log"
 R=$(newest_ckpt "$RUN")
+sent=0
 for try in $(seq 30); do
     run_job "$log" 0; rc=$?
     locked_out "$log" "$rc" || break
