@@ -44,7 +44,7 @@ ALL_PHASES=(forward backward step reduce optim ckpt rename kill-9)
 PHASES=$(IFS=,; echo "${ALL_PHASES[*]}")
 HANG_S=${FAULT_CAMPAIGN_HANG_S:-300} # an attempt running longer than this is a hang
 
-usage() { sed -n '2,5s/^# \{0,1\}//p' "$0"; exit 2; }
+usage() { sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 2; }
 die() { echo "fault_campaign: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -219,7 +219,7 @@ while [ "$kills" -lt "$KILLS" ]; do
     log="$OUT/logs/attempt-$(printf %02d $a).log"
     skip=$(lines_of "$RUN/metrics.jsonl")
     note=""
-    for try in $(seq 30); do
+    for _ in $(seq 30); do
         if [ "$phase" = kill-9 ]; then
             rnd 1000; delay_ms=$(( K == R + 1 ? RND * STARTUP_MS / 1000 : RND * 40 / 1000 ))
             run_job "$log" 1
@@ -285,7 +285,7 @@ a=$((a + 1))
 log="$OUT/logs/attempt-$(printf %02d $a)-final.log"
 R=$(newest_ckpt "$RUN")
 sent=0
-for try in $(seq 30); do
+for _ in $(seq 30); do
     run_job "$log" 0; rc=$?
     locked_out "$log" "$rc" || break
     LOCK_WAITS=$((LOCK_WAITS + 1)); sleep 2
