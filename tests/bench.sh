@@ -7,12 +7,13 @@
 #   4. pipeline bubble, measured vs (p-1)/(m+p-1)
 #   5. checkpoint write/read bandwidth vs dd with fsync on the same filesystem
 #   6. data wait as a share of the step on the demo config
+#   7. fault campaign: a 2×2×2 job SIGKILLed 24 times and resumed (tests/fault_campaign.sh)
 # Sections can be picked: tests/bench.sh 1 3
 set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 NCORES=$(nproc)
-SECTIONS=${*:-1 2 3 4 5 6}
+SECTIONS=${*:-1 2 3 4 5 6 7}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -106,4 +107,10 @@ if want 6; then
     d=$(series t_data "$TMP/data/metrics.jsonl" | median)
     ms=$(series ms_per_step "$TMP/data/metrics.jsonl" | median)
     awk -v d="$d" -v s="$ms" 'BEGIN { printf "data wait %.3f ms of a %.1f ms step: %.2f%%   (target <= 1%%)\n", d * 1000, s, 100 * d * 1000 / s }'
+fi
+
+if want 7; then
+    echo
+    echo "== 7. fault campaign: 24 SIGKILLs of a 2×2×2 job at random phases, ranks and steps, resumed each time"
+    tests/fault_campaign.sh -k 24 -s "${TRIDENT_CAMPAIGN_SEED:-1}" -o "${TRIDENT_CAMPAIGN_DIR:-$TMP/campaign}" | sed -n '/^$/,$p'
 fi
