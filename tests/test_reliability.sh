@@ -54,7 +54,7 @@ run="$TEST_TMP/locked"
 "$TRIDENT" "${BASE[@]}" --run_dir="$run" --steps=100000 --ckpt_every=5 >"$run.a.log" 2>&1 &
 pid=$!
 wait_for "$run/ckpt-00000005.h5" 60
-out=$("$TRIDENT" "${BASE[@]}" --run_dir="$run" --steps=100000 2>&1); rc=$?
+out=$(timeout -k 5 60 "$TRIDENT" "${BASE[@]}" --run_dir="$run" --steps=100000 2>&1); rc=$?
 if [ $rc -ne 2 ]; then fail second_train_refuses_naming_the_holder "exit $rc, expected 2"
 elif ! grep -q "in use by another trident train: host $HOST, pid $pid, Slurm job -" <<<"$out"; then
     fail second_train_refuses_naming_the_holder "$(grep -m1 error <<<"$out")"
