@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dp.h"
 #include "grid.h"
+#include "memplan.h"
 #include "model.h"
 #include "optim.h"
 #include "trace.h"
@@ -27,6 +28,7 @@ struct trainer {
     struct model  m;
     struct optim  o;
     struct dp_reducer dpr;
+    struct mem_plan mem;     /* what this job was predicted to use */
     struct dataset *ds;
     int  M;                  /* micro-batches per step */
     int  gpipe;              /* schedule: 1 = GPipe, 0 = 1F1B */
