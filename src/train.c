@@ -354,12 +354,11 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
                 "time; use grad_accum >= %d (ideally 4x that)", t->M, t->g.pp,
                 100.0 * (t->g.pp - 1) / (t->M + t->g.pp - 1), t->g.pp);
 
-    int n_slots = t->gpipe ? t->M : TR_MIN(t->M, t->g.pp - t->g.pp_rank);
-    memplan_check(&t->cfg, &t->g, n_slots, &t->mem); /* refuses what would not fit */
-
     t->ds = dataset_open(t->cfg.data, MPI_COMM_WORLD);
     check_data(t);
 
+    int n_slots = t->gpipe ? t->M : TR_MIN(t->M, t->g.pp - t->g.pp_rank);
+    memplan_check(&t->cfg, &t->g, n_slots, &t->mem); /* refuses what would not fit */
     model_init(&t->m, &t->cfg, &t->g, t->k, n_slots);
     optim_init(&t->o, &t->m);
     dpr_init(&t->dpr, &t->m, &t->g, &t->cfg);

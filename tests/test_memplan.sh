@@ -35,7 +35,9 @@ predicted_vs_peak larger 1 --n_layer=6 --n_embd=1024 --n_head=16 --micro_batch=2
 # with the table and a hint (16G: the node of the report; the plan needs about 22 GB)
 HUGE=(--n_layer=48 --n_embd=1600 --n_head=25 --micro_batch=1 --steps=2 --mem_limit=16G)
 t0=$(date +%s)
-out=$(timeout 60 "$TRIDENT" "${BASE[@]}" --run_dir="$TEST_TMP/huge" "${HUGE[@]}" 2>&1); rc=$?
+# (KILL: should the plan ever let it through, it must not hold 22 GB of a shared machine,
+# nor checkpoint them on SIGTERM)
+out=$(timeout -s KILL 30 "$TRIDENT" "${BASE[@]}" --run_dir="$TEST_TMP/huge" "${HUGE[@]}" 2>&1); rc=$?
 secs=$(( $(date +%s) - t0 ))
 if [ $rc = 2 ] && [ $secs -le 10 ] && grep -q "optimizer state" <<<"$out" &&
    grep -q "^trident: error: not enough memory" <<<"$out" && grep -q "^HINT: .*pipeline" <<<"$out" &&
