@@ -97,7 +97,8 @@ static void test_data_parallelism_adds_reduction_buffers(void) {
     struct grid g = cell(2, 1, 1, 1, 0, 0);
     struct mem_breakdown b;
     memplan_rank(&cfg, &g, 1, &b);
-    CHECK(b.bytes[MEM_REDUCE] >= b.bytes[MEM_WEIGHTS]);
+    /* MPI's temporaries for the buckets in flight: 3/4 of the gradients */
+    CHECK_CLOSE(b.bytes[MEM_REDUCE], 0.75 * b.bytes[MEM_GRADS], 0.01, 0);
 }
 
 static void test_sizes_parse_with_binary_units(void) {
