@@ -953,6 +953,15 @@ static enum ds_state ds_state_of(struct dataset *ds, const struct ds_request *r)
     return s;
 }
 
+size_t dataset_buffer_bytes(int n_windows, int len) {
+    size_t n = (size_t)n_windows, tokens = n * (size_t)len;
+    /* per queued request: the plan (windows, ranges, pieces with one per file at most
+     * beyond the ranges; one file assumed), the packed tokens and the windows handed out */
+    size_t plan = n * (sizeof(struct ds_window) + 2 * sizeof(int64_t)) +
+                  (n + 1) * sizeof(struct ds_piece) + tokens * sizeof(uint16_t);
+    return DS_DEPTH * (plan + tokens * sizeof(int32_t));
+}
+
 void dataset_prefetch(struct dataset *ds, enum dataset_split split, const int64_t *offsets,
                       int n_windows, int len) {
     struct ds_request *r = &ds->req[ds->head];

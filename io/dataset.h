@@ -89,4 +89,8 @@ double dataset_wait(struct dataset *ds, int32_t *out);
  * synchronous HDF5 reads in dataset_wait() (a chunked or compressed file). */
 int dataset_is_async(const struct dataset *ds);
 
+/* The most bytes the reader holds for requests of n_windows windows of len tokens: the
+ * prefetch queue's buffers (the memory plan counts them). */
+size_t dataset_buffer_bytes(int n_windows, int len);
+
 #endif

@@ -169,6 +169,7 @@ static void print_header(const struct trainer *t, long tokens_per_step) {
             "%ld tokens per step",
             t->m.n_logical / 1e6, c->n_layer, g->pp, g->pp > 1 ? "s" : "",
             (long)c->micro_batch * t->M * g->dp, tokens_per_step);
+    memplan_print(&t->mem);
     if (g->pp > 1 && g->world_rank == 0) {
         int bounds[1025];
         model_stage_bounds(c, g->pp, bounds);

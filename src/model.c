@@ -173,36 +173,65 @@ int model_find(const struct model *m, const char *name) {
 /* ------------------------------------------------------------------------------------ */
 /* allocation                                                                           */
 
-static void alloc_slot(struct model *m, struct acts *a) {
+/* The arrays of one activation slot and their sizes in bytes (0: not on this stage), in
+ * one list that alloc_slot allocates and model_mem_plan counts: the memory plan cannot
+ * drift from the allocation. Returns the number of arrays. */
+#define SLOT_ARRAYS 22
+static int slot_arrays(const struct model *m, struct acts *a, void **ptr[], size_t bytes[]) {
     size_t BT = (size_t)m->B * m->T, nl = (size_t)m->nl;
-    size_t C = (size_t)m->C, Cl = (size_t)m->Cl, Fl = (size_t)m->Fl;
+    size_t C = (size_t)m->C, Cl = (size_t)m->Cl, Fl = (size_t)m->Fl, f = sizeof(float);
+    size_t att = (size_t)m->B * m->NHl * m->T * m->T, first = m->first, last = m->last;
+    int n = 0;
+#define ARR(field, n_bytes) (ptr[n] = (void **)&a->field, bytes[n++] = (n_bytes))
+    ARR(x, f * (nl + 1) * BT * C);
+    ARR(ln1, f * nl * BT * C);
+    ARR(ln1_mean, f * nl * BT);
+    ARR(ln1_rstd, f * nl * BT);
+    ARR(qkv, f * nl * BT * 3 * Cl);
+    ARR(att, f * nl * att);
+    ARR(atty, f * nl * BT * Cl);
+    ARR(xmid, f * nl * BT * C);
+    ARR(ln2, f * nl * BT * C);
+    ARR(ln2_mean, f * nl * BT);
+    ARR(ln2_rstd, f * nl * BT);
+    ARR(fch, f * nl * BT * Fl);
+    ARR(fch_gelu, f * nl * BT * Fl);
+    ARR(tokens, first * sizeof(int32_t) * BT);
+    ARR(lnf, last * f * BT * C);
+    ARR(lnf_mean, last * f * BT);
+    ARR(lnf_rstd, last * f * BT);
+    ARR(logits, last * f * BT * (size_t)m->Vl);
+    ARR(rowmax, last * f * BT);
+    ARR(sumexp, last * f * BT);
+    ARR(tlogit, last * f * BT);
+    ARR(targets, last * sizeof(int32_t) * BT);
+#undef ARR
+    return n;
+}
+
+static void alloc_slot(struct model *m, struct acts *a) {
+    void **ptr[SLOT_ARRAYS];
+    size_t bytes[SLOT_ARRAYS];
     memset(a, 0, sizeof *a);
-    a->x = tr_malloc(sizeof(float) * (nl + 1) * BT * C);
-    if (nl) {
-        a->ln1 = tr_malloc(sizeof(float) * nl * BT * C);
-        a->ln1_mean = tr_malloc(sizeof(float) * nl * BT);
-        a->ln1_rstd = tr_malloc(sizeof(float) * nl * BT);
-        a->qkv = tr_malloc(sizeof(float) * nl * BT * 3 * Cl);
-        a->att = tr_malloc(sizeof(float) * nl * (size_t)m->B * m->NHl * m->T * m->T);
-        a->atty = tr_malloc(sizeof(float) * nl * BT * Cl);
-        a->xmid = tr_malloc(sizeof(float) * nl * BT * C);
-        a->ln2 = tr_malloc(sizeof(float) * nl * BT * C);
-        a->ln2_mean = tr_malloc(sizeof(float) * nl * BT);
-        a->ln2_rstd = tr_malloc(sizeof(float) * nl * BT);
-        a->fch = tr_malloc(sizeof(float) * nl * BT * Fl);
-        a->fch_gelu = tr_malloc(sizeof(float) * nl * BT * Fl);
-    }
-    if (m->first) a->tokens = tr_malloc(sizeof(int32_t) * BT);
-    if (m->last) {
-        a->lnf = tr_malloc(sizeof(float) * BT * C);
-        a->lnf_mean = tr_malloc(sizeof(float) * BT);
-        a->lnf_rstd = tr_malloc(sizeof(float) * BT);
-        a->logits = tr_malloc(sizeof(float) * BT * (size_t)m->Vl);
-        a->rowmax = tr_malloc(sizeof(float) * BT);
-        a->sumexp = tr_malloc(sizeof(float) * BT);
-        a->tlogit = tr_malloc(sizeof(float) * BT);
-        a->targets = tr_malloc(sizeof(int32_t) * BT);
-    }
+    int n = slot_arrays(m, a, ptr, bytes);
+    for (int i = 0; i < n; i++)
+        if (bytes[i]) *ptr[i] = tr_malloc(bytes[i]);
+}
+
+/* The backward scratch, shared by all slots: the same kind of list. */
+#define SCRATCH_ARRAYS 6
+static int scratch_arrays(struct model *m, float **ptr[], size_t bytes[]) {
+    size_t BT = (size_t)m->B * m->T, f = sizeof(float);
+    int n = 0;
+#define ARR(field, n_bytes) (ptr[n] = &m->field, bytes[n++] = (n_bytes))
+    ARR(dres, f * BT * m->C);
+    ARR(dln, f * BT * m->C);
+    ARR(dqkv, f * BT * 3 * m->Cl);
+    ARR(datty, f * BT * m->Cl);
+    ARR(dfch, f * BT * m->Fl);
+    ARR(att_scratch, f * (size_t)m->B * m->NHl * m->T * m->T);
+#undef ARR
+    return n;
 }
 
 static void free_slot(struct acts *a) {
@@ -213,8 +242,9 @@ static void free_slot(struct acts *a) {
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) tr_free(ptrs[i]);
 }
 
-void model_init(struct model *m, const struct config *cfg, const struct grid *g,
-                const struct kernels *k, int n_slots) {
+/* Everything model_init decides before it allocates: sizes, stage, parameter table. */
+static void model_layout(struct model *m, const struct config *cfg, const struct grid *g,
+                         const struct kernels *k) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->grid = g;
@@ -240,18 +270,45 @@ void model_init(struct model *m, const struct config *cfg, const struct grid *g,
     m->first = grid_is_first_stage(g);
     m->last = grid_is_last_stage(g);
     build_table(m);
+}
+
+void model_init(struct model *m, const struct config *cfg, const struct grid *g,
+                const struct kernels *k, int n_slots) {
+    model_layout(m, cfg, g, k);
     m->params = tr_calloc((size_t)m->n_local, sizeof(float));
     m->grads = tr_calloc((size_t)m->n_local, sizeof(float));
     m->n_slots = n_slots;
     m->slots = tr_calloc((size_t)n_slots, sizeof(struct acts));
     for (int s = 0; s < n_slots; s++) alloc_slot(m, &m->slots[s]);
-    size_t BT = (size_t)m->B * m->T;
-    m->dres = tr_malloc(sizeof(float) * BT * m->C);
-    m->dln = tr_malloc(sizeof(float) * BT * m->C);
-    m->dqkv = tr_malloc(sizeof(float) * BT * 3 * m->Cl);
-    m->datty = tr_malloc(sizeof(float) * BT * m->Cl);
-    m->dfch = tr_malloc(sizeof(float) * BT * m->Fl);
-    m->att_scratch = tr_malloc(sizeof(float) * (size_t)m->B * m->NHl * m->T * m->T);
+    float **ptr[SCRATCH_ARRAYS];
+    size_t bytes[SCRATCH_ARRAYS];
+    int n = scratch_arrays(m, ptr, bytes);
+    for (int i = 0; i < n; i++) *ptr[i] = tr_malloc(bytes[i]);
+}
+
+/* tr_malloc rounds every block up to 64 bytes */
+static int64_t alloc_bytes(size_t n_bytes) { return (int64_t)((n_bytes + 63) & ~(size_t)63); }
+
+void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm) {
+    struct model m;
+    model_layout(&m, cfg, g, NULL);
+    memset(mm, 0, sizeof *mm);
+    mm->n_local = m.n_local;
+    mm->params = alloc_bytes(sizeof(float) * (size_t)m.n_local);
+    mm->table = alloc_bytes(sizeof(struct param) * (size_t)(4 + 12 * m.L));
+    struct acts a;
+    void **sp[SLOT_ARRAYS];
+    size_t sb[SLOT_ARRAYS];
+    int n = slot_arrays(&m, &a, sp, sb);
+    for (int i = 0; i < n; i++)
+        if (sb[i]) mm->slot += alloc_bytes(sb[i]);
+    float **wp[SCRATCH_ARRAYS];
+    size_t wb[SCRATCH_ARRAYS];
+    n = scratch_arrays(&m, wp, wb);
+    for (int i = 0; i < n; i++) mm->scratch += alloc_bytes(wb[i]);
+    mm->first = m.first;
+    mm->last = m.last;
+    tr_free(m.p);
 }
 
 void model_free(struct model *m) {

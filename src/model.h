@@ -102,6 +102,18 @@ void model_init(struct model *m, const struct config *cfg, const struct grid *g,
                 const struct kernels *k, int n_slots);
 void model_free(struct model *m);
 
+/* What model_init allocates on this rank, in bytes, computed from the same lists it
+ * allocates from (nothing large is allocated here): for the memory plan. */
+struct model_mem {
+    int64_t n_local;     /* floats of this rank's shards */
+    int64_t params;      /* the weights; the gradients take as much */
+    int64_t table;       /* the parameter table */
+    int64_t slot;        /* the activations of one micro-batch in flight */
+    int64_t scratch;     /* the backward scratch, shared by the slots */
+    int     first, last; /* this rank holds stage 0 / the last stage */
+};
+void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm);
+
 /* Initialise weights: each shard computes exactly its slice of the full tensor from a
  * counter-based RNG keyed by (seed, tensor name, element index). */
 void model_init_weights(struct model *m, uint64_t seed);

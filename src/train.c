@@ -502,6 +502,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     check_data(t);
 
     int n_slots = t->gpipe ? t->M : TR_MIN(t->M, t->g.pp - t->g.pp_rank);
+    memplan_check(&t->cfg, &t->g, n_slots, &t->mem); /* refuses what would not fit */
     model_init(&t->m, &t->cfg, &t->g, t->k, n_slots);
     optim_init(&t->o, &t->m);
     dpr_init(&t->dpr, &t->m, &t->g, &t->cfg);

@@ -11,6 +11,7 @@
 #include "dp.h"
 #include "grid.h"
 #include "guard.h"
+#include "memplan.h"
 #include "model.h"
 #include "optim.h"
 #include "runlock.h"
@@ -31,6 +32,7 @@ struct trainer {
     struct model  m;
     struct optim  o;
     struct dp_reducer dpr;
+    struct mem_plan mem;     /* what this job was predicted to use */
     struct dataset *ds;
     int  M;                  /* micro-batches per step */
     int  gpipe;              /* schedule: 1 = GPipe, 0 = 1F1B */
