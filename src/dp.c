@@ -6,7 +6,9 @@
 
 #include "common.h"
 
-enum bucket_state { B_IDLE, B_FLAT, B_SCATTER, B_CROSS, B_GATHER, B_DONE };
+/* A bucket's reduction: in flight (FLAT, SCATTER, CROSS, GATHER) or waiting for its turn
+ * to start the next phase (SCATTERED, CROSSED). */
+enum bucket_state { B_IDLE, B_FLAT, B_SCATTER, B_SCATTERED, B_CROSS, B_CROSSED, B_GATHER, B_DONE };
 
 struct dp_bucket {
     long  off, n;          /* range of model.grads */
@@ -40,43 +42,46 @@ static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g) {
     b->chunk = tr_malloc(sizeof(float) * (size_t)(base + 1));
 }
 
-/* Advance one bucket's state machine as far as it goes without blocking (or, with
- * block = 1, to the end). */
-static void bucket_advance(struct dp_bucket *b, const struct grid *g, float *grads, int block) {
-    for (;;) {
-        if (b->state == B_IDLE || b->state == B_DONE) return;
-        int done = 0;
-        if (block) {
-            MPI_CHECK(MPI_Wait(&b->req, MPI_STATUS_IGNORE));
-            done = 1;
-        } else {
-            MPI_CHECK(MPI_Test(&b->req, &done, MPI_STATUS_IGNORE));
-        }
-        if (!done) return;
-        int lr;
-        MPI_Comm_rank(g->dp_node_comm, &lr);
-        switch (b->state) {
-        case B_FLAT:
-            b->state = B_DONE;
-            break;
-        case B_SCATTER:
-            MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->chunk, b->counts[lr], MPI_FLOAT, MPI_SUM,
-                                     g->dp_cross_comm, &b->req));
-            b->state = B_CROSS;
-            break;
-        case B_CROSS:
-            MPI_CHECK(MPI_Iallgatherv(b->chunk, b->counts[lr], MPI_FLOAT, grads + b->off,
-                                      b->counts, b->displs, MPI_FLOAT, g->dp_node_comm,
-                                      &b->req));
-            b->state = B_GATHER;
-            break;
-        case B_GATHER:
-            b->state = B_DONE;
-            break;
-        default:
-            return;
-        }
+/* Has the bucket's request completed (block = 1: wait for it)? Moves an in-flight
+ * bucket to the state after its phase; returns 1 when it did. */
+static int bucket_poll(struct dp_bucket *b, int block) {
+    if (b->state != B_FLAT && b->state != B_SCATTER && b->state != B_CROSS &&
+        b->state != B_GATHER)
+        return 0;
+    int done = 0;
+    if (block) {
+        MPI_CHECK(MPI_Wait(&b->req, MPI_STATUS_IGNORE));
+        done = 1;
+    } else {
+        MPI_CHECK(MPI_Test(&b->req, &done, MPI_STATUS_IGNORE));
     }
+    if (!done) return 0;
+    switch (b->state) {
+    case B_FLAT:    b->state = B_DONE; break;
+    case B_SCATTER: b->state = B_SCATTERED; break;
+    case B_CROSS:   b->state = B_CROSSED; break;
+    default:        b->state = B_DONE; break;
+    }
+    return 1;
+}
+
+static int node_rank(const struct grid *g) {
+    int lr;
+    MPI_Comm_rank(g->dp_node_comm, &lr);
+    return lr;
+}
+
+static void bucket_cross(struct dp_bucket *b, const struct grid *g) {
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->chunk, b->counts[node_rank(g)], MPI_FLOAT,
+                             MPI_SUM, g->dp_cross_comm, &b->req));
+    b->state = B_CROSS;
+}
+
+static void bucket_gather(struct dp_bucket *b, const struct grid *g, MPI_Comm comm,
+                          float *grads) {
+    MPI_CHECK(MPI_Iallgatherv(b->chunk, b->counts[node_rank(g)], MPI_FLOAT, grads + b->off,
+                              b->counts, b->displs, MPI_FLOAT, comm, &b->req));
+    b->state = B_GATHER;
 }
 
 static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
@@ -86,8 +91,6 @@ static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo
                                  g->dp_comm, &b->req));
         b->state = B_FLAT;
     } else {
-        int lr;
-        MPI_Comm_rank(g->dp_node_comm, &lr);
         MPI_CHECK(MPI_Ireduce_scatter(grads + b->off, b->chunk, b->counts, MPI_FLOAT, MPI_SUM,
                                       g->dp_node_comm, &b->req));
         b->state = B_SCATTER;
@@ -101,11 +104,33 @@ void dpr_allreduce(const struct grid *g, enum dp_algo algo, float *x, long n) {
         struct dp_bucket b = {.off = off, .n = TR_MIN(max_chunk, n - off)};
         if (algo == DP_HIER) bucket_plan_hier(&b, g);
         bucket_start(&b, g, algo, x);
-        bucket_advance(&b, g, x, 1);
+        bucket_poll(&b, 1);
+        if (b.state == B_SCATTERED) {
+            bucket_cross(&b, g);
+            bucket_poll(&b, 1);
+            bucket_gather(&b, g, g->dp_node_comm, x);
+            bucket_poll(&b, 1);
+        }
         tr_free(b.chunk);
         tr_free(b.counts);
         tr_free(b.displs);
     }
+}
+
+/* MPI requires every rank to start the collectives of one communicator in the same
+ * order. Buckets start (reduce-scatter or flat all-reduce) in the order the backward
+ * pass completes them, the same on every rank; but which bucket's reduce-scatter
+ * finishes first differs between ranks. So the cross-node all-reduces and the
+ * all-gathers are started strictly in that same start order (a bucket waits for the
+ * ones before it), and the all-gathers use a communicator of their own, so they never
+ * interleave with the reduce-scatters of later buckets on the node communicator. */
+static void issue_in_order(struct dp_reducer *r) {
+    while (r->next_cross < r->n_started &&
+           r->b[r->order[r->next_cross]].state == B_SCATTERED)
+        bucket_cross(&r->b[r->order[r->next_cross++]], r->g);
+    while (r->next_gather < r->n_started &&
+           r->b[r->order[r->next_gather]].state == B_CROSSED)
+        bucket_gather(&r->b[r->order[r->next_gather++]], r->g, r->gather_comm, r->m->grads);
 }
 
 static int reduced_by_buckets(const struct model *m, const struct grid *g, int i) {
@@ -155,8 +180,12 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         r->bucket_of[i] = cur;
         r->b[cur].n_tensors = 1;
     }
-    if (r->algo == DP_HIER)
+    r->order = tr_calloc((size_t)r->n_buckets + 1, sizeof(int));
+    r->gather_comm = MPI_COMM_NULL;
+    if (r->algo == DP_HIER) {
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
+        MPI_CHECK(MPI_Comm_dup(g->dp_node_comm, &r->gather_comm));
+    }
 }
 
 void dpr_free(struct dp_reducer *r) {
@@ -167,12 +196,15 @@ void dpr_free(struct dp_reducer *r) {
     }
     tr_free(r->b);
     tr_free(r->bucket_of);
+    tr_free(r->order);
+    if (r->gather_comm != MPI_COMM_NULL) MPI_Comm_free(&r->gather_comm);
     memset(r, 0, sizeof *r);
 }
 
 void dpr_arm(struct dp_reducer *r) {
     if (r->g->dp == 1) return;
     r->armed = 1;
+    r->n_started = r->next_cross = r->next_gather = 0;
     for (int i = 0; i < r->n_buckets; i++) {
         r->b[i].state = B_IDLE;
         r->b[i].pending = r->b[i].n_tensors;
@@ -184,33 +216,46 @@ void dpr_ready(struct dp_reducer *r, int first, int n) {
     for (int i = first; i < first + n; i++) {
         int b = r->bucket_of[i];
         if (b < 0) continue;
-        if (--r->b[b].pending == 0) bucket_start(&r->b[b], r->g, r->algo, r->m->grads);
+        if (--r->b[b].pending == 0) {
+            bucket_start(&r->b[b], r->g, r->algo, r->m->grads);
+            r->order[r->n_started++] = b;
+        }
     }
     dpr_progress(r);
 }
 
 void dpr_progress(struct dp_reducer *r) {
     if (!r->armed) return;
-    for (int i = 0; i < r->n_buckets; i++) bucket_advance(&r->b[i], r->g, r->m->grads, 0);
+    for (int k = 0; k < r->n_started; k++) bucket_poll(&r->b[r->order[k]], 0);
+    issue_in_order(r);
 }
 
 void dpr_finish(struct dp_reducer *r) {
     double t0 = tr_now();
     struct model *m = r->m;
     const struct grid *g = r->g;
+    if (r->armed) {
+        if (r->n_started != r->n_buckets)
+            TR_ABORT("%d of %d gradient buckets were never completed by the backward pass",
+                     r->n_buckets - r->n_started, r->n_buckets);
+        for (int k = 0; k < r->n_started; k++) {
+            struct dp_bucket *b = &r->b[r->order[k]];
+            while (b->state != B_DONE) {
+                /* every earlier bucket is done, so this one's next phase can start */
+                bucket_poll(b, 1);
+                issue_in_order(r);
+                if (b->state == B_SCATTERED || b->state == B_CROSSED)
+                    TR_ABORT("gradient bucket %d could not start its next phase", r->order[k]);
+            }
+        }
+        r->armed = 0;
+    }
+    /* after the buckets: its collectives must not interleave with theirs */
     if (g->pp > 1 && m->p[0].n_local) {
         /* tied embedding: stage 0's lookup gradient + the last stage's head gradient */
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads + m->p[0].offset, (int)m->p[0].n_local,
                                 MPI_FLOAT, MPI_SUM, g->emb_comm));
         dpr_allreduce(g, r->algo, m->grads + m->p[0].offset, (long)m->p[0].n_local);
-    }
-    if (r->armed) {
-        for (int i = 0; i < r->n_buckets; i++) {
-            if (r->b[i].state == B_IDLE)
-                TR_ABORT("gradient bucket %d was never completed by the backward pass", i);
-            bucket_advance(&r->b[i], g, m->grads, 1);
-        }
-        r->armed = 0;
     }
     r->t_exposed = tr_now() - t0;
 }

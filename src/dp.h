@@ -33,6 +33,9 @@ struct dp_reducer {
     struct dp_bucket *b;
     int *bucket_of;       /* param index → bucket (-1: not reduced by buckets) */
     int armed;            /* this backward pass is the last micro-batch's */
+    int *order;           /* buckets in the order they started (the same on every rank) */
+    int n_started, next_cross, next_gather; /* hierarchical: next to start each phase */
+    MPI_Comm gather_comm; /* hierarchical: a node communicator for the all-gathers only */
     double t_exposed;     /* seconds spent waiting in dpr_finish (not hidden) */
 };
 
