@@ -12,6 +12,7 @@
 # failure ("timed out after N s"), and whatever it left running (mpirun, its ranks) is
 # killed with it.
 set -u
+set +m  # no job control: a background suite is no process-group leader (see below)
 cd "$(dirname "$0")/.."
 # a fresh machine: install what is missing, then build everything the tests use
 slurm/install_deps.sh || exit 2
