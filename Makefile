@@ -1,7 +1,7 @@
 # trident — build.
 #   make            build bin/trident (CPU backend; every test binary too with `make tests`)
 #   make deps       install the Debian packages trident needs (or print the apt-get line)
-#   make test       build and run every test (ends with "N passed, N failed")
+#   make test       build and run every test (ends with "N passed, N failed, N skipped")
 #   make bench      run the benchmarks (ratios measured in the same run)
 #   make demo       the README's main job: prepare the fortunes corpus, train, sample
 

@@ -1,7 +1,11 @@
 # tests/lib.sh — helpers shared by the shell tests (sourced, not run).
 #
-# Every test prints "ok   name" or "FAIL name: reason"; test_summary prints the
-# "N passed, N failed" line that tests/run.sh adds up.
+# Every test prints "ok   name", "FAIL name: reason" or "skip name: reason" (a case that
+# cannot run here, e.g. no tmpfs mount); test_summary prints the
+# "N passed, N failed, N skipped" line that tests/run.sh adds up.
+#
+# mpi runs every mpirun under `timeout` (TRIDENT_RUN_TIMEOUT seconds, default 300), so a
+# deadlocked case fails on its own instead of eating the whole suite's time.
 
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,22 +18,25 @@ TEST_TMP=$(mktemp -d /tmp/trident-test.XXXXXX)
 trap '[ -n "${KEEP_TEST_TMP:-}" ] || rm -rf "$TEST_TMP"' EXIT
 N_PASS=0
 N_FAIL=0
+N_SKIP=0
 
 pass() { echo "ok   $1"; N_PASS=$((N_PASS + 1)); }
 fail() { echo "FAIL $1: $2"; N_FAIL=$((N_FAIL + 1)); }
+skip() { echo "skip $1: $2"; N_SKIP=$((N_SKIP + 1)); }  # skip NAME REASON
 check() { # check NAME COMMAND... : passes when the command succeeds
     local name=$1; shift
     if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi
 }
 test_summary() {
-    echo "$N_PASS passed, $N_FAIL failed"
+    echo "$N_PASS passed, $N_FAIL failed, $N_SKIP skipped"
     [ "$N_FAIL" -eq 0 ]
 }
 
-# mpi NP ARGS...: run trident on NP ranks (oversubscribed)
+# mpi NP ARGS...: run trident on NP ranks (oversubscribed), killed (exit 124 or 137)
+# after TRIDENT_RUN_TIMEOUT seconds
 mpi() {
     local np=$1; shift
-    mpirun --oversubscribe -np "$np" "$TRIDENT" "$@"
+    timeout -k 5 "${TRIDENT_RUN_TIMEOUT:-300}" mpirun --oversubscribe -np "$np" "$TRIDENT" "$@"
 }
 
 # the sample corpus as a token file, made once per test run

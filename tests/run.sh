@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # tests/run.sh — run every test: the unit-test binaries (bin/test_*) and the multi-rank,
 # fault-injection and Slurm scripts (tests/test_*.sh). Each prints its own
-# "N passed, N failed" line; this adds them up and ends with the total.
+# "N passed, N failed, N skipped" line (an older "N passed, N failed" line is accepted);
+# this adds them up, lists every skipped case by name and ends with the total line.
 #
 #   tests/run.sh            everything
 #   tests/run.sh NAME...    only the tests whose name contains NAME (e.g. parallel)
+#
+# Every suite runs in its own session under `timeout --kill-after=10`
+# (TRIDENT_SUITE_TIMEOUT seconds, default 900): a suite that runs longer counts as a
+# failure ("timed out after N s"), and whatever it left running (mpirun, its ranks) is
+# killed with it.
 set -u
+set +m  # no job control: a background suite is no process-group leader (see below)
 cd "$(dirname "$0")/.."
 # a fresh machine: install what is missing, then build everything the tests use
 slurm/install_deps.sh || exit 2
-make -j"$(nproc)" tests >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+make -j"$(nproc)" tests >/dev/null || { echo "build failed"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+limit=${TRIDENT_SUITE_TIMEOUT:-900}
 total_pass=0
 total_fail=0
+total_skip=0
 failed_suites=()
+skipped_cases=()
 start=$(date +%s)
+sid=
+# interrupted: the running suite's session goes too
+trap '[ -n "$sid" ] && pkill -KILL -s "$sid"; exit 130' INT TERM
 
 suites=()
 for t in bin/test_* tests/test_*.sh; do
@@ -31,22 +44,46 @@ for t in "${suites[@]}"; do
     t0=$(date +%s)
     echo "=== $t"
     log=$(mktemp)
-    if [[ "$t" == bin/* ]]; then OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "./$t" 2>&1 | tee "$log"
-    else "./$t" 2>&1 | tee "$log"; fi
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    # the suite in a session of its own whose id is $! (a background subshell is no
+    # process-group leader without job control, so setsid does not fork), its output to
+    # the log, shown as it comes
+    (
+        if [[ "$t" == bin/* ]]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}; fi
+        exec setsid timeout --kill-after=10 "$limit" "./$t"
+    ) </dev/null >"$log" 2>&1 &
+    sid=$!
+    tail -n +1 -f --pid="$sid" "$log"
+    wait "$sid"
+    rc=$?
+    # whatever the suite left behind in its session (the ranks of a killed mpirun, a
+    # deadlocked run in a process group of its own) goes with it
+    pkill -KILL -s "$sid" 2>/dev/null
+    dt=$(( $(date +%s) - t0 ))
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -n 1)
+    skips=$(grep -E '^skip [^ ]+: ' "$log")
     rm -f "$log"
+    if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ "$dt" -ge "$limit" ]; then
+        echo "FAIL $t: timed out after $limit s"
+        total_fail=$((total_fail + 1)); failed_suites+=("$t (timed out after $limit s)"); continue
+    fi
     if [ -z "$line" ]; then
-        echo "    (no summary line: counted as one failure)"
+        echo "    (no summary line, exit $rc: counted as one failure)"
         total_fail=$((total_fail + 1)); failed_suites+=("$t"); continue
     fi
-    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
-    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}; s=0
+    case "$line" in *skipped) s=${line##*, }; s=${s%% skipped} ;; esac
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + s))
     [ "$f" -gt 0 ] && failed_suites+=("$t")
-    echo "    ($(( $(date +%s) - t0 )) s)"
+    [ -n "$skips" ] && while read -r s; do skipped_cases+=("$t: ${s#skip }"); done <<<"$skips"
+    echo "    ($dt s)"
 done
 
 echo
 echo "suites: ${#suites[@]}, time: $(( $(date +%s) - start )) s"
+if [ ${#skipped_cases[@]} -gt 0 ]; then
+    echo "skipped:"
+    for s in "${skipped_cases[@]}"; do echo "  $s"; done
+fi
 [ ${#failed_suites[@]} -gt 0 ] && echo "failing: ${failed_suites[*]}"
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

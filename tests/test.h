@@ -2,11 +2,16 @@
  *
  * A test is a plain function `static void test_what_it_proves(void)` that calls
  * CHECK(...) / CHECK_CLOSE(...). Register it with RUN(test_fn) from main() and end main
- * with `return test_summary();`, which prints "N passed, N failed" (tests/run.sh adds
- * these lines up) and returns non-zero when anything failed.
+ * with `return test_summary();`, which prints "N passed, N failed, N skipped"
+ * (tests/run.sh adds these lines up) and returns non-zero when anything failed.
+ *
+ * A test that cannot run here calls SKIP("reason", ...) and returns at once: it counts as
+ * skipped, not passed, and RUN prints "skip test_name: reason" (unless a CHECK already
+ * failed, which still counts as a failure).
  *
  * Under MPI, only rank 0 prints (set test_rank before RUN), but every rank counts, so
- * a failure on any rank is reported through test_summary_mpi().
+ * a failure on any rank must reach rank 0 before test_summary() (test_io.c reduces
+ * test_n_fail with MPI_MAX).
  */
 #ifndef TRIDENT_TEST_H
 #define TRIDENT_TEST_H
@@ -15,8 +20,17 @@
 #include <stdio.h>
 #include <string.h>
 
-static int test_n_pass, test_n_fail, test_cur_failed, test_rank;
+static int test_n_pass, test_n_fail, test_n_skip, test_cur_failed, test_cur_skipped, test_rank;
 static const char *test_cur_name;
+static char test_cur_skip_reason[256];
+
+/* SKIP(fmt, ...): this test cannot run here; say why and return from the test function */
+#define SKIP(...)                                                                    \
+    do {                                                                             \
+        snprintf(test_cur_skip_reason, sizeof test_cur_skip_reason, __VA_ARGS__);    \
+        test_cur_skipped = 1;                                                        \
+        return;                                                                      \
+    } while (0)
 
 #define CHECK(cond)                                                                  \
     do {                                                                             \
@@ -53,16 +67,22 @@ static const char *test_cur_name;
     do {                                                                             \
         test_cur_name = #fn;                                                         \
         test_cur_failed = 0;                                                         \
+        test_cur_skipped = 0;                                                        \
         fn();                                                                        \
-        if (test_cur_failed) test_n_fail++; else test_n_pass++;                      \
+        if (test_cur_failed) test_n_fail++;                                          \
+        else if (test_cur_skipped) test_n_skip++;                                    \
+        else test_n_pass++;                                                          \
         if (test_rank == 0) {                                                        \
-            printf("%s %s\n", test_cur_failed ? "FAIL" : "ok  ", #fn);               \
+            if (!test_cur_failed && test_cur_skipped)                                \
+                printf("skip %s: %s\n", #fn, test_cur_skip_reason);                  \
+            else                                                                     \
+                printf("%s %s\n", test_cur_failed ? "FAIL" : "ok  ", #fn);           \
             fflush(stdout);                                                          \
         }                                                                            \
     } while (0)
 
 static inline int test_summary(void) {
-    printf("%d passed, %d failed\n", test_n_pass, test_n_fail);
+    printf("%d passed, %d failed, %d skipped\n", test_n_pass, test_n_fail, test_n_skip);
     return test_n_fail ? 1 : 0;
 }
 

@@ -150,7 +150,7 @@ if mount -t tmpfs -o size=${room}k tmpfs "$mnt" 2>/dev/null; then
     else pass "$name"; fi
     umount "$mnt"
 else
-    echo "skip disk_full_keeps_previous_checkpoint (cannot mount a small tmpfs here)"
+    skip disk_full_keeps_previous_checkpoint "cannot mount a small tmpfs here"
 fi
 
 # --- partitioned reading: each window of a step is read once (per pipeline end) -------

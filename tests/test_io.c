@@ -14,8 +14,10 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <hdf5.h>
 #include <mpi.h>
+#include <pwd.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -143,11 +145,7 @@ static void h5_attr_str(const char *path, const char *name, char *out, size_t ca
 /* Runs this binary again as `self --child ARGS...` with stdout discarded and stderr in
  * err_path; returns its exit code. The MPI launcher's job variables are left out of the
  * child's environment so it starts as its own (singleton) MPI job. */
-static int run_child(const char *err_path, const char **args) {
-    const char *argv[32] = {"/proc/self/exe", "--child"};
-    int n = 2;
-    for (; args[n - 2]; n++) argv[n] = args[n - 2];
-    argv[n] = NULL;
+static char **child_environ(void) {  /* environ without the MPI job's variables */
     int n_env = 0;
     for (char **e = environ; *e; e++) n_env++;
     char **envp = tr_malloc(sizeof(char *) * (size_t)(n_env + 1));
@@ -158,6 +156,19 @@ static int run_child(const char *err_path, const char **args) {
         if (!job) envp[m++] = *e;
     }
     envp[m] = NULL;
+    return envp;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
+static int run_child(const char *err_path, const char **args) {
+    const char *argv[32] = {"/proc/self/exe", "--child"};
+    int n = 2;
+    for (; args[n - 2]; n++) argv[n] = args[n - 2];
+    argv[n] = NULL;
+    char **envp = child_environ();
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
@@ -1027,14 +1038,76 @@ static void test_prep_refuses_bad_input_with_message_and_hint(void) {
     CHECK_CHILD_FAILS("--val-fraction", "prep", "--out", out, "--val-fraction", "1.5", one);
     CHECK_CHILD_FAILS("--seed", "prep", "--out", out, "--seed", "x", one);
     CHECK_CHILD_FAILS("/no/such/dir", "prep", "--out", bad_out, one);
-    if (geteuid() != 0) {  /* root reads any file */
-        char locked[320];
-        path_in(locked, sizeof(locked), "locked.txt");
-        write_file(locked, "secret\n", 7);
-        chmod(locked, 0);
-        CHECK_CHILD_FAILS("locked.txt", "prep", "--out", out, locked, one);
-    }
     CHECK(!file_exists(out));  /* a failed prep leaves no file behind */
+}
+
+/* An input file prep cannot read: exit 2, its name and a HINT, no output file. Root
+ * reads any file, so as root the child drops to the user 'nobody' (CI runs as root);
+ * the files and a copy of this binary sit in a directory that user can reach. */
+static int copy_file(const char *from, const char *to, mode_t mode) {
+    int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    char buf[1 << 16];
+    ssize_t n = 0;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)n) != n) { n = -1; break; }
+    if (in >= 0) close(in);
+    if (out >= 0) close(out);
+    return in >= 0 && out >= 0 && n == 0 && chmod(to, mode) == 0 ? 0 : -1;
+}
+
+static void test_prep_refuses_unreadable_file(void) {
+    if (test_rank != 0) return;
+    char dir[] = "/tmp/trident_test_unreadable_XXXXXX";
+    if (!mkdtemp(dir)) SKIP("mkdtemp failed");
+    char exe[320], locked[320], one[320], out[320], err[320];
+    snprintf(exe, sizeof exe, "%s/test_io", dir);
+    snprintf(locked, sizeof locked, "%s/locked.txt", dir);
+    snprintf(one, sizeof one, "%s/one.txt", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    snprintf(err, sizeof err, "%s/child.err", dir);
+    /* writable by anyone, so that a prep that wrongly goes on can write its output */
+    chmod(dir, 01777);
+    write_file(one, "only\n%\nanother\n", 15);
+    chmod(one, 0644);
+    write_file(locked, "secret\n", 7);
+    chmod(locked, 0);
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (uid == 0) {
+        const struct passwd *pw = getpwnam("nobody");
+        if (!pw || pw->pw_uid == 0) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); SKIP("running as root and there is no user 'nobody' to drop to"); }
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+    if (copy_file("/proc/self/exe", exe, 0755) != 0) {
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        SKIP("cannot copy the test binary to %s", dir);
+    }
+    const char *argv[] = {exe, "--child", "prep", "--out", out, "--split-on", "%", locked, one, NULL};
+    char **envp = child_environ();
+    pid_t pid = fork();
+    if (pid == 0) {  /* only async-signal-safe calls until exec */
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666), nul = open("/dev/null", O_WRONLY);
+        if (e < 0 || nul < 0 || dup2(nul, 1) < 0 || dup2(e, 2) < 0) _exit(98);
+        if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
+            _exit(99);
+        if (geteuid() == 0) _exit(99);
+        execve(exe, (char **)argv, envp);
+        _exit(97);
+    }
+    int status = 0;
+    int rc = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status)
+                 ? WEXITSTATUS(status) : -1;
+    tr_free(envp);
+    if (rc == 99) {
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        SKIP("running as root and cannot switch to uid %d (no CAP_SETUID?)", (int)uid);
+    }
+    CHECK_MSG(rc == 2, "locked.txt: exit code %d, expected 2 (as uid %d)", rc, (int)uid);
+    CHECK_MSG(file_contains(err, "locked.txt"), "stderr lacks 'locked.txt'");
+    CHECK_MSG(file_contains(err, "HINT: "), "stderr lacks a HINT (locked.txt)");
+    CHECK(!file_exists(out));
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 
@@ -1138,10 +1211,6 @@ static int child_main(int argc, char **argv) {
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "--child") == 0) return child_main(argc - 2, argv + 2);
     MPI_Init(&argc, &argv);
@@ -1176,6 +1245,7 @@ int main(int argc, char **argv) {
     RUN(test_dataset_falls_back_to_hdf5_for_chunked_files);
 
     RUN(test_prep_refuses_bad_input_with_message_and_hint);
+    RUN(test_prep_refuses_unreadable_file);
     RUN(test_dataset_open_refuses_bad_files_with_message_and_hint);
     RUN(test_dataset_window_out_of_range_aborts);
     RUN(test_dataset_corpus_refuses_mismatched_vocab_and_empty_glob);

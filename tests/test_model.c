@@ -1,6 +1,7 @@
 /* test_model.c — the whole GPT-2 forward and backward pass against an independent
  * double-precision reference, by finite differences; plus the parameter table,
- * initialisation, stage balancing and learning-rate schedule. One rank. */
+ * initialisation, stage balancing, learning-rate schedule, the global gradient norm and
+ * which parameters weight decay touches. One rank. */
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -198,6 +199,17 @@ static void test_whole_model_gradient_matches_finite_differences(void) {
     }
     printf("       whole model: loss %.8f vs reference %.8f; worst gradient error %.2e "
            "of the tensor's largest (%s)\n", loss, ref, worst, worst_name);
+    /* the reported global gradient norm is the L2 norm of the whole gradient (just checked
+     * against the reference above), summed here in double over every element of the
+     * table: not its square, not a partial sum */
+    double sq = 0;
+    for (int i = 0; i < m.n_params; i++)
+        for (int64_t j = 0; j < m.p[i].n_local; j++) {
+            double gj = m.grads[m.p[i].offset + j];
+            sq += gj * gj;
+        }
+    CHECK(sq > 0 && fabs(sqrt(sq) - 1.0) > 1e-3);  /* so that the square would differ */
+    CHECK_CLOSE(optim_grad_norm(&m), sqrt(sq), 1e-6, 0);
     /* padded vocabulary rows never get a gradient through the head */
     const struct param *wte = &m.p[model_find(&m, "wte")];
     double pad = 0;
@@ -292,6 +304,57 @@ static void test_lr_schedule_warmup_then_cosine_to_floor(void) {
     for (int s = 11; s < 110; s++) CHECK(optim_lr(&cfg, s) <= optim_lr(&cfg, s - 1));
 }
 
+/* weight decay: with a zero gradient one AdamW step multiplies every matrix (wte, wpe,
+ * the attention and MLP weights) by exactly 1 - lr*wd, and leaves every bias and every
+ * LayerNorm gain and bias as it was */
+static int decays(const char *name) {
+    if (strcmp(name, "wte") == 0 || strcmp(name, "wpe") == 0) return 1;
+    size_t n = strlen(name);
+    return !strstr(name, "ln_") && n > 2 && strcmp(name + n - 2, ".w") == 0;
+}
+
+static void test_weight_decay_shrinks_matrices_only(void) {
+    struct config cfg = tiny_config();
+    cfg.weight_decay = 0.1f;
+    const float lr = 0.01f;
+    struct grid g;
+    grid_init(&g, &cfg);
+    struct model m;
+    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    /* non-zero values everywhere, biases included, so that a decay would show */
+    for (int i = 0; i < m.n_params; i++)
+        for (int64_t j = 0; j < m.p[i].n_local; j++)
+            m.params[m.p[i].offset + j] =
+                (float)(0.5 + 0.2 * rng_normal(rng_key3(7, (uint64_t)i, (uint64_t)j)));
+    float *before = malloc(sizeof(float) * (size_t)m.n_local);
+    memcpy(before, m.params, sizeof(float) * (size_t)m.n_local);
+    model_zero_grads(&m);
+    struct optim o;
+    optim_init(&o, &m);
+    optim_step(&o, &m, lr, 1.0f);
+    int n_decayed = 0, n_kept = 0;
+    for (int i = 0; i < m.n_params; i++) {
+        const struct param *p = &m.p[i];
+        int want = decays(p->name), bad = 0;
+        for (int64_t j = 0; j < p->n_local && !bad; j++) {
+            double b = before[p->offset + j], a = m.params[p->offset + j];
+            double expect = want ? b * (1.0 - (double)lr * cfg.weight_decay) : b;
+            if (want ? !(fabs(a - expect) <= 1e-6 * fabs(expect)) : a != b) {
+                CHECK_MSG(0, "%s[%lld]: %.9g -> %.9g, expected %.9g (%s)", p->name,
+                          (long long)j, b, a, expect, want ? "decays" : "no decay");
+                bad = 1;
+            }
+        }
+        if (want) n_decayed++; else n_kept++;
+    }
+    /* wte, wpe + 4 matrices per layer; 8 biases and gains per layer + ln_f */
+    CHECK(n_decayed == 2 + 4 * cfg.n_layer && n_kept == 8 * cfg.n_layer + 2);
+    optim_free(&o);
+    free(before);
+    model_free(&m);
+    grid_free(&g);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     RUN(test_whole_model_gradient_matches_finite_differences);
@@ -299,6 +362,7 @@ int main(int argc, char **argv) {
     RUN(test_init_is_gpt2_and_counter_based);
     RUN(test_stage_bounds_balance_and_override);
     RUN(test_lr_schedule_warmup_then_cosine_to_floor);
+    RUN(test_weight_decay_shrinks_matrices_only);
     int rc = test_summary();
     MPI_Finalize();
     return rc;

@@ -90,5 +90,20 @@ if grep -q "flat all-reduce is used" "$TEST_TMP/uneven.log" &&
 then pass "unequal_nodes_fall_back_to_flat"
 else fail "unequal_nodes_fall_back_to_flat" "$(grep -m1 -i warn "$TEST_TMP/uneven.log")"; fi
 unset TRIDENT_RANKS_PER_NODE
+# 3 ranks per node on 2 nodes (dp 6): the node-local reduce-scatter splits the gradient
+# bucket (the whole model, 0.23M floats, not a multiple of 3) in 3 unequal chunks; the
+# remainder must be reduced too
+export TRIDENT_RANKS_PER_NODE=3
+run hier3 6 6 1 1 1f1b --allreduce=hier && run flat3 6 6 1 1 1f1b --allreduce=flat
+name=hierarchical_equals_flat_with_3_ranks_per_node
+if ! grep -q "gradient all-reduce hierarchical" "$TEST_TMP/hier3.log" ||
+   ! grep -q "(2 nodes)" "$TEST_TMP/hier3.log"; then
+    fail "$name" "no hierarchical run on 2 nodes: $(grep -m1 -iE "error|all-reduce" "$TEST_TMP/hier3.log")"
+elif ! why=$(same_losses "$TEST_TMP/hier3" "$TEST_TMP/flat3" 1e-5); then
+    fail "$name" "losses differ: $why"
+elif ! why=$(same_weights "$(last_ckpt "$TEST_TMP/hier3")" "$(last_ckpt "$TEST_TMP/flat3")" 1e-5); then
+    fail "$name" "final weights differ: $(tail -n 1 <<<"$why")"
+else pass "$name"; fi
+unset TRIDENT_RANKS_PER_NODE
 
 test_summary

@@ -185,7 +185,7 @@ usage_case usage_layout_key_after_dashdash "the driver sets --dp" -- --dp=2
 # sbatch: through a real Slurm cluster (2 emulated nodes of 1 CPU: 2 ranks need both)
 
 if [ "$(id -u)" -ne 0 ] || ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
-    echo "# sbatch: skipped (needs root and slurm-wlm, munge)"
+    skip sbatch_runs_through_slurm "needs root and slurm-wlm, munge"
 else
     progress "sbatch: bringing up 2 nodes × 1 CPU in $TRIDENT_SLURM_DIR"
     # one retry: cluster.sh up can misjudge a daemon it has just forked (its

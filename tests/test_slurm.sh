@@ -280,7 +280,7 @@ setup() {
 }
 if ! setup; then
     fail setup "see the messages above"
-    echo "$passed passed, $failed failed"
+    echo "$passed passed, $failed failed, 0 skipped"
     exit 1
 fi
 
@@ -289,5 +289,5 @@ test_a
 test_b
 test_c
 test_d
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
