@@ -22,7 +22,7 @@ source "$(dirname "$0")/lib.sh"
 DATA=$(sample_data)
 SLOW=${SIGNAL_TEST_SLOW_CKPT:-5}
 STEPS=400
-ARGS=(train "$ROOT/inputs/tiny.conf" --data="$DATA" --steps=$STEPS --eval_every=0
+ARGS=(train "$ROOT/inputs/tiny.conf" --data="$DATA" "--steps=$STEPS" --eval_every=0
       --log_every=1000 --dp=2 --tp=1 --pp=1)
 export TRIDENT_SLURM_DIR=${TRIDENT_SLURM_SIGNALS_DIR:-/tmp/trident-slurm-signals}
 export TRIDENT_SLURM_PORT=${TRIDENT_SLURM_SIGNALS_PORT:-16617}
@@ -134,7 +134,7 @@ else
         ID[$c]=$(submit "${c%_*}" "$TEST_TMP/$c") || ID[$c]=""
     done
     for c in mpirun_term mpirun_cancel srun_term; do
-        [ -n "${ID[$c]}" ] && wait_steps "$TEST_TMP/$c" || continue
+        if [ -z "${ID[$c]}" ] || ! wait_steps "$TEST_TMP/$c"; then continue; fi
         case $c in
             *_term) scancel --batch --signal=TERM "${ID[$c]}" ;; # TERM to the batch shell
             mpirun_cancel) scancel "${ID[$c]}" ;; # TERM to every process, KILL after KillWait
