@@ -97,7 +97,7 @@ slurm_skip() {
     local c
     for c in slurm_mpirun_term_requeues slurm_mpirun_cancel_keeps_checkpoint \
         slurm_srun_term_requeues; do
-        echo "skip $c (no Slurm test cluster on this machine: $1)"
+        skip "$c" "no Slurm test cluster on this machine: $1"
     done
 }
 job_field() { scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
