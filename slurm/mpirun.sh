@@ -29,6 +29,8 @@ command -v mpirun >/dev/null 2>&1 || { echo "mpirun.sh: error: no mpirun in PATH
 command -v setsid >/dev/null 2>&1 || { echo "mpirun.sh: error: no setsid (util-linux)" >&2; exit 2; }
 
 say() { echo "mpirun.sh: $*" >&2; }
+# tells trident (on this node's ranks) that a TERM reaches it as USR1: no warning needed
+export TRIDENT_SIGNAL_LAUNCHER=mpirun.sh
 
 pid=""
 pending=""

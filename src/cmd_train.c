@@ -3,6 +3,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -152,9 +153,21 @@ static void on_divergence(struct trainer *t) {
     }
 }
 
+/* Open MPI's mpirun answers a TERM or Ctrl-C by killing the ranks 2 s later, however long
+ * the checkpoint takes; slurm/mpirun.sh and train.sbatch turn those into USR1. Say so
+ * when neither is in the way. */
+static void warn_bare_mpirun(void) {
+    if (getenv("OMPI_COMM_WORLD_SIZE") && !getenv("SLURM_JOB_ID") &&
+        !getenv("TRIDENT_SIGNAL_LAUNCHER"))
+        tr_info("note: started by mpirun directly: a TERM or Ctrl-C to mpirun kills the ranks "
+                "after 2 s, losing the step and its checkpoint. Start with slurm/mpirun.sh "
+                "(same arguments), or stop with kill -USR1 <mpirun pid>");
+}
+
 static void print_header(const struct trainer *t, long tokens_per_step) {
     const struct grid *g = &t->g;
     const struct config *c = &t->cfg;
+    warn_bare_mpirun();
     tr_info("trident train: %d ranks = dp %d × tp %d × pp %d (%d node%s), schedule %s, "
             "gradient all-reduce %s, %d thread%s per rank",
             g->world_size, g->dp, g->tp, g->pp, g->n_nodes, g->n_nodes > 1 ? "s" : "",
