@@ -66,6 +66,16 @@ static void derive_layout(const struct config *cfg, int world, int *dp, int *tp,
     *missing = world / known;
 }
 
+int grid_rank_of(const struct grid *g, int dp, int tp, int pp) {
+    return tp + g->tp * (dp + g->dp * pp);
+}
+
+void grid_coords(const struct grid *g, int rank, int *dp, int *tp, int *pp) {
+    *tp = rank % g->tp;
+    *dp = (rank / g->tp) % g->dp;
+    *pp = rank / (g->tp * g->dp);
+}
+
 static void split(MPI_Comm parent, int color, int key, MPI_Comm *out) {
     MPI_CHECK(MPI_Comm_split(parent, color, key, out));
 }
@@ -82,9 +92,7 @@ void grid_init(struct grid *g, const struct config *cfg) {
         tr_fail(TR_EXIT_USAGE, hint, "%s", msg);
 
     int r = g->world_rank;
-    g->tp_rank = r % g->tp;
-    g->dp_rank = (r / g->tp) % g->dp;
-    g->pp_rank = r / (g->tp * g->dp);
+    grid_coords(g, r, &g->dp_rank, &g->tp_rank, &g->pp_rank);
 
     split(MPI_COMM_WORLD, g->dp_rank + g->dp * g->pp_rank, g->tp_rank, &g->tp_comm);
     split(MPI_COMM_WORLD, g->tp * g->pp_rank + g->tp_rank, g->dp_rank, &g->dp_comm);
@@ -143,9 +151,11 @@ void grid_init(struct grid *g, const struct config *cfg) {
         tr_warn("a tensor-parallel group of %d ranks spans nodes (%d ranks per node): every "
                 "layer will talk across the network; use tp <= ranks per node", g->tp,
                 g->ranks_per_node);
+    comm_init(&g->comm, g, COMM_BACKEND_MPI);
 }
 
 void grid_free(struct grid *g) {
+    comm_free(&g->comm);
     MPI_Comm *comms[] = {&g->tp_comm, &g->dp_comm, &g->pp_comm, &g->emb_comm,
                          &g->dp_node_comm, &g->dp_cross_comm};
     for (size_t i = 0; i < sizeof comms / sizeof comms[0]; i++)

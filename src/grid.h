@@ -20,6 +20,8 @@
 
 #include <mpi.h>
 
+#include "comm.h"
+
 struct config;
 
 struct grid {
@@ -39,7 +41,21 @@ struct grid {
     int      dp_nodes;                /* nodes spanned by dp_comm */
     int      hier_ok;                 /* every node holds the same number of dp peers */
     int      tp_spans_nodes;          /* a TP group crosses a node boundary (slow) */
+    struct comm comm;                 /* the comm layer on these groups: every
+                                         training collective goes through it */
 };
+
+/* The one map between a world rank and its grid cell:
+ *
+ *     rank = tp + TP * (dp + DP * pp)        tp = rank % TP
+ *                                            dp = (rank / TP) % DP
+ *                                            pp = rank / (TP * DP)
+ *
+ * Worked example, DP=2 × PP=2 × TP=4 (16 ranks): grid_rank_of(g, 1, 1, 1) =
+ * 1 + 4 * (1 + 2 * 1) = 13, and grid_coords(g, 13) gives tp = 13 % 4 = 1,
+ * dp = (13 / 4) % 2 = 1, pp = 13 / 8 = 1. Only g->dp, g->tp and g->pp are read. */
+int  grid_rank_of(const struct grid *g, int dp, int tp, int pp);
+void grid_coords(const struct grid *g, int rank, int *dp, int *tp, int *pp);
 
 /* Derive the layout from cfg (dp/tp/pp, 0 = derive) and the world size, refuse a bad
  * layout with a message naming the numbers and a layout that works, build every

@@ -1,0 +1,141 @@
+/* comm.h — the communication layer: every collective and point-to-point transfer of
+ * training traffic goes through here, on the groups of the process grid.
+ *
+ *   groups   COMM_WORLD, COMM_TP, COMM_DP, COMM_PP (pipeline: peers are pp ranks),
+ *            COMM_EMB (first + last stage), COMM_DP_NODE, COMM_DP_CROSS (hierarchical
+ *            all-reduce), resolved from struct grid by comm_init
+ *   dtypes   f32 f64 i32 i64 u64, bf16 f16 (moved as raw 2-byte values), u8
+ *   ops      sum max min
+ *
+ * Every call has a blocking form and a non-blocking `_start` form that fills a
+ * struct comm_req, finished by comm_wait (or polled with comm_test). Buffers stay owned
+ * by the caller and must live until the request completes. Counts are elements (n),
+ * never bytes. Every MPI failure aborts the job through MPI_CHECK (file, line, rank).
+ * Calling a collective on a group this rank is not in (COMM_EMB on a middle stage) is a
+ * bug and aborts with the group's name.
+ *
+ * Reductions of bf16/f16 are refused (comm_supports says so; the call aborts naming the
+ * dtype): MPI has no 16-bit float type, a user-defined op would be a slow scalar loop
+ * whose rounding and order match neither fp32 accumulation nor NCCL's, and how 16-bit
+ * gradients are summed (in fp32 masters, part 6) is a numerics decision that belongs to
+ * the mixed-precision code, not to a transport. Moving them (bcast, gather, send) works.
+ *
+ * Backends: struct comm holds a pointer to a function table (struct comm_backend, in
+ * comm.c), chosen once by comm_init; every public function below dispatches through it.
+ * Today there is one table, MPI. A NCCL backend slots in beside it as comm_nccl.c with
+ * its own table: comm_init(..., COMM_BACKEND_NCCL) bootstraps one ncclComm_t per group by
+ * broadcasting an ncclUniqueId over that group's MPI communicator (no file polling),
+ * stores it in comm_handle.dev, and its requests carry a device event in comm_req.dev;
+ * callers do not change.
+ */
+#ifndef TRIDENT_COMM_H
+#define TRIDENT_COMM_H
+
+#include <mpi.h>
+
+struct grid;
+struct comm_backend;
+
+enum comm_group {
+    COMM_WORLD, COMM_TP, COMM_DP, COMM_PP, COMM_EMB, COMM_DP_NODE, COMM_DP_CROSS,
+    COMM_N_GROUPS
+};
+enum comm_dtype {
+    COMM_F32, COMM_F64, COMM_I32, COMM_I64, COMM_U64, COMM_BF16, COMM_F16, COMM_U8,
+    COMM_N_DTYPES
+};
+enum comm_op { COMM_SUM, COMM_MAX, COMM_MIN, COMM_N_OPS };
+enum comm_backend_kind { COMM_BACKEND_MPI };
+
+struct comm_handle {
+    MPI_Comm mpi;         /* MPI_COMM_NULL: this rank is not in the group */
+    int      rank, size;  /* of this rank in the group */
+    int      owned;       /* freed by comm_free (a comm_dup copy) */
+    void    *dev;         /* device backend's communicator (unused by MPI) */
+};
+
+struct comm {
+    const struct comm_backend *be;
+    int world_rank;
+    struct comm_handle grp[COMM_N_GROUPS];
+};
+
+/* A request of a non-blocking call. be == NULL: nothing in flight (COMM_REQ_NULL). */
+struct comm_req {
+    const struct comm_backend *be;
+    MPI_Request mpi;
+    void *dev;
+};
+#define COMM_REQ_NULL ((struct comm_req){0})
+
+/* Resolve every group from g (no communication: grid_init built the communicators). */
+void comm_init(struct comm *c, const struct grid *g, enum comm_backend_kind kind);
+/* A context whose group grp is a private duplicate of c's (collective over grp; the
+ * others are absent): traffic on it never matches traffic on the original. */
+void comm_dup(struct comm *out, const struct comm *c, enum comm_group grp);
+/* Free what c owns (duplicates); the grid's communicators belong to grid_free. */
+void comm_free(struct comm *c);
+
+int         comm_rank(const struct comm *c, enum comm_group grp);
+int         comm_size(const struct comm *c, enum comm_group grp);
+int         comm_supports(const struct comm *c, enum comm_op op, enum comm_dtype dt);
+int         comm_dtype_bytes(enum comm_dtype dt);
+const char *comm_dtype_name(enum comm_dtype dt);
+const char *comm_group_name(enum comm_group grp);
+
+/* in-place all-reduce of n elements (blocking form: any n; _start: n <= INT_MAX) */
+void comm_allreduce      (const struct comm *c, enum comm_group grp, void *buf, long n,
+                          enum comm_dtype dt, enum comm_op op);
+void comm_allreduce_start(const struct comm *c, enum comm_group grp, void *buf, long n,
+                          enum comm_dtype dt, enum comm_op op, struct comm_req *req);
+/* member i of grp receives counts[i] elements of the reduction of every member's send
+ * (laid out rank after rank) into recv */
+void comm_reduce_scatter      (const struct comm *c, enum comm_group grp, const void *send,
+                               void *recv, const int *counts, enum comm_dtype dt,
+                               enum comm_op op);
+void comm_reduce_scatter_start(const struct comm *c, enum comm_group grp, const void *send,
+                               void *recv, const int *counts, enum comm_dtype dt,
+                               enum comm_op op, struct comm_req *req);
+/* every member's n elements, rank after rank, into recv (size * n) */
+void comm_allgather       (const struct comm *c, enum comm_group grp, const void *send,
+                           long n, void *recv, enum comm_dtype dt);
+void comm_allgather_start (const struct comm *c, enum comm_group grp, const void *send,
+                           long n, void *recv, enum comm_dtype dt, struct comm_req *req);
+/* member i's n elements (n == counts[i]) into recv + displs[i] */
+void comm_allgatherv      (const struct comm *c, enum comm_group grp, const void *send,
+                           long n, void *recv, const int *counts, const int *displs,
+                           enum comm_dtype dt);
+void comm_allgatherv_start(const struct comm *c, enum comm_group grp, const void *send,
+                           long n, void *recv, const int *counts, const int *displs,
+                           enum comm_dtype dt, struct comm_req *req);
+/* root's n elements to every member (blocking form: any n) */
+void comm_bcast      (const struct comm *c, enum comm_group grp, void *buf, long n,
+                      enum comm_dtype dt, int root);
+void comm_bcast_start(const struct comm *c, enum comm_group grp, void *buf, long n,
+                      enum comm_dtype dt, int root, struct comm_req *req);
+/* tagged point-to-point; peer is a rank in grp; messages of one (peer, tag) arrive in
+ * the order they were sent, messages of different tags are matched by tag */
+void comm_send      (const struct comm *c, enum comm_group grp, const void *buf, long n,
+                     enum comm_dtype dt, int peer, int tag);
+void comm_send_start(const struct comm *c, enum comm_group grp, const void *buf, long n,
+                     enum comm_dtype dt, int peer, int tag, struct comm_req *req);
+void comm_recv      (const struct comm *c, enum comm_group grp, void *buf, long n,
+                     enum comm_dtype dt, int peer, int tag);
+void comm_recv_start(const struct comm *c, enum comm_group grp, void *buf, long n,
+                     enum comm_dtype dt, int peer, int tag, struct comm_req *req);
+/* diagnostics (blocking only): root gathers every member's n elements, rank after rank
+ * (gather), or member i's counts[i] elements at recv + displs[i] (gatherv; n ==
+ * counts[i]); only root reads recv, counts and displs. Barrier. */
+void comm_gather (const struct comm *c, enum comm_group grp, const void *send, long n,
+                  void *recv, enum comm_dtype dt, int root);
+void comm_gatherv(const struct comm *c, enum comm_group grp, const void *send, long n,
+                  void *recv, const int *counts, const int *displs, enum comm_dtype dt,
+                  int root);
+void comm_barrier(const struct comm *c, enum comm_group grp);
+
+/* finish a request (no-op on COMM_REQ_NULL; afterwards *req is COMM_REQ_NULL) */
+void comm_wait(struct comm_req *req);
+/* 1 when the request has completed (and is now COMM_REQ_NULL), else 0 */
+int  comm_test(struct comm_req *req);
+
+#endif
