@@ -15,7 +15,7 @@ struct dp_bucket {
     int   n_tensors;       /* tensors in the bucket */
     int   pending;         /* of those, not yet final in this backward pass */
     enum bucket_state state;
-    MPI_Request req;
+    struct comm_req req;
     /* hierarchical: this rank's chunk after the node-local reduce-scatter */
     float *chunk;
     int   *counts, *displs;
@@ -23,11 +23,7 @@ struct dp_bucket {
 
 const char *dpr_algo_name(enum dp_algo a) { return a == DP_HIER ? "hierarchical" : "flat"; }
 
-static int node_size(const struct grid *g) {
-    int n;
-    MPI_Comm_size(g->dp_node_comm, &n);
-    return n;
-}
+static int node_size(const struct grid *g) { return comm_size(&g->comm, COMM_DP_NODE); }
 
 static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g) {
     int ls = node_size(g);
@@ -50,10 +46,10 @@ static int bucket_poll(struct dp_bucket *b, int block) {
         return 0;
     int done = 0;
     if (block) {
-        MPI_CHECK(MPI_Wait(&b->req, MPI_STATUS_IGNORE));
+        comm_wait(&b->req);
         done = 1;
     } else {
-        MPI_CHECK(MPI_Test(&b->req, &done, MPI_STATUS_IGNORE));
+        done = comm_test(&b->req);
     }
     if (!done) return 0;
     switch (b->state) {
@@ -65,34 +61,31 @@ static int bucket_poll(struct dp_bucket *b, int block) {
     return 1;
 }
 
-static int node_rank(const struct grid *g) {
-    int lr;
-    MPI_Comm_rank(g->dp_node_comm, &lr);
-    return lr;
-}
+static int node_rank(const struct grid *g) { return comm_rank(&g->comm, COMM_DP_NODE); }
 
 static void bucket_cross(struct dp_bucket *b, const struct grid *g) {
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, b->chunk, b->counts[node_rank(g)], MPI_FLOAT,
-                             MPI_SUM, g->dp_cross_comm, &b->req));
+    comm_allreduce_start(&g->comm, COMM_DP_CROSS, b->chunk, b->counts[node_rank(g)], COMM_F32,
+                         COMM_SUM, &b->req);
     b->state = B_CROSS;
 }
 
-static void bucket_gather(struct dp_bucket *b, const struct grid *g, MPI_Comm comm,
+/* on `gather`'s COMM_DP_NODE: the grid's, or the reducer's own duplicate */
+static void bucket_gather(struct dp_bucket *b, const struct grid *g, const struct comm *gather,
                           float *grads) {
-    MPI_CHECK(MPI_Iallgatherv(b->chunk, b->counts[node_rank(g)], MPI_FLOAT, grads + b->off,
-                              b->counts, b->displs, MPI_FLOAT, comm, &b->req));
+    comm_allgatherv_start(gather, COMM_DP_NODE, b->chunk, b->counts[node_rank(g)],
+                          grads + b->off, b->counts, b->displs, COMM_F32, &b->req);
     b->state = B_GATHER;
 }
 
 static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
                          float *grads) {
     if (algo == DP_FLAT) {
-        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, grads + b->off, (int)b->n, MPI_FLOAT, MPI_SUM,
-                                 g->dp_comm, &b->req));
+        comm_allreduce_start(&g->comm, COMM_DP, grads + b->off, b->n, COMM_F32, COMM_SUM,
+                             &b->req);
         b->state = B_FLAT;
     } else {
-        MPI_CHECK(MPI_Ireduce_scatter(grads + b->off, b->chunk, b->counts, MPI_FLOAT, MPI_SUM,
-                                      g->dp_node_comm, &b->req));
+        comm_reduce_scatter_start(&g->comm, COMM_DP_NODE, grads + b->off, b->chunk, b->counts,
+                                  COMM_F32, COMM_SUM, &b->req);
         b->state = B_SCATTER;
     }
 }
@@ -108,7 +101,7 @@ void dpr_allreduce(const struct grid *g, enum dp_algo algo, float *x, long n) {
         if (b.state == B_SCATTERED) {
             bucket_cross(&b, g);
             bucket_poll(&b, 1);
-            bucket_gather(&b, g, g->dp_node_comm, x);
+            bucket_gather(&b, g, &g->comm, x);
             bucket_poll(&b, 1);
         }
         tr_free(b.chunk);
@@ -130,7 +123,7 @@ static void issue_in_order(struct dp_reducer *r) {
         bucket_cross(&r->b[r->order[r->next_cross++]], r->g);
     while (r->next_gather < r->n_started &&
            r->b[r->order[r->next_gather]].state == B_CROSSED)
-        bucket_gather(&r->b[r->order[r->next_gather++]], r->g, r->gather_comm, r->m->grads);
+        bucket_gather(&r->b[r->order[r->next_gather++]], r->g, &r->gather, r->m->grads);
 }
 
 static int reduced_by_buckets(const struct model *m, const struct grid *g, int i) {
@@ -181,10 +174,9 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         r->b[cur].n_tensors = 1;
     }
     r->order = tr_calloc((size_t)r->n_buckets + 1, sizeof(int));
-    r->gather_comm = MPI_COMM_NULL;
     if (r->algo == DP_HIER) {
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
-        MPI_CHECK(MPI_Comm_dup(g->dp_node_comm, &r->gather_comm));
+        comm_dup(&r->gather, &g->comm, COMM_DP_NODE);
     }
 }
 
@@ -197,7 +189,7 @@ void dpr_free(struct dp_reducer *r) {
     tr_free(r->b);
     tr_free(r->bucket_of);
     tr_free(r->order);
-    if (r->gather_comm != MPI_COMM_NULL) MPI_Comm_free(&r->gather_comm);
+    if (r->algo == DP_HIER) comm_free(&r->gather);
     memset(r, 0, sizeof *r);
 }
 
@@ -253,8 +245,8 @@ void dpr_finish(struct dp_reducer *r) {
     /* after the buckets: its collectives must not interleave with theirs */
     if (g->pp > 1 && m->p[0].n_local) {
         /* tied embedding: stage 0's lookup gradient + the last stage's head gradient */
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, m->grads + m->p[0].offset, (int)m->p[0].n_local,
-                                MPI_FLOAT, MPI_SUM, g->emb_comm));
+        comm_allreduce(&g->comm, COMM_EMB, m->grads + m->p[0].offset, (long)m->p[0].n_local,
+                       COMM_F32, COMM_SUM);
         dpr_allreduce(g, r->algo, m->grads + m->p[0].offset, (long)m->p[0].n_local);
     }
     r->t_exposed = tr_now() - t0;

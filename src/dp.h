@@ -6,7 +6,7 @@
  * last micro-batch's backward has passed it), its non-blocking reduction starts and is
  * pushed along between layers, so communication hides behind the remaining compute.
  *
- *   flat:         MPI_Iallreduce over dp_comm
+ *   flat:         non-blocking all-reduce over COMM_DP
  *   hierarchical: reduce-scatter inside the node → all-reduce across nodes (of each
  *                 node's chunk) → all-gather inside the node. Only the 1/ranks_per_node
  *                 chunk crosses the network.
@@ -17,8 +17,7 @@
 #ifndef TRIDENT_DP_H
 #define TRIDENT_DP_H
 
-#include <mpi.h>
-
+#include "comm.h"
 #include "model.h"
 
 enum dp_algo { DP_FLAT = 0, DP_HIER = 1 };
@@ -35,7 +34,7 @@ struct dp_reducer {
     int armed;            /* this backward pass is the last micro-batch's */
     int *order;           /* buckets in the order they started (the same on every rank) */
     int n_started, next_cross, next_gather; /* hierarchical: next to start each phase */
-    MPI_Comm gather_comm; /* hierarchical: a node communicator for the all-gathers only */
+    struct comm gather;   /* hierarchical: COMM_DP_NODE duplicated, for the all-gathers only */
     double t_exposed;     /* seconds spent waiting in dpr_finish (not hidden) */
 };
 

@@ -448,11 +448,11 @@ double model_forward(struct model *m, int slot, int B, int T, float dloss) {
     TIMED(m, KT_MATMUL_F, k->matmul_fwd(a->logits, a->lnf, wte, NULL, (int)BT, C, m->Vl));
     double t0 = tr_now(), comm = 0.0;
     k->xent_max(a->rowmax, a->logits, (int)BT, m->Vl, m->v0, m->V);
-    comm += tp_allreduce(g, a->rowmax, BT, MPI_MAX);
+    comm += tp_allreduce(g, a->rowmax, BT, COMM_MAX);
     k->xent_sumexp(a->sumexp, a->logits, a->rowmax, (int)BT, m->Vl, m->v0, m->V);
-    comm += tp_allreduce(g, a->sumexp, BT, MPI_SUM);
+    comm += tp_allreduce(g, a->sumexp, BT, COMM_SUM);
     k->xent_target(a->tlogit, a->logits, a->targets, (int)BT, m->Vl, m->v0);
-    comm += tp_allreduce(g, a->tlogit, BT, MPI_SUM);
+    comm += tp_allreduce(g, a->tlogit, BT, COMM_SUM);
     m->t_tp_comm += comm;
     double loss = 0.0;
     for (long n = 0; n < BT; n++)

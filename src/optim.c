@@ -35,9 +35,8 @@ double optim_grad_norm(const struct model *m) {
         const struct param *p = &m->p[i];
         if (p->n_local && p->counted) local += m->k->sumsq(m->grads + p->offset, p->n_local);
     }
-    double total = 0.0;
-    MPI_CHECK(MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-    return sqrt(total);
+    comm_allreduce(&m->grid->comm, COMM_WORLD, &local, 1, COMM_F64, COMM_SUM);
+    return sqrt(local);
 }
 
 void optim_step(struct optim *o, struct model *m, float lr, float grad_scale) {

@@ -2,7 +2,6 @@
 #ifndef TRIDENT_OPTIM_H
 #define TRIDENT_OPTIM_H
 
-#include <mpi.h>
 #include <stdint.h>
 
 #include "config.h"

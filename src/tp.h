@@ -11,22 +11,21 @@
 #ifndef TRIDENT_TP_H
 #define TRIDENT_TP_H
 
-#include <mpi.h>
-
 #include "grid.h"
 
-/* in-place all-reduce of n floats over tp_comm; returns the seconds spent */
-double tp_allreduce(const struct grid *g, float *x, long n, MPI_Op op);
+/* in-place all-reduce of n floats over the tensor-parallel group; returns the seconds
+ * spent */
+double tp_allreduce(const struct grid *g, float *x, long n, enum comm_op op);
 
 static inline double tp_copy_fwd(const struct grid *g, float *x, long n) {
     (void)g; (void)x; (void)n;
     return 0.0;
 }
 static inline double tp_copy_bwd(const struct grid *g, float *dx, long n) {
-    return tp_allreduce(g, dx, n, MPI_SUM);
+    return tp_allreduce(g, dx, n, COMM_SUM);
 }
 static inline double tp_reduce_fwd(const struct grid *g, float *x, long n) {
-    return tp_allreduce(g, x, n, MPI_SUM);
+    return tp_allreduce(g, x, n, COMM_SUM);
 }
 static inline double tp_reduce_bwd(const struct grid *g, float *dx, long n) {
     (void)g; (void)dx; (void)n;

@@ -1,7 +1,6 @@
 /* trace.c — per-rank spans, merged into one Chrome-trace JSON file. */
 #include "trace.h"
 
-#include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,9 +12,9 @@ struct trace_event {
     double ts, dur;  /* microseconds since t0 */
 };
 
-void trace_init(struct trace *tr) {
+void trace_init(struct trace *tr, const struct grid *g) {
     memset(tr, 0, sizeof *tr);
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    comm_barrier(&g->comm, COMM_WORLD);
     tr->t0 = tr_now();
 }
 
@@ -49,7 +48,7 @@ void trace_write(struct trace *tr, const struct grid *g, const char *path) {
         counts = tr_malloc(sizeof(int) * (size_t)g->world_size);
         displs = tr_malloc(sizeof(int) * (size_t)g->world_size);
     }
-    MPI_CHECK(MPI_Gather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    comm_gather(&g->comm, COMM_WORLD, &bytes, 1, counts, COMM_I32, 0);
     long total = 0;
     if (g->world_rank == 0) {
         for (int r = 0; r < g->world_size; r++) {
@@ -58,8 +57,7 @@ void trace_write(struct trace *tr, const struct grid *g, const char *path) {
         }
         all = tr_malloc((size_t)total + 1);
     }
-    MPI_CHECK(MPI_Gatherv(tr->ev, bytes, MPI_BYTE, all, counts, displs, MPI_BYTE, 0,
-                          MPI_COMM_WORLD));
+    comm_gatherv(&g->comm, COMM_WORLD, tr->ev, bytes, all, counts, displs, COMM_U8, 0);
     if (g->world_rank == 0) {
         FILE *f = fopen(path, "w");
         if (!f) {
@@ -68,7 +66,8 @@ void trace_write(struct trace *tr, const struct grid *g, const char *path) {
             fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
             int first = 1;
             for (int r = 0; r < g->world_size; r++) {
-                int tp = r % g->tp, dp = (r / g->tp) % g->dp, pp = r / (g->tp * g->dp);
+                int dp, tp, pp;
+                grid_coords(g, r, &dp, &tp, &pp);
                 fprintf(f, "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":"
                         "{\"name\":\"rank %d (stage %d, dp %d, tp %d)\"}},\n"
                         "{\"ph\":\"M\",\"name\":\"process_sort_index\",\"pid\":%d,\"args\":"

@@ -19,7 +19,7 @@ struct trace {
     int    n, cap;
 };
 
-void trace_init(struct trace *tr);                 /* collective: aligns the clocks */
+void trace_init(struct trace *tr, const struct grid *g); /* collective: aligns the clocks */
 void trace_free(struct trace *tr);
 /* record a span [start, end) (tr_now() seconds); mb < 0: no micro-batch */
 void trace_add(struct trace *tr, const char *name, double start, double end, int mb);

@@ -89,7 +89,7 @@ static void read_batch(struct trainer *t, int step) {
         prefetch_batch(t, step + 1);
     }
     if (t->g.tp > 1)
-        MPI_CHECK(MPI_Bcast(t->batch, n * len, MPI_INT32_T, 0, t->g.tp_comm));
+        comm_bcast(&t->g.comm, COMM_TP, t->batch, (long)n * len, COMM_I32, 0);
     t->tm.data += tr_now() - t0;
 }
 
@@ -225,7 +225,7 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
      * the last stage of each data-parallel replica. It is known before the update, so a
      * diverged step is never applied. */
     double loss = (m->last && t->g.tp_rank == 0) ? loss_local : 0.0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, &loss, 1, COMM_F64, COMM_SUM);
     loss = fault_loss(loss / (double)tokens, (long)data_index(t, t->step) + 1);
     float lr = optim_lr(&t->cfg, t->step);
     char why[400];
@@ -264,7 +264,7 @@ int trainer_state_finite(const struct trainer *t) {
         for (int64_t i = 0; i < lens[b]; i++) bad |= !isfinite(bufs[b][i]);
         ok &= !bad;
     }
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, &ok, 1, COMM_I32, COMM_MIN);
     return ok;
 }
 
@@ -298,7 +298,7 @@ double trainer_eval(struct trainer *t) {
                 dataset_read_windows(t->ds, DS_VAL, t->offsets, nb, T + 1, t->batch);
             }
             if (t->g.tp > 1)
-                MPI_CHECK(MPI_Bcast(t->batch, nb * (T + 1), MPI_INT32_T, 0, t->g.tp_comm));
+                comm_bcast(&t->g.comm, COMM_TP, t->batch, (long)nb * (T + 1), COMM_I32, 0);
             win = t->batch;
         }
         /* forward only, micro-batch by micro-batch, through the stages */
@@ -306,7 +306,7 @@ double trainer_eval(struct trainer *t) {
     }
     for (int s = 0; s < m->n_slots; s++) p2p_wait(&t->fsend[s]);
     double total = (m->last && t->g.tp_rank == 0) ? loss : 0.0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, &total, 1, COMM_F64, COMM_SUM);
     return total / (double)(W * T);
 }
 
@@ -349,7 +349,7 @@ static void take_run_dir(struct trainer *t) {
             ckpt_clean_tmp(t->cfg.run_dir);
         }
     }
-    MPI_CHECK(MPI_Bcast(&v, sizeof v, MPI_BYTE, 0, MPI_COMM_WORLD));
+    comm_bcast(&t->g.comm, COMM_WORLD, &v, (long)sizeof v, COMM_U8, 0);
     if (v.rc == 1) tr_fail(TR_EXIT_USAGE, "choose a run_dir you can write to", "%s", v.msg);
     if (v.rc == 2)
         tr_fail(TR_EXIT_USAGE, "wait for that job to end, stop it (scancel JOBID, or kill PID on "
@@ -401,7 +401,7 @@ static void resume_or_init(struct trainer *t, int training, char *from, size_t f
     if (strcmp(c->resume, "none") == 0) {
         /* a fresh run only in a directory without checkpoints, readable or not */
         int n = t->g.world_rank == 0 ? ckpt_count(c->run_dir) : 0;
-        MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD));
+        comm_bcast(&t->g.comm, COMM_WORLD, &n, 1, COMM_I32, 0);
         if (n > 0)
             tr_fail(TR_EXIT_USAGE, "use resume = auto to continue it, or another run_dir",
                     "resume = none but run_dir '%s' already holds %d checkpoint file%s",
@@ -467,12 +467,12 @@ int trainer_rollback(struct trainer *t) {
 
 /* A launcher that binds each rank to fewer cores than it runs threads on (Open MPI binds
  * to one core by default for 2 ranks or fewer) silently halves or worse the speed. */
-static void check_binding(void) {
+static void check_binding(const struct grid *g) {
     cpu_set_t set;
     int cores = 0, threads = kernels_threads();
     if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
     int bad = cores > 0 && cores < threads;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    comm_allreduce(&g->comm, COMM_WORLD, &bad, 1, COMM_I32, COMM_MAX);
     if (bad)
         tr_warn("a rank runs %d threads but is bound to fewer cores; their threads share "
                 "cores. With mpirun use --bind-to none or --map-by slot:PE=%d; with srun "
@@ -490,7 +490,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     guard_init(&t->guard, t->cfg.spike_factor, t->cfg.spike_window);
     t->last_loss = NAN;
     t->k = kernels_get(KDEV_CPU, KDT_F32);
-    check_binding();
+    check_binding(&t->g);
     t->M = t->cfg.grad_accum;
     t->gpipe = strcmp(t->cfg.schedule, "gpipe") == 0;
     if (t->g.pp > 1 && t->M < t->g.pp)
@@ -514,15 +514,15 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     t->batch = tr_malloc(sizeof(int32_t) * (size_t)n_win * (T + 1));
     t->offsets = tr_malloc(sizeof(int64_t) * (size_t)n_win);
     t->gsend = tr_calloc((size_t)n_slots, sizeof(float *));
-    t->fsend = tr_malloc(sizeof(MPI_Request) * (size_t)n_slots);
-    t->bsend = tr_malloc(sizeof(MPI_Request) * (size_t)n_slots);
+    t->fsend = tr_malloc(sizeof(struct comm_req) * (size_t)n_slots);
+    t->bsend = tr_malloc(sizeof(struct comm_req) * (size_t)n_slots);
     for (int s = 0; s < n_slots; s++) {
-        t->fsend[s] = t->bsend[s] = MPI_REQUEST_NULL;
+        t->fsend[s] = t->bsend[s] = COMM_REQ_NULL;
         if (!t->m.first) t->gsend[s] = tr_malloc(sizeof(float) * (size_t)B * T * t->m.C);
     }
     char from[CFG_STR_MAX + 64];
     resume_or_init(t, open_run_dir, from, sizeof from);
-    trace_init(&t->trace);
+    trace_init(&t->trace, &t->g);
     t->prefetched = -1;
     prefetch_batch(t, t->step);
     if (open_run_dir && t->g.world_rank == 0) {

@@ -41,7 +41,7 @@ struct trainer {
     int32_t *batch;          /* [M*B][T+1] this step's windows (first/last stage) */
     int64_t *offsets;
     float  **gsend;          /* per slot: gradient being sent to the previous stage */
-    MPI_Request *fsend, *bsend;
+    struct comm_req *fsend, *bsend;
     struct step_times tm;
     FILE *metrics;           /* run_dir/metrics.jsonl, rank 0 */
     struct trace trace;      /* timeline of the first cfg.trace_steps steps */
