@@ -25,14 +25,37 @@ static void cvt_blocks(cvt_range_fn *range, void *dst, const void *src, long n)
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* bf16: integer arithmetic on the bit pattern; GCC turns these loops into AVX-512     */
+/* bf16: AVX512_BF16 where there is one, else integer rounding that GCC vectorises    */
 
 static void bf16_from_f32_range(void *dstv, const void *srcv, long i0, long i1)
 {
     uint16_t *restrict dst = dstv;
     const float *restrict src = srcv;
+    long i = i0;
+#if defined(__AVX512BF16__)
+    /* vcvtneps2bf16 rounds to nearest even, ignores MXCSR and quiets NaN as the scalar
+     * code does, but flushes subnormal inputs to zero. So a block of 16 holding an fp32
+     * subnormal (rare in training data) is rounded by the scalar code; the others take
+     * the instruction, which on a 64 MiB array on one thread ran ~1.5x as fast as GCC's
+     * vectorisation of the scalar loop below (hand-written AVX-512 integer rounding,
+     * narrowed by vpmovdw or vpermt2w, was slower than GCC's). */
+    const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
+    const __m512i mant_mask = _mm512_set1_epi32(0x007fffff);
+    for (; i + 16 <= i1; i += 16) {
+        __m512 x = _mm512_loadu_ps(src + i);
+        __m512i u = _mm512_castps_si512(x);
+        __mmask16 subnormal =
+            _mm512_mask_test_epi32_mask(_mm512_testn_epi32_mask(u, exp_mask), u, mant_mask);
+        if (subnormal) {
+            for (long j = i; j < i + 16; j++) dst[j] = cvt_f32_to_bf16_1(src[j]);
+        } else {
+            __m256bh h = _mm512_cvtneps_pbh(x);
+            _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)h);
+        }
+    }
+#endif
 #pragma omp simd
-    for (long i = i0; i < i1; i++) dst[i] = cvt_f32_to_bf16_1(src[i]);
+    for (long j = i; j < i1; j++) dst[j] = cvt_f32_to_bf16_1(src[j]);
 }
 
 static void bf16_to_f32_range(void *dstv, const void *srcv, long i0, long i1)

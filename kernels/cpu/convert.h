@@ -16,10 +16,10 @@
  * default MXCSR (no DAZ/FTZ), which trident never changes.
  *
  * Array functions are OpenMP-parallel (static blocks, so the result does not depend on
- * the thread count) and use F16C / AVX-512F for fp16 when compiled for a CPU that has
- * them; bf16 uses integer arithmetic that GCC vectorises. The AVX512_BF16 instruction
- * (vcvtneps2bf16) is deliberately not used: it flushes subnormal inputs to zero, so it
- * would disagree with the reference, and the loop is memory-bound either way.
+ * the thread count) and use F16C / AVX-512F for fp16 and AVX512_BF16 for bf16 when
+ * compiled for a CPU that has them (elsewhere, integer rounding that GCC vectorises).
+ * vcvtneps2bf16 flushes subnormal inputs to zero, so blocks holding one are rounded by
+ * the scalar code instead (convert.c).
  * dst and src must not overlap.
  */
 #ifndef TRIDENT_KERNELS_CPU_CONVERT_H
