@@ -5,7 +5,9 @@
  * CVT_PAR_MIN elements stay on the calling thread, where the fork would cost more than
  * the copy.
  */
-#include <immintrin.h>
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>  /* only where used: the scalar code builds anywhere */
+#endif
 
 #include "convert.h"
 
