@@ -92,10 +92,10 @@ static void *local_checksums(void *arg) {
     struct checksum_job *j = arg;
     const struct model *m = j->m;
     for (int grp = 0; grp < j->n_groups; grp++)
-        for (int i = 0; i < m->n_params; i++) {
-            const struct param *p = &m->p[i];
+        for (int i = 0; i < m->pt.n; i++) {
+            const struct param *p = &m->pt.p[i];
             if (p->own_n)
-                j->sums[grp * m->n_params + i] =
+                j->sums[grp * m->pt.n + i] =
                     box_checksum(p->own_start, p->own_count, p->shape,
                                  j->data[grp] + p->offset + p->own_offset, j->parallel);
         }
@@ -104,7 +104,7 @@ static void *local_checksums(void *arg) {
 
 /* the shards' checksums summed over ranks: every tensor's full checksum, on every rank */
 static void reduce_checksums(const struct model *m, int n_groups, uint64_t *sums) {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, n_groups * m->n_params, MPI_UINT64_T, MPI_SUM,
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, n_groups * m->pt.n, MPI_UINT64_T, MPI_SUM,
                             MPI_COMM_WORLD));
 }
 
@@ -329,12 +329,12 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     int n_groups = o ? 3 : 1;
     /* The checksums are computed on a thread of their own while this one writes: the
      * write waits on memory copies and the disk, the checksum on arithmetic. */
-    uint64_t *sums = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
+    uint64_t *sums = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
     struct checksum_job job = {m, n_groups, data, sums, 0};
     pthread_t cks_thread;
     int threaded = pthread_create(&cks_thread, NULL, local_checksums, &job) == 0;
     if (!threaded) local_checksums(&job);
-    hid_t *dsets = tr_malloc(sizeof(hid_t) * (size_t)n_groups * m->n_params);
+    hid_t *dsets = tr_malloc(sizeof(hid_t) * (size_t)n_groups * m->pt.n);
 
     hid_t fapl = mpio_fapl();
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -346,8 +346,8 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     for (int grp = 0; grp < n_groups; grp++)
-        for (int i = 0; i < m->n_params; i++) {
-            const struct param *p = &m->p[i];
+        for (int i = 0; i < m->pt.n; i++) {
+            const struct param *p = &m->pt.p[i];
             char name[PARAM_NAME_MAX + 16];
             snprintf(name, sizeof name, "%s/%s", GROUPS[grp], p->name);
             hsize_t dims[3];
@@ -365,10 +365,10 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
                 tr_abort(__FILE__, __LINE__, "writing tensor '%s' into checkpoint '%s' failed "
                          "(disk full or I/O error); the previous checkpoint is intact: free "
                          "space and start again to resume", name, tmp);
-            dsets[grp * m->n_params + i] = dset;
+            dsets[grp * m->pt.n + i] = dset;
             H5Sclose(mspace);
             H5Sclose(fspace);
-            if (grp == 0 && i == m->n_params / 2) {
+            if (grp == 0 && i == m->pt.n / 2) {
                 fault_point("ckpt", step);
                 fault_slow_ckpt();
             }
@@ -382,12 +382,12 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     size_t tensors_len = 0;
     FILE *tl = open_memstream(&tensors, &tensors_len);
     if (!tl) TR_ABORT("out of memory listing the tensors of '%s'", tmp);
-    for (int j = 0; j < n_groups * m->n_params; j++) {
+    for (int j = 0; j < n_groups * m->pt.n; j++) {
         write_attr(dsets[j], "checksum", H5T_NATIVE_UINT64, &sums[j]);
         H5Dclose(dsets[j]);
-        const struct param *p = &m->p[j % m->n_params];
+        const struct param *p = &m->pt.p[j % m->pt.n];
         char name[PARAM_NAME_MAX + 16], line[PARAM_NAME_MAX + 128];
-        snprintf(name, sizeof name, "%s/%s", GROUPS[j / m->n_params], p->name);
+        snprintf(name, sizeof name, "%s/%s", GROUPS[j / m->pt.n], p->name);
         hsize_t dims[3];
         for (int a = 0; a < p->ndim; a++) dims[a] = (hsize_t)p->shape[a];
         tensor_line(line, sizeof line, name, p->ndim, dims, sums[j]);
@@ -652,11 +652,11 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     int n_groups = o ? 3 : 1;
     float *data[3] = {group_data(m, o, 0), group_data(m, o, 1), group_data(m, o, 2)};
-    uint64_t *stored = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
+    uint64_t *stored = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
     hid_t dxpl = collective_dxpl();
     for (int grp = 0; grp < n_groups && !bad; grp++)
-        for (int i = 0; i < m->n_params && !bad; i++) {
-            const struct param *p = &m->p[i];
+        for (int i = 0; i < m->pt.n && !bad; i++) {
+            const struct param *p = &m->pt.p[i];
             char name[PARAM_NAME_MAX + 16];
             snprintf(name, sizeof name, "%s/%s", GROUPS[grp], p->name);
             hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
@@ -695,7 +695,7 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
                              "file?)", name, path);
                     bad = 1;
                 }
-                uint64_t *sum = &stored[grp * m->n_params + i];
+                uint64_t *sum = &stored[grp * m->pt.n + i];
                 if (read_attr(dset, "checksum", H5T_NATIVE_UINT64, sum) != 0) {
                     snprintf(err, err_len, "tensor '%s' in '%s' has no checksum", name, path);
                     bad = 1;
@@ -722,14 +722,14 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
     /* every rank must agree on the verdict before the collective checksum pass */
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (!bad) {
-        uint64_t *sums = tr_calloc((size_t)n_groups * m->n_params, sizeof(uint64_t));
+        uint64_t *sums = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
         struct checksum_job job = {m, n_groups, data, sums, 1};
         local_checksums(&job);
         reduce_checksums(m, n_groups, sums);
-        for (int j = 0; j < n_groups * m->n_params && !bad; j++)
+        for (int j = 0; j < n_groups * m->pt.n && !bad; j++)
             if (sums[j] != stored[j]) {
                 snprintf(err, err_len, "tensor '%s/%s' in '%s' fails its checksum (the file is "
-                         "corrupt)", GROUPS[j / m->n_params], m->p[j % m->n_params].name, path);
+                         "corrupt)", GROUPS[j / m->pt.n], m->pt.p[j % m->pt.n].name, path);
                 bad = 1;
             }
         tr_free(sums);

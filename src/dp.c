@@ -127,9 +127,9 @@ static void issue_in_order(struct dp_reducer *r) {
 }
 
 static int reduced_by_buckets(const struct model *m, const struct grid *g, int i) {
-    if (!m->p[i].n_local) return 0;
+    if (!m->pt.p[i].n_local) return 0;
     /* the tied embedding on a split pipeline is summed across stages first */
-    return !(i == 0 && g->pp > 1);
+    return !(m->pt.p[i].kind == PK_WTE && g->pp > 1);
 }
 
 void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
@@ -144,17 +144,17 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         else tr_warn("hierarchical all-reduce needs the same number of data-parallel peers "
                      "on every node; nodes differ here, so the flat all-reduce is used");
     }
-    r->bucket_of = tr_malloc(sizeof(int) * (size_t)m->n_params);
-    r->b = tr_calloc((size_t)m->n_params, sizeof(struct dp_bucket));
+    r->bucket_of = tr_malloc(sizeof(int) * (size_t)m->pt.n);
+    r->b = tr_calloc((size_t)m->pt.n, sizeof(struct dp_bucket));
     long cap = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
     if (cap < 1) cap = 1;
     /* Buckets follow the backward order: from the end of the table to its start.
      * Tensors are contiguous in model.grads, so a bucket is one range. */
     int cur = -1;
-    for (int i = m->n_params - 1; i >= 0; i--) {
+    for (int i = m->pt.n - 1; i >= 0; i--) {
         r->bucket_of[i] = -1;
         if (!reduced_by_buckets(m, g, i)) continue;
-        const struct param *p = &m->p[i];
+        const struct param *p = &m->pt.p[i];
         long end = (long)p->offset + (long)p->n_local;
         if (cur >= 0) {
             struct dp_bucket *b = &r->b[cur];
@@ -243,11 +243,12 @@ void dpr_finish(struct dp_reducer *r) {
         r->armed = 0;
     }
     /* after the buckets: its collectives must not interleave with theirs */
-    if (g->pp > 1 && m->p[0].n_local) {
+    const struct param *wte = params_get(&m->pt, -1, PK_WTE);
+    if (g->pp > 1 && wte->n_local) {
         /* tied embedding: stage 0's lookup gradient + the last stage's head gradient */
-        comm_allreduce(&g->comm, COMM_EMB, m->grads + m->p[0].offset, (long)m->p[0].n_local,
+        comm_allreduce(&g->comm, COMM_EMB, m->grads + wte->offset, (long)wte->n_local,
                        COMM_F32, COMM_SUM);
-        dpr_allreduce(g, r->algo, m->grads + m->p[0].offset, (long)m->p[0].n_local);
+        dpr_allreduce(g, r->algo, m->grads + wte->offset, (long)wte->n_local);
     }
     r->t_exposed = tr_now() - t0;
 }

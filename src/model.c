@@ -69,105 +69,15 @@ void model_stage_bounds(const struct config *cfg, int pp, int *bounds) {
 /* ------------------------------------------------------------------------------------ */
 /* the parameter table                                                                  */
 
-static void add_param(struct model *m, const char *name, int ndim, int64_t d0, int64_t d1,
-                      int64_t d2, int shard_axis, int layer, enum pinit init, int decay) {
-    struct param *p = &m->p[m->n_params++];
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
-    p->shape[0] = d0; p->shape[1] = d1; p->shape[2] = d2;
-    for (int i = ndim; i < 3; i++) p->shape[i] = 1;
-    p->shard_axis = shard_axis;
-    p->layer = layer;
-    p->init = init;
-    p->decay = decay;
-}
-
-static int param_on_stage(const struct model *m, const struct param *p) {
-    if (p->layer >= 0) return p->layer >= m->l0 && p->layer < m->l1;
-    if (strcmp(p->name, "wte") == 0) return m->first || m->last;
-    if (strcmp(p->name, "wpe") == 0) return m->first;
-    return m->last; /* ln_f */
-}
-
 static void build_table(struct model *m) {
-    int C = m->C, L = m->L;
-    m->p = tr_calloc((size_t)(4 + 12 * L), sizeof(struct param)); /* wte, wpe, 12 per layer, ln_f.w/b */
-    char n[PARAM_NAME_MAX];
-    add_param(m, "wte", 2, m->Vp, C, 1, 0, -1, PI_NORMAL, 1);
-    add_param(m, "wpe", 2, m->cfg.block_size, C, 1, -1, -1, PI_NORMAL, 1);
-    for (int l = 0; l < L; l++) {
-#define NAME(s) (snprintf(n, sizeof n, "h.%d.%s", l, s), n)
-        add_param(m, NAME("ln_1.w"), 1, C, 1, 1, -1, l, PI_ONES, 0);
-        add_param(m, NAME("ln_1.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
-        add_param(m, NAME("attn.qkv.w"), 3, 3, C, C, 1, l, PI_NORMAL, 1);
-        add_param(m, NAME("attn.qkv.b"), 2, 3, C, 1, 1, l, PI_ZEROS, 0);
-        add_param(m, NAME("attn.proj.w"), 2, C, C, 1, 1, l, PI_NORMAL_RESID, 1);
-        add_param(m, NAME("attn.proj.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
-        add_param(m, NAME("ln_2.w"), 1, C, 1, 1, -1, l, PI_ONES, 0);
-        add_param(m, NAME("ln_2.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
-        add_param(m, NAME("mlp.fc.w"), 2, 4 * C, C, 1, 0, l, PI_NORMAL, 1);
-        add_param(m, NAME("mlp.fc.b"), 1, 4 * C, 1, 1, 0, l, PI_ZEROS, 0);
-        add_param(m, NAME("mlp.proj.w"), 2, C, 4 * C, 1, 1, l, PI_NORMAL_RESID, 1);
-        add_param(m, NAME("mlp.proj.b"), 1, C, 1, 1, -1, l, PI_ZEROS, 0);
-#undef NAME
-    }
-    add_param(m, "ln_f.w", 1, C, 1, 1, -1, -1, PI_ONES, 0);
-    add_param(m, "ln_f.b", 1, C, 1, 1, -1, -1, PI_ZEROS, 0);
-
     const struct grid *g = m->grid;
-    m->n_local = 0;
-    m->n_logical = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        struct param *p = &m->p[i];
-        m->n_logical += p->shape[0] * p->shape[1] * p->shape[2];
-        if (!param_on_stage(m, p)) continue;
-        p->n_local = 1;
-        for (int a = 0; a < 3; a++) {
-            p->local_shape[a] = p->shape[a];
-            p->local_start[a] = 0;
-            if (a == p->shard_axis) {
-                p->local_shape[a] = p->shape[a] / g->tp;
-                p->local_start[a] = p->local_shape[a] * g->tp_rank;
-            }
-            p->n_local *= p->local_shape[a];
-        }
-        p->offset = m->n_local;
-        /* keep every tensor 64-byte aligned for vector loads */
-        m->n_local += (p->n_local + 15) / 16 * 16;
-        /* Every logical element is counted in the gradient norm by exactly one rank:
-         * replicas take turns by tensor (data-parallel replica i % dp; for tensors
-         * replicated over tensor parallelism, tensor rank (i / dp) % tp); the tied wte
-         * belongs to stage 0. */
-        int is_wte = strcmp(p->name, "wte") == 0;
-        int on_writer_stage = !is_wte || m->first;
-        p->counted = on_writer_stage && g->dp_rank == i % g->dp &&
-                     (p->shard_axis >= 0 || g->tp_rank == (i / g->dp) % g->tp);
-        /* For checkpoints the replicas of a shard instead split its first axis, so that
-         * all of them write at the same time. */
-        int replica = g->dp_rank, replicas = g->dp;
-        if (p->shard_axis < 0) {
-            replica = g->dp_rank * g->tp + g->tp_rank;
-            replicas = g->dp * g->tp;
-        }
-        int64_t rows = p->local_shape[0], r0 = rows * replica / replicas,
-                r1 = rows * (replica + 1) / replicas;
-        if (!on_writer_stage) r0 = r1 = 0;
-        for (int a = 0; a < 3; a++) {
-            p->own_start[a] = p->local_start[a];
-            p->own_count[a] = p->local_shape[a];
-        }
-        p->own_start[0] += r0;
-        p->own_count[0] = r1 - r0;
-        p->own_offset = r0 * p->local_shape[1] * p->local_shape[2];
-        p->own_n = (r1 - r0) * p->local_shape[1] * p->local_shape[2];
-    }
-}
-
-int model_find(const struct model *m, const char *name) {
-    for (int i = 0; i < m->n_params; i++)
-        if (strcmp(m->p[i].name, name) == 0) return i;
-    return -1;
+    struct params_layout lay = {
+        .C = m->C, .Vp = m->Vp, .P = m->cfg.block_size, .L = m->L,
+        .dp = g->dp, .dp_rank = g->dp_rank, .tp = g->tp, .tp_rank = g->tp_rank,
+        .l0 = m->l0, .l1 = m->l1, .first = m->first, .last = m->last};
+    params_build(&m->pt, &lay);
+    m->n_local = m->pt.n_local;
+    m->n_logical = m->pt.n_logical;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -295,7 +205,7 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
     memset(mm, 0, sizeof *mm);
     mm->n_local = m.n_local;
     mm->params = alloc_bytes(sizeof(float) * (size_t)m.n_local);
-    mm->table = alloc_bytes(sizeof(struct param) * (size_t)(4 + 12 * m.L));
+    mm->table = alloc_bytes((size_t)params_table_bytes(m.L));
     struct acts a;
     void **sp[SLOT_ARRAYS];
     size_t sb[SLOT_ARRAYS];
@@ -308,13 +218,13 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
     for (int i = 0; i < n; i++) mm->scratch += alloc_bytes(wb[i]);
     mm->first = m.first;
     mm->last = m.last;
-    tr_free(m.p);
+    params_free(&m.pt);
 }
 
 void model_free(struct model *m) {
     for (int s = 0; s < m->n_slots; s++) free_slot(&m->slots[s]);
     tr_free(m->slots);
-    tr_free(m->p);
+    params_free(&m->pt);
     tr_free(m->params);
     tr_free(m->grads);
     void *ptrs[] = {m->dres, m->dln, m->dqkv, m->datty, m->dfch, m->att_scratch};
@@ -336,8 +246,8 @@ void model_timers_reset(struct model *m) {
 
 void model_init_weights(struct model *m, uint64_t seed) {
     double resid_scale = 1.0 / sqrt(2.0 * m->L);
-    for (int i = 0; i < m->n_params; i++) {
-        struct param *p = &m->p[i];
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
         if (!p->n_local) continue;
         float *w = m->params + p->offset;
         uint64_t tensor_key = tr_hash_str(p->name);
@@ -372,11 +282,29 @@ struct layer_w {
     float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcpw, *fcpb;
 };
 
+/* base + the offset of (layer, kind) in this rank's buffers */
+static float *at(const struct model *m, float *base, int layer, enum param_kind kind) {
+    return base + params_get(&m->pt, layer, kind)->offset;
+}
+
 static void layer_ptrs(const struct model *m, float *base, int layer, struct layer_w *w) {
-    /* the 12 tensors of a layer are consecutive in the table */
-    int first = 2 + 12 * layer;
-    float **out = (float **)w;
-    for (int j = 0; j < 12; j++) out[j] = base + m->p[first + j].offset;
+    w->ln1w = at(m, base, layer, PK_LN1_W);
+    w->ln1b = at(m, base, layer, PK_LN1_B);
+    w->qkvw = at(m, base, layer, PK_QKV_W);
+    w->qkvb = at(m, base, layer, PK_QKV_B);
+    w->projw = at(m, base, layer, PK_ATTN_PROJ_W);
+    w->projb = at(m, base, layer, PK_ATTN_PROJ_B);
+    w->ln2w = at(m, base, layer, PK_LN2_W);
+    w->ln2b = at(m, base, layer, PK_LN2_B);
+    w->fcw = at(m, base, layer, PK_FC_W);
+    w->fcb = at(m, base, layer, PK_FC_B);
+    w->fcpw = at(m, base, layer, PK_MLP_PROJ_W);
+    w->fcpb = at(m, base, layer, PK_MLP_PROJ_B);
+}
+
+/* tell the hook that the gradient of one model-level tensor is complete */
+static void grads_ready(struct model *m, enum param_kind kind) {
+    if (m->on_grads) m->on_grads(m->hook_ctx, params_find(&m->pt, -1, kind), 1);
 }
 
 #define TIMED(m, id, call)                                                           \
@@ -395,8 +323,8 @@ double model_forward(struct model *m, int slot, int B, int T, float dloss) {
     const int tp0 = g->tp_rank == 0;
 
     if (m->first) {
-        const float *wte = m->params + m->p[0].offset;
-        const float *wpe = m->params + m->p[1].offset;
+        const float *wte = at(m, m->params, -1, PK_WTE);
+        const float *wpe = at(m, m->params, -1, PK_WPE);
         /* vocabulary-parallel lookup: each rank adds its rows, the sum completes it;
          * the position embedding is added once (by tensor rank 0) before the sum. */
         TIMED(m, KT_EMB, k->embedding_fwd(a->x, a->tokens, wte, tp0 ? wpe : NULL, B, T, C,
@@ -438,12 +366,11 @@ double model_forward(struct model *m, int slot, int B, int T, float dloss) {
 
     /* final LayerNorm, tied LM head (vocabulary-parallel), cross-entropy that combines
      * the shards' max, sum of exponentials and target logit, never the logits */
-    int f = m->n_params - 2;
-    const float *wte = m->params + m->p[0].offset;
+    const float *wte = at(m, m->params, -1, PK_WTE);
     float *xl = a->x + (long)m->nl * BTmax * C;
     TIMED(m, KT_LN_F, k->layernorm_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, xl,
-                                       m->params + m->p[f].offset,
-                                       m->params + m->p[f + 1].offset, (int)BT, C));
+                                       at(m, m->params, -1, PK_LNF_W),
+                                       at(m, m->params, -1, PK_LNF_B), (int)BT, C));
     m->t_tp_comm += tp_copy_fwd(g, a->lnf, BT * C);
     TIMED(m, KT_MATMUL_F, k->matmul_fwd(a->logits, a->lnf, wte, NULL, (int)BT, C, m->Vl));
     double t0 = tr_now(), comm = 0.0;
@@ -473,18 +400,18 @@ void model_backward(struct model *m, int slot, int B, int T) {
     const int C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
 
     if (m->last) {
-        int f = m->n_params - 2;
         float *xl = a->x + (long)m->nl * BTmax * C;
-        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, m->grads + m->p[0].offset, NULL, a->logits,
-                                            a->lnf, m->params + m->p[0].offset, (int)BT, C,
-                                            m->Vl));
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, at(m, m->grads, -1, PK_WTE), NULL,
+                                            a->logits, a->lnf, at(m, m->params, -1, PK_WTE),
+                                            (int)BT, C, m->Vl));
         m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
         memset(m->dres, 0, sizeof(float) * (size_t)(BT * C));
-        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, m->grads + m->p[f].offset,
-                                           m->grads + m->p[f + 1].offset, m->dln, xl,
-                                           m->params + m->p[f].offset, a->lnf_mean, a->lnf_rstd,
-                                           (int)BT, C));
-        if (m->on_grads) m->on_grads(m->hook_ctx, f, 2);
+        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, at(m, m->grads, -1, PK_LNF_W),
+                                           at(m, m->grads, -1, PK_LNF_B), m->dln, xl,
+                                           at(m, m->params, -1, PK_LNF_W), a->lnf_mean,
+                                           a->lnf_rstd, (int)BT, C));
+        grads_ready(m, PK_LNF_W);
+        grads_ready(m, PK_LNF_B);
     }
     /* m->dres is the gradient of the residual stream; LayerNorm backward adds each
      * block's contribution into it, which is how the skip connections sum up. */
@@ -521,13 +448,19 @@ void model_backward(struct model *m, int slot, int B, int T) {
         TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw.ln1w, dw.ln1b, m->dln, in, w.ln1w,
                                            a->ln1_mean + i * BTmax, a->ln1_rstd + i * BTmax,
                                            (int)BT, C));
-        if (m->on_grads) m->on_grads(m->hook_ctx, 2 + 12 * (m->l0 + i), 12);
+        if (m->on_grads) {
+            int first, n;
+            params_layer_span(&m->pt, m->l0 + i, &first, &n);
+            m->on_grads(m->hook_ctx, first, n);
+        }
     }
     if (m->first) {
         /* the lookup's all-reduce has an identity backward: dres is already complete */
-        TIMED(m, KT_EMB, k->embedding_bwd(m->grads + m->p[0].offset, m->grads + m->p[1].offset,
-                                          m->dres, a->tokens, B, T, C, m->v0, m->Vl));
-        if (m->on_grads) m->on_grads(m->hook_ctx, 0, 2);
+        TIMED(m, KT_EMB, k->embedding_bwd(at(m, m->grads, -1, PK_WTE),
+                                          at(m, m->grads, -1, PK_WPE), m->dres, a->tokens, B,
+                                          T, C, m->v0, m->Vl));
+        grads_ready(m, PK_WTE);
+        grads_ready(m, PK_WPE);
     }
 }
 

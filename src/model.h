@@ -1,23 +1,8 @@
 /* model.h — GPT-2 with tensor- and pipeline-parallel shards.
  *
- * Every logical parameter is described once in a table (name, full shape, shard axis,
- * init, weight decay). The table drives initialisation, the optimizer's decay mask,
- * the gradient norm, checkpoint reading and writing, and resharding.
- *
- * Names and full shapes (C = n_embd, V = padded vocabulary, P = block_size, L layers):
- *   wte                [V, C]      split over tp by rows (vocabulary)       stage 0 (+ last)
- *   wpe                [P, C]      replicated                                stage 0
- *   h.<l>.ln_1.w/.b    [C]         replicated
- *   h.<l>.attn.qkv.w   [3, C, C]   split over tp along axis 1 (heads)      column-parallel
- *   h.<l>.attn.qkv.b   [3, C]      split along axis 1
- *   h.<l>.attn.proj.w  [C, C]      split along axis 1 (input)              row-parallel
- *   h.<l>.attn.proj.b  [C]         replicated
- *   h.<l>.ln_2.w/.b    [C]         replicated
- *   h.<l>.mlp.fc.w     [4C, C]     split along axis 0 (output)             column-parallel
- *   h.<l>.mlp.fc.b     [4C]        split along axis 0
- *   h.<l>.mlp.proj.w   [C, 4C]     split along axis 1 (input)              row-parallel
- *   h.<l>.mlp.proj.b   [C]         replicated
- *   ln_f.w/.b          [C]         replicated                              last stage
+ * The parameter table (src/params.h) describes every logical tensor once: name, kind,
+ * shape, shard and the one ownership map. It drives initialisation, the optimizer's
+ * decay mask, the gradient norm, checkpoint reading and writing, and resharding.
  * The LM head is tied to wte: the last stage keeps its own copy of wte when PP > 1,
  * kept identical to stage 0's by summing their gradients.
  */
@@ -29,31 +14,7 @@
 #include "config.h"
 #include "grid.h"
 #include "kernels.h"
-
-enum pinit { PI_NORMAL, PI_NORMAL_RESID, PI_ZEROS, PI_ONES };
-
-#define PARAM_NAME_MAX 48
-
-/* One logical tensor, and where this rank's shard of it lives. */
-struct param {
-    char    name[PARAM_NAME_MAX];
-    int     ndim;
-    int64_t shape[3];    /* full logical shape */
-    int     shard_axis;  /* -1: replicated over tp */
-    int     layer;       /* -1: not in a block */
-    enum pinit init;
-    int     decay;       /* weight decay applies (matrices only) */
-    /* this rank's shard (n_local == 0 when the tensor is not on this stage) */
-    int64_t local_shape[3], local_start[3];
-    int64_t n_local;
-    int64_t offset;      /* into model.params / model.grads */
-    int     counted;     /* this rank counts the tensor in the global grad norm */
-    /* The part of its shard this rank writes to (and verifies in) a checkpoint: rows
-     * [own_start[0], +own_count[0]) of the shard's first axis. The replicas of a shard
-     * split it, so all of them write at once and every element has exactly one writer. */
-    int64_t own_start[3], own_count[3];  /* a box in the full tensor */
-    int64_t own_offset, own_n;           /* floats into the shard, and how many */
-};
+#include "params.h"
 
 /* Activations of one micro-batch on this stage (one "slot"). */
 struct acts {
@@ -73,9 +34,8 @@ struct model {
     int Cl, NHl, Vl, v0, Fl;         /* local (tp shard) sizes: C/tp, heads, vocab, 4C/tp */
     int l0, l1, nl;                  /* layers [l0, l1) on this stage */
     int first, last;                 /* this rank holds stage 0 / the last stage */
-    struct param *p;                 /* the full table (every logical tensor) */
-    int n_params;                    /* entries in the table */
-    int64_t n_local;                 /* floats of this rank's shards */
+    struct params pt;                /* the full table (every logical tensor) */
+    int64_t n_local;                 /* floats of this rank's shards (= pt.n_local) */
     int64_t n_logical;               /* parameters of the whole model */
     float *params, *grads;
     int n_slots;
@@ -117,9 +77,6 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
 /* Initialise weights: each shard computes exactly its slice of the full tensor from a
  * counter-based RNG keyed by (seed, tensor name, element index). */
 void model_init_weights(struct model *m, uint64_t seed);
-
-/* Index of a tensor by name, or -1. */
-int model_find(const struct model *m, const char *name);
 
 /* Layers of each stage, balanced by cost (first/last stages carry the embedding and
  * the head) or given by cfg.stages "a,b,c". Writes pp+1 boundaries into bounds. */

@@ -31,9 +31,10 @@ void optim_free(struct optim *o) {
 
 double optim_grad_norm(const struct model *m) {
     double local = 0.0;
-    for (int i = 0; i < m->n_params; i++) {
-        const struct param *p = &m->p[i];
-        if (p->n_local && p->counted) local += m->k->sumsq(m->grads + p->offset, p->n_local);
+    /* each rank sums the part it owns: every logical element exactly once */
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
+        if (p->own_n) local += m->k->sumsq(m->grads + p->offset + p->own_offset, p->own_n);
     }
     comm_allreduce(&m->grid->comm, COMM_WORLD, &local, 1, COMM_F64, COMM_SUM);
     return sqrt(local);
@@ -42,8 +43,8 @@ double optim_grad_norm(const struct model *m) {
 void optim_step(struct optim *o, struct model *m, float lr, float grad_scale) {
     const struct config *c = &m->cfg;
     o->t++;
-    for (int i = 0; i < m->n_params; i++) {
-        const struct param *p = &m->p[i];
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
         if (!p->n_local) continue;
         m->k->adamw(m->params + p->offset, m->grads + p->offset, o->m + p->offset,
                     o->v + p->offset, p->n_local, lr, c->beta1, c->beta2, c->adam_eps,

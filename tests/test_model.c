@@ -26,8 +26,8 @@ struct ref {
 };
 
 static const double *P(const struct ref *r, const char *name) {
-    int i = model_find(r->m, name);
-    return r->p + r->m->p[i].offset;
+    int i = params_find_name(&r->m->pt, name);
+    return r->p + r->m->pt.p[i].offset;
 }
 
 static void ref_layernorm(double *out, const double *x, const double *w, const double *b, int C) {
@@ -148,8 +148,8 @@ static void test_whole_model_gradient_matches_finite_differences(void) {
     model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
     /* random weights everywhere (LayerNorm gains around 1, biases non-zero) so that every
      * parameter's gradient is exercised */
-    for (int i = 0; i < m.n_params; i++) {
-        const struct param *p = &m.p[i];
+    for (int i = 0; i < m.pt.n; i++) {
+        const struct param *p = &m.pt.p[i];
         int is_gain = strstr(p->name, "ln_") && p->name[strlen(p->name) - 1] == 'w';
         for (int64_t j = 0; j < p->n_local; j++)
             m.params[p->offset + j] = (float)((is_gain ? 1.0 : 0.0) +
@@ -175,8 +175,8 @@ static void test_whole_model_gradient_matches_finite_differences(void) {
     const double eps = 1e-5;
     double worst = 0;
     const char *worst_name = "";
-    for (int i = 0; i < m.n_params; i++) {
-        const struct param *p = &m.p[i];
+    for (int i = 0; i < m.pt.n; i++) {
+        const struct param *p = &m.pt.p[i];
         double gmax = 0;
         for (int64_t j = 0; j < p->n_local; j++) gmax = fmax(gmax, fabs(m.grads[p->offset + j]));
         for (int s = 0; s < 6; s++) {
@@ -203,15 +203,15 @@ static void test_whole_model_gradient_matches_finite_differences(void) {
      * against the reference above), summed here in double over every element of the
      * table: not its square, not a partial sum */
     double sq = 0;
-    for (int i = 0; i < m.n_params; i++)
-        for (int64_t j = 0; j < m.p[i].n_local; j++) {
-            double gj = m.grads[m.p[i].offset + j];
+    for (int i = 0; i < m.pt.n; i++)
+        for (int64_t j = 0; j < m.pt.p[i].n_local; j++) {
+            double gj = m.grads[m.pt.p[i].offset + j];
             sq += gj * gj;
         }
     CHECK(sq > 0 && fabs(sqrt(sq) - 1.0) > 1e-3);  /* so that the square would differ */
     CHECK_CLOSE(optim_grad_norm(&m), sqrt(sq), 1e-6, 0);
     /* padded vocabulary rows never get a gradient through the head */
-    const struct param *wte = &m.p[model_find(&m, "wte")];
+    const struct param *wte = &m.pt.p[params_find_name(&m.pt, "wte")];
     double pad = 0;
     for (int64_t j = 257 * cfg.n_embd; j < wte->n_local; j++) pad += fabs(m.grads[wte->offset + j]);
     CHECK(pad == 0.0);
@@ -253,7 +253,7 @@ static void test_init_is_gpt2_and_counter_based(void) {
     const char *names[] = {"h.1.mlp.fc.w", "h.1.mlp.proj.w", "h.0.ln_1.w", "h.0.attn.qkv.b"};
     double want[] = {0.02, 0.02 / sqrt(2.0 * cfg.n_layer), -1, -2};
     for (int k = 0; k < 4; k++) {
-        const struct param *p = &m.p[model_find(&m, names[k])];
+        const struct param *p = &m.pt.p[params_find_name(&m.pt, names[k])];
         const float *w = m.params + p->offset;
         double s = 0, s2 = 0;
         for (int64_t j = 0; j < p->n_local; j++) { s += w[j]; s2 += (double)w[j] * w[j]; }
@@ -322,9 +322,9 @@ static void test_weight_decay_shrinks_matrices_only(void) {
     struct model m;
     model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
     /* non-zero values everywhere, biases included, so that a decay would show */
-    for (int i = 0; i < m.n_params; i++)
-        for (int64_t j = 0; j < m.p[i].n_local; j++)
-            m.params[m.p[i].offset + j] =
+    for (int i = 0; i < m.pt.n; i++)
+        for (int64_t j = 0; j < m.pt.p[i].n_local; j++)
+            m.params[m.pt.p[i].offset + j] =
                 (float)(0.5 + 0.2 * rng_normal(rng_key3(7, (uint64_t)i, (uint64_t)j)));
     float *before = malloc(sizeof(float) * (size_t)m.n_local);
     memcpy(before, m.params, sizeof(float) * (size_t)m.n_local);
@@ -333,8 +333,8 @@ static void test_weight_decay_shrinks_matrices_only(void) {
     optim_init(&o, &m);
     optim_step(&o, &m, lr, 1.0f);
     int n_decayed = 0, n_kept = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        const struct param *p = &m.p[i];
+    for (int i = 0; i < m.pt.n; i++) {
+        const struct param *p = &m.pt.p[i];
         int want = decays(p->name), bad = 0;
         for (int64_t j = 0; j < p->n_local && !bad; j++) {
             double b = before[p->offset + j], a = m.params[p->offset + j];
