@@ -137,16 +137,24 @@ static int cmp_double(const void *x, const void *y) {
 
 /* Median FLOP/s of `reps` runs of about 20 ms each. */
 static double probe_isa(const struct isa *is, int reps) {
-    long iters = 1 << 12;
-    /* calibrate: double the work until one run takes 20 ms (this also warms the
-     * cores up to the clock they hold under FMA load) */
+    /* calibrate on this thread alone (no barrier, whose wake-up can take a scheduler
+     * time slice on a busy machine): double the work until the fastest of 3 runs takes
+     * 10 ms, then run twice that. The fastest of 3, because a run preempted once would
+     * otherwise stop the doubling at a size far too small to time. */
+    long iters = 1 << 10;
     for (;;) {
-        double t0 = now_s();
-        run_all_threads(is, iters);
-        double dt = now_s() - t0;
-        if (dt >= 0.02 || iters > (1L << 40)) break;
-        iters = dt > 0.002 ? (long)(iters * 0.021 / dt) : iters * 8;
+        double best = 1e30;
+        for (int i = 0; i < 3; i++) {
+            double t0 = now_s();
+            g_sink = is->fn(iters, 0.999f, 0.001f);
+            double dt = now_s() - t0;
+            if (dt < best) best = dt;
+        }
+        if (best >= 0.01 || iters > (1L << 40)) break;
+        iters *= 2;
     }
+    iters *= 2;
+    run_all_threads(is, iters / 4); /* wakes every thread and its core's clock */
     double r[33];
     if (reps > 33) reps = 33;
     if (reps < 1) reps = 1;
