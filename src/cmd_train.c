@@ -87,6 +87,7 @@ static double probe_peak_gflops(const struct trainer *t) {
             tr_fail(TR_EXIT_USAGE, "give the peak GFLOP/s of one rank, e.g. "
                     "TRIDENT_PEAK_GFLOPS=520, or unset it to measure",
                     "TRIDENT_PEAK_GFLOPS='%s' is not a positive number", env);
+        tr_info("peak: %.0f GFLOP/s per rank (TRIDENT_PEAK_GFLOPS)", v);
         return v;
     }
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
