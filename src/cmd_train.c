@@ -77,7 +77,9 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
  * TRIDENT_PEAK_GFLOPS (GFLOP/s per rank, e.g. from the CPU's data sheet: cores per rank
  * × clock × FLOPs per cycle) replaces the probe; otherwise every rank runs the FMA probe
  * (kernels_peak_flops) at once, so ranks that share a node's cores share them here too
- * and each gets its share of the node's peak. The mean over ranks is used. */
+ * and each gets its share of the node's peak. The mean over ranks is used. (With more
+ * ranks than cores, each rank's best moment can fall while others wait, so the shares add
+ * up to a little more than the node: 8 ranks on 2 cores read 82 GFLOP/s each, not 66.) */
 static double probe_peak_gflops(const struct trainer *t) {
     const char *env = getenv("TRIDENT_PEAK_GFLOPS");
     if (env && *env) {

@@ -10,7 +10,7 @@
  *
  * Each ISA the CPU supports is measured and the fastest is kept (on some CPUs AVX-512
  * runs at half rate or lowers the clock, and AVX2 is then the real peak). The result is
- * the best of several repetitions of about 20 ms each, with every thread of the process
+ * the best of several repetitions of about 10 ms each, with every thread of the process
  * busy: what the cores this process owns can do at once, at the clock they actually hold
  * under full FMA load. The best, not the median: nothing can make FMA chains run faster
  * than the hardware, while another process on the same cores (a shared machine) slows
@@ -132,11 +132,11 @@ static double run_all_threads(const struct isa *is, long iters) {
     return (double)nt * (double)iters * is->flops_per_iter / (t1 - t0);
 }
 
-/* Best FLOP/s of `reps` runs of about 20 ms each. */
+/* Best FLOP/s of `reps` runs of about 10 ms each. */
 static double probe_isa(const struct isa *is, int reps) {
     /* calibrate on this thread alone (no barrier, whose wake-up can take a scheduler
      * time slice on a busy machine): double the work until the fastest of 3 runs takes
-     * 10 ms, then run twice that. The fastest of 3, because a run preempted once would
+     * 5 ms, then run twice that. The fastest of 3, because a run preempted once would
      * otherwise stop the doubling at a size far too small to time. */
     long iters = 1 << 10;
     for (;;) {
@@ -147,7 +147,7 @@ static double probe_isa(const struct isa *is, int reps) {
             double dt = now_s() - t0;
             if (dt < best) best = dt;
         }
-        if (best >= 0.01 || iters > (1L << 40)) break;
+        if (best >= 0.005 || iters > (1L << 40)) break;
         iters *= 2;
     }
     iters *= 2;
