@@ -116,4 +116,9 @@ const struct kernels *kernels_get(enum kdevice dev, enum kdtype dt);
 const char *kernels_blas_corename(void);
 int         kernels_threads(void);
 
+/* The hardware's peak fp32 FLOP/s for this process (all its threads at once), measured
+ * by an FMA-throughput probe (kernels/cpu/peak.c; about 0.3 s); *isa_name (if not NULL)
+ * says which vector ISA reached it ("avx512", "avx2", "scalar"). 2 FLOPs per FMA lane. */
+double      kernels_peak_flops(const char **isa_name);
+
 #endif

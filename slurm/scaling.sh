@@ -678,9 +678,9 @@ REPORT=$OUT/report.md
         "the gradient all-reduce (the rest overlaps the backward pass), the optimizer and" \
         "waiting for data; *other* is the step minus all of these (imbalance, launch gaps)." \
         "Checkpoint time is not per step: see \`checkpoint_s\` in results.csv. MFU is" \
-        "trident's own: the model FLOP rate against a matmul rate each run probes as it" \
-        "starts; on a busy machine that probe varies, and a value above 100 % means it was" \
-        "probed low."
+        "the model FLOP rate per rank against the hardware's peak per rank, which an FMA" \
+        "probe measures as each run starts (TRIDENT_PEAK_GFLOPS overrides it); ranks that" \
+        "share cores share that peak."
     echo
     if [ "$N_FAILED" -gt 0 ]; then
         echo "## Failed runs"

@@ -73,9 +73,40 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
     v->slowest_rank = loc.rank;
 }
 
-/* This rank's matmul rate on a GEMM of the model's shape, with every rank measuring at
- * once (so ranks that share cores share them here too): the reference for MFU. */
+/* This rank's share of the hardware's peak fp32 GFLOP/s: the reference for MFU.
+ * TRIDENT_PEAK_GFLOPS (GFLOP/s per rank, e.g. from the CPU's data sheet: cores per rank
+ * × clock × FLOPs per cycle) replaces the probe; otherwise every rank runs the FMA probe
+ * (kernels_peak_flops) at once, so ranks that share a node's cores share them here too
+ * and each gets its share of the node's peak. The mean over ranks is used. (With more
+ * ranks than cores, each rank's best moment can fall while others wait, so the shares add
+ * up to a little more than the node: 8 ranks on 2 cores read 82 GFLOP/s each, not 66.) */
 static double probe_peak_gflops(const struct trainer *t) {
+    const char *env = getenv("TRIDENT_PEAK_GFLOPS");
+    if (env && *env) {
+        char *end;
+        double v = strtod(env, &end);
+        if (*end || !isfinite(v) || v <= 0)
+            tr_fail(TR_EXIT_USAGE, "give the peak GFLOP/s of one rank, e.g. "
+                    "TRIDENT_PEAK_GFLOPS=520, or unset it to measure",
+                    "TRIDENT_PEAK_GFLOPS='%s' is not a positive number", env);
+        tr_info("peak: %.0f GFLOP/s per rank (TRIDENT_PEAK_GFLOPS)", v);
+        return v;
+    }
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    const char *isa;
+    double rate = kernels_peak_flops(&isa) / 1e9;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    rate /= t->g.world_size;
+    tr_info("peak: %.0f GFLOP/s per rank (%s FMA probe, %d thread%s per rank, all ranks at "
+            "once; TRIDENT_PEAK_GFLOPS overrides)", rate, isa, kernels_threads(),
+            kernels_threads() > 1 ? "s" : "");
+    return rate;
+}
+
+/* This rank's matmul rate on a GEMM of the model's shape, with every rank measuring at
+ * once (so ranks that share cores share them here too): the reference for the BLAS
+ * efficiency (how close the model gets to what the BLAS itself reaches). */
+static double probe_sgemm_gflops(const struct trainer *t) {
     int M = TR_MIN(t->cfg.micro_batch * t->cfg.seq_len, 1024), K = t->cfg.n_embd;
     int N = 4 * t->cfg.n_embd / t->g.tp;
     float *a = tr_calloc((size_t)M * K, sizeof(float)), *w = tr_calloc((size_t)N * K, sizeof(float));
@@ -193,19 +224,24 @@ static void print_header(const struct trainer *t, long tokens_per_step) {
     }
 }
 
+/* mfu: model FLOP/s per rank ÷ the hardware's peak per rank (probe_peak_gflops);
+ * blas_eff: ÷ the BLAS's sgemm rate on the model's shapes. Model FLOPs: 6 per matmul
+ * parameter + causal attention, 6·L·C·(T+1) per token (model_flops_per_token). */
 static void write_metrics(const struct trainer *t, int step, double loss, float lr, double norm,
-                          const struct step_view *v, double tok_s, double gflops, double mfu,
-                          double val) {
+                          const struct step_view *v, double tok_s, const struct model_eff *e,
+                          double peak, double val) {
     FILE *f = t->metrics;
     const struct step_times *m = &v->mean;
     fprintf(f,
             "{\"step\":%d,\"loss\":%.17g,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,"
-            "\"ms_per_step\":%.3f,\"gflops_per_rank\":%.3f,\"mfu\":%.4f,"
+            "\"ms_per_step\":%.3f,\"gflops_per_rank\":%.3f,\"mfu\":%.4f,\"blas_eff\":%.4f,"
+            "\"peak_gflops_per_rank\":%.1f,"
             "\"t_compute\":%.6f,\"t_tp_comm\":%.6f,\"t_pipe_wait\":%.6f,\"t_dp_exposed\":%.6f,"
             "\"t_optimizer\":%.6f,\"t_data\":%.6f,\"bubble\":%.4f,\"bubble_theory\":%.4f,"
             "\"slowest_ms\":%.3f,\"fastest_ms\":%.3f,\"slowest_rank\":%d,"
             "\"peak_mem_mb_max\":%.1f,\"peak_mem_mb_min\":%.1f",
-            step, loss, lr, norm, tok_s, v->slowest * 1e3, gflops, mfu, m->compute, m->tp_comm,
+            step, loss, lr, norm, tok_s, v->slowest * 1e3, e->gflops, e->mfu, e->blas_eff, peak,
+            m->compute, m->tp_comm,
             m->pipe_wait, m->dp_exposed, m->optimizer, m->data,
             m->total > 0 ? m->pipe_wait / m->total : 0.0,
             (double)(t->g.pp - 1) / (t->M + t->g.pp - 1), v->slowest * 1e3, v->fastest * 1e3,
@@ -219,7 +255,7 @@ static void write_metrics(const struct trainer *t, int step, double loss, float 
 struct totals {
     int    steps;
     double wall, compute, tp_comm, pipe_wait, dp_exposed, optimizer, data, ckpt, eval;
-    double mfu_sum, mem_max;
+    double mfu_sum, blas_eff_sum, mem_max;
     double first_loss, last_loss, last_val;
     int    n_ckpt;
 };
@@ -228,10 +264,10 @@ static void print_summary(const struct trainer *t, const struct totals *s, long 
     if (t->g.world_rank != 0 || s->steps == 0) return;
     double other = s->wall - s->compute - s->tp_comm - s->pipe_wait - s->dp_exposed -
                    s->optimizer - s->data;
-    printf("\nsummary: %d steps, %.1f s, %.0f tokens/s, MFU %.1f%% of this machine's matmul "
-           "rate, peak memory %.0f MB per rank\n",
+    printf("\nsummary: %d steps, %.1f s, %.0f tokens/s, MFU %.1f%% of the peak FLOP/s, BLAS "
+           "efficiency %.1f%% of its sgemm rate, peak memory %.0f MB per rank\n",
            s->steps, s->wall, s->steps * (double)tokens_per_step / s->wall,
-           100.0 * s->mfu_sum / s->steps, s->mem_max);
+           100.0 * s->mfu_sum / s->steps, 100.0 * s->blas_eff_sum / s->steps, s->mem_max);
     printf("  loss %.4f -> %.4f, validation %.4f; %d checkpoint%s (%.1f s), evaluation %.1f s\n",
            s->first_loss, s->last_loss, s->last_val, s->n_ckpt, s->n_ckpt == 1 ? "" : "s",
            s->ckpt, s->eval);
@@ -258,7 +294,7 @@ int train_main(int argc, char **argv) {
     print_header(&t, tokens_per_step);
 
     const double flops_per_step = model_flops_per_token(&cfg) * (double)tokens_per_step;
-    const double peak = probe_peak_gflops(&t);
+    const double peak = probe_peak_gflops(&t), sgemm = probe_sgemm_gflops(&t);
     double steps_time = 0.0, last_ckpt_time = tr_now();
     int first_step = t.step, last_ckpt = t.step, rc = TR_EXIT_OK;
     struct totals tot = {0};
@@ -286,8 +322,8 @@ int train_main(int argc, char **argv) {
                             tr_now() - last_ckpt_time >= 60.0 * cfg.ckpt_minutes, &v);
         steps_time += v.slowest;
         double tok_s = tokens_per_step / v.slowest;
-        double gflops = flops_per_step / v.slowest / g->world_size / 1e9;
-        double mfu = gflops / peak;
+        struct model_eff eff = model_efficiency(flops_per_step, v.slowest, g->world_size,
+                                                peak, sgemm);
 
         int do_eval = cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < cfg.steps;
         double val = NAN;
@@ -307,21 +343,23 @@ int train_main(int argc, char **argv) {
         tot.dp_exposed += v.mean.dp_exposed;
         tot.optimizer += v.mean.optimizer;
         tot.data += v.mean.data;
-        tot.mfu_sum += mfu;
+        tot.mfu_sum += eff.mfu;
+        tot.blas_eff_sum += eff.blas_eff;
         tot.mem_max = TR_MAX(tot.mem_max, v.mem_max_mb);
         if (tot.steps == 1) tot.first_loss = loss;
         tot.last_loss = loss;
 
         if (g->world_rank == 0) {
-            write_metrics(&t, step, loss, lr, norm, &v, tok_s, gflops, mfu, val);
+            write_metrics(&t, step, loss, lr, norm, &v, tok_s, &eff, peak, val);
             if (step % cfg.log_every == 0 || step == cfg.steps || step == first_step + 1 ||
                 do_eval) {
                 char eta[32];
                 format_duration(steps_time / (step - first_step) * (cfg.steps - step), eta,
                                 sizeof eta);
                 printf("step %6d/%d | loss %.4f | lr %.2e | norm %6.3f | %8.0f tok/s | "
-                       "%7.1f ms | MFU %4.1f%% | ETA %s",
-                       step, cfg.steps, loss, lr, norm, tok_s, v.slowest * 1e3, 100.0 * mfu, eta);
+                       "%7.1f ms | MFU %4.1f%% | BLAS %3.0f%% | ETA %s",
+                       step, cfg.steps, loss, lr, norm, tok_s, v.slowest * 1e3, 100.0 * eff.mfu,
+                       100.0 * eff.blas_eff, eta);
                 if (do_eval) printf(" | val %.4f", val);
                 printf("\n");
                 fflush(stdout);

@@ -96,7 +96,18 @@ void model_backward(struct model *m, int slot, int B, int T);
 void model_zero_grads(struct model *m);
 void model_timers_reset(struct model *m);
 
-/* FLOPs of one training token: 6 * parameters in matmuls + attention (fwd + bwd). */
+/* Model FLOPs of one training token (the usual count, forward + backward): 6 per matmul
+ * parameter (12·L·C² + Vp·C, the tied LM head once, padded vocabulary) plus causal
+ * attention as the model needs it: 6·L·C·(T+1) (QKᵀ and PV over the T(T+1)/2 query–key
+ * pairs of the lower triangle, not the full T² square). */
 double model_flops_per_token(const struct config *cfg);
+
+/* The efficiency figures of one step, from its FLOPs and time on `ranks` ranks:
+ * gflops = model GFLOP/s per rank; mfu = gflops / peak_gflops (the hardware's FMA peak
+ * per rank); blas_eff = gflops / sgemm_gflops (the BLAS's own rate on the model's GEMM
+ * shapes). A slow BLAS lowers mfu, while blas_eff (both sides slowed) barely moves. */
+struct model_eff { double gflops, mfu, blas_eff; };
+struct model_eff model_efficiency(double flops_per_step, double step_s, int ranks,
+                                  double peak_gflops, double sgemm_gflops);
 
 #endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh — trident's benchmarks (`make bench`). Speed is reported as ratios measured in
 # the same run, because absolute times on a shared machine drift:
-#   1. training FLOP rate vs the machine's sgemm rate on the model's GEMMs (MFU)
+#   1. training FLOP rate vs the CPU's peak (MFU) and vs sgemm on the model's GEMMs
+#      (BLAS efficiency), for the bench model and the real GPT-2 124M shape
 #   2. all-reduce bus bandwidth, hierarchical vs flat
 #   3. data parallelism: DP=2 × 1 thread vs 1 rank × 2 threads; exposed DP time
 #   4. pipeline bubble, measured vs (p-1)/(m+p-1)
@@ -24,8 +25,16 @@ field() { sed -n "s/.*\"$1\":\\([-0-9.e]*\\).*/\\1/p" "$2"; }
 series() { paste -d' ' <(field step "$2") <(field "$1" "$2") | grep -v ' $' | grep -v '^ '; }
 
 if want 1; then
-    echo "== 1. training throughput vs sgemm (bench model, 1 rank × $NCORES threads)"
-    OMP_NUM_THREADS=$NCORES bin/bench_train --steps=6 | sed -n '/^$/,$p'
+    # MFU = model FLOP/s (6 per matmul parameter + causal attention) / the FMA probe's peak;
+    # BLAS efficiency = the same / cblas_sgemm on the model's own GEMM shapes. Median step.
+    echo "== 1. training throughput vs the peak (MFU) and vs sgemm (BLAS efficiency), 1 rank × $NCORES threads"
+    echo "-- bench model: GPT-2-124M layers with a 256-token vocabulary, T 256, micro-batch 4"
+    OMP_NUM_THREADS=$NCORES bin/bench_train --steps=6 | sed -n '1p;/^$/,$p'
+    # the real GPT-2 124M: vocabulary 50257 (LM head 31 % of the matmul FLOPs), T 1024.
+    # micro-batch 4 fits too (8.9 GB peak RSS) but takes 4x as long per step: over the budget
+    echo "-- GPT-2 124M: vocabulary 50257, T 1024, micro-batch 1 (peak RSS 3.9 GB)"
+    OMP_NUM_THREADS=$NCORES bin/bench_train --steps=5 --vocab_size=50257 --seq_len=1024 \
+        --micro_batch=1 | sed -n '1p;/^$/,/^where/p' | sed '$d'
     echo
 fi
 

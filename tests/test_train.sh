@@ -35,7 +35,8 @@ then pass "another_seed_gives_another_run"; else fail "another_seed_gives_anothe
 # metrics.jsonl has the documented fields on every step, and the progress line its parts
 line=$(sed -n '10p' "$TEST_TMP/a/metrics.jsonl")
 ok=1
-for k in step loss lr grad_norm tokens_per_s ms_per_step gflops_per_rank mfu t_compute \
+for k in step loss lr grad_norm tokens_per_s ms_per_step gflops_per_rank mfu blas_eff \
+         peak_gflops_per_rank t_compute \
          t_tp_comm t_pipe_wait t_dp_exposed t_optimizer t_data bubble bubble_theory slowest_ms \
          fastest_ms slowest_rank peak_mem_mb_max peak_mem_mb_min; do
     grep -q "\"$k\":" <<<"$line" || { ok=0; fail "metrics_have_every_field" "no $k in $line"; break; }

@@ -45,4 +45,8 @@ void   cpu_adamw(float *p, const float *grad, float *m, float *v, long n, float 
 double cpu_sumsq(const float *x, long n);
 void   cpu_scale(float *x, float s, long n);
 
+/* peak.c: the best of `reps` runs of the fp32 FLOP/s of FMA chains on every OpenMP
+ * thread at once, on the fastest ISA this CPU has (its name in *isa_name if not NULL). */
+double cpu_peak_flops(int reps, const char **isa_name);
+
 #endif
