@@ -92,7 +92,7 @@ static void test_flops_per_token_is_6n_plus_causal_attention(void) {
     config_set(&c, "seq_len", "1024", "test");
     double L = 12, C = 768, T = 1024, Vp = 50304;
     CHECK_CLOSE(config_padded_vocab(&c), Vp, 0, 0);
-    double want = 6.0 * (L * 12 * C * C + Vp * C) + 6.0 * L * C * (T + 1);
+    double want = 6.0 * (12.0 * L * C * C + Vp * C) + 6.0 * L * C * (T + 1);
     CHECK_CLOSE(model_flops_per_token(&c), want, 1e-12, 0);
     /* attention grows by 6·L·C per token for each extra position of context: half of
      * PaLM's 12·L·C·T, which counts the masked upper triangle too */
