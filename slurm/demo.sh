@@ -29,7 +29,9 @@ export OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) >= NP ? $(nproc) / NP : 1 ))}
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 
-mpirun -np "$NP" bin/trident train inputs/small.conf "${LAYOUT[@]}" "$@"
+# slurm/mpirun.sh: Ctrl-C finishes the step, writes a checkpoint and exits 75 (run the
+# demo again to continue) instead of mpirun killing the ranks mid-step
+slurm/mpirun.sh -np "$NP" bin/trident train inputs/small.conf "${LAYOUT[@]}" "$@"
 RUN_DIR=runs/small
 for a in "$@"; do case "$a" in --run_dir=*) RUN_DIR=${a#--run_dir=} ;; esac; done
 echo
