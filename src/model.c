@@ -277,17 +277,18 @@ void model_init_weights(struct model *m, uint64_t seed) {
 /* ------------------------------------------------------------------------------------ */
 /* forward and backward                                                                 */
 
-/* pointers to this stage's weights (or gradients) of local layer i */
-struct layer_w {
-    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcpw, *fcpb;
-};
-
 /* base + the offset of (layer, kind) in this rank's buffers */
 static float *at(const struct model *m, float *base, int layer, enum param_kind kind) {
     return base + params_get(&m->pt, layer, kind)->offset;
 }
 
-static void layer_ptrs(const struct model *m, float *base, int layer, struct layer_w *w) {
+static void check_stage_layer(const struct model *m, int layer) {
+    if (layer < m->l0 || layer >= m->l1)
+        TR_ABORT("layer %d is not on this stage (layers %d to %d)", layer, m->l0, m->l1 - 1);
+}
+
+void layer_w_view(const struct model *m, float *base, int layer, struct layer_w *w) {
+    check_stage_layer(m, layer);
     w->ln1w = at(m, base, layer, PK_LN1_W);
     w->ln1b = at(m, base, layer, PK_LN1_B);
     w->qkvw = at(m, base, layer, PK_QKV_W);
@@ -302,9 +303,43 @@ static void layer_ptrs(const struct model *m, float *base, int layer, struct lay
     w->fcpb = at(m, base, layer, PK_MLP_PROJ_B);
 }
 
+/* The slot's per-layer arrays are stacked over the stage's layers, each sized for the
+ * largest micro-batch (m->B × m->T) whatever the B × T of this one. */
+void block_acts_view(const struct model *m, struct acts *a, int layer, int B, int T,
+                     struct block_acts *ba) {
+    check_stage_layer(m, layer);
+    const long i = layer - m->l0, BTmax = (long)m->B * m->T;
+    const long C = m->C, Cl = m->Cl, Fl = m->Fl;
+    ba->B = B;
+    ba->T = T;
+    ba->in = a->x + i * BTmax * C;
+    ba->out = a->x + (i + 1) * BTmax * C;
+    ba->ln1 = a->ln1 + i * BTmax * C;
+    ba->ln1_mean = a->ln1_mean + i * BTmax;
+    ba->ln1_rstd = a->ln1_rstd + i * BTmax;
+    ba->qkv = a->qkv + i * BTmax * 3 * Cl;
+    ba->att = a->att + i * m->B * m->NHl * m->T * m->T;
+    ba->atty = a->atty + i * BTmax * Cl;
+    ba->xmid = a->xmid + i * BTmax * C;
+    ba->ln2 = a->ln2 + i * BTmax * C;
+    ba->ln2_mean = a->ln2_mean + i * BTmax;
+    ba->ln2_rstd = a->ln2_rstd + i * BTmax;
+    ba->fch = a->fch + i * BTmax * Fl;
+    ba->fch_gelu = a->fch_gelu + i * BTmax * Fl;
+}
+
 /* tell the hook that the gradient of one model-level tensor is complete */
 static void grads_ready(struct model *m, enum param_kind kind) {
     if (m->on_grads) m->on_grads(m->hook_ctx, params_find(&m->pt, -1, kind), 1);
+}
+
+/* ... and that the gradients of every tensor of one block are */
+static void layer_grads_ready(struct model *m, int layer) {
+    if (m->on_grads) {
+        int first, n;
+        params_layer_span(&m->pt, layer, &first, &n);
+        m->on_grads(m->hook_ctx, first, n);
+    }
 }
 
 #define TIMED(m, id, call)                                                           \
@@ -314,12 +349,73 @@ static void grads_ready(struct model *m, enum param_kind kind) {
         (m)->t_kernel[id] += tr_now() - t0_;                                         \
     } while (0)
 
+void block_forward(struct model *m, const struct layer_w *w, const struct block_acts *ba) {
+    const struct kernels *k = m->k;
+    const struct grid *g = m->grid;
+    const int B = ba->B, T = ba->T, C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
+    const long BT = (long)B * T;
+    const int tp0 = g->tp_rank == 0;
+
+    TIMED(m, KT_LN_F, k->layernorm_fwd(ba->ln1, ba->ln1_mean, ba->ln1_rstd, ba->in, w->ln1w,
+                                       w->ln1b, (int)BT, C));
+    m->t_tp_comm += tp_copy_fwd(g, ba->ln1, BT * C);
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->qkv, ba->ln1, w->qkvw, w->qkvb, (int)BT, C, 3 * Cl));
+    TIMED(m, KT_ATTN_F, k->attention_fwd(ba->atty, ba->att, ba->qkv, B, T, Cl, NHl));
+    /* row-parallel: partial sums; the replicated bias is added once, by tp rank 0 */
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->xmid, ba->atty, w->projw, tp0 ? w->projb : NULL,
+                                        (int)BT, Cl, C));
+    m->t_tp_comm += tp_reduce_fwd(g, ba->xmid, BT * C);
+    TIMED(m, KT_RESID, k->residual_fwd(ba->xmid, ba->xmid, ba->in, BT * C));
+
+    TIMED(m, KT_LN_F, k->layernorm_fwd(ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->xmid, w->ln2w,
+                                       w->ln2b, (int)BT, C));
+    m->t_tp_comm += tp_copy_fwd(g, ba->ln2, BT * C);
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->fch, ba->ln2, w->fcw, w->fcb, (int)BT, C, Fl));
+    TIMED(m, KT_GELU_F, k->gelu_fwd(ba->fch_gelu, ba->fch, BT * Fl));
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->out, ba->fch_gelu, w->fcpw, tp0 ? w->fcpb : NULL,
+                                        (int)BT, Fl, C));
+    m->t_tp_comm += tp_reduce_fwd(g, ba->out, BT * C);
+    TIMED(m, KT_RESID, k->residual_fwd(ba->out, ba->out, ba->xmid, BT * C));
+}
+
+/* m->dres is the gradient of the residual stream; LayerNorm backward adds each branch's
+ * contribution into it, which is how the skip connections sum up: d(out) becomes
+ * d(xmid) after the MLP, then d(in) after attention. */
+void block_backward(struct model *m, const struct layer_w *w, const struct layer_w *dw,
+                    const struct block_acts *ba) {
+    const struct kernels *k = m->k;
+    const struct grid *g = m->grid;
+    const int B = ba->B, T = ba->T, C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
+    const long BT = (long)B * T;
+
+    m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dfch, dw->fcpw, dw->fcpb, m->dres, ba->fch_gelu,
+                                        w->fcpw, (int)BT, Fl, C));
+    TIMED(m, KT_GELU_B, k->gelu_bwd(m->dfch, ba->fch, m->dfch, BT * Fl));
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw->fcw, dw->fcb, m->dfch, ba->ln2, w->fcw,
+                                        (int)BT, C, Fl));
+    m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
+    TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw->ln2w, dw->ln2b, m->dln, ba->xmid, w->ln2w,
+                                       ba->ln2_mean, ba->ln2_rstd, (int)BT, C));
+
+    m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->datty, dw->projw, dw->projb, m->dres, ba->atty,
+                                        w->projw, (int)BT, Cl, C));
+    TIMED(m, KT_ATTN_B, k->attention_bwd(m->dqkv, m->att_scratch, m->datty, ba->qkv, ba->att,
+                                         B, T, Cl, NHl));
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw->qkvw, dw->qkvb, m->dqkv, ba->ln1, w->qkvw,
+                                        (int)BT, C, 3 * Cl));
+    m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
+    TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw->ln1w, dw->ln1b, m->dln, ba->in, w->ln1w,
+                                       ba->ln1_mean, ba->ln1_rstd, (int)BT, C));
+}
+
 double model_forward(struct model *m, int slot, int B, int T, float dloss) {
     const struct kernels *k = m->k;
     const struct grid *g = m->grid;
     struct acts *a = &m->slots[slot];
     const long BT = (long)B * T, BTmax = (long)m->B * m->T;
-    const int C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
+    const int C = m->C;
     const int tp0 = g->tp_rank == 0;
 
     if (m->first) {
@@ -331,36 +427,12 @@ double model_forward(struct model *m, int slot, int B, int T, float dloss) {
                                           m->v0, m->Vl));
         m->t_tp_comm += tp_reduce_fwd(g, a->x, BT * C);
     }
-    for (int i = 0; i < m->nl; i++) {
+    for (int l = m->l0; l < m->l1; l++) {
         struct layer_w w;
-        layer_ptrs(m, m->params, m->l0 + i, &w);
-        float *in = a->x + i * BTmax * C, *out = a->x + (i + 1) * BTmax * C;
-        float *ln1 = a->ln1 + i * BTmax * C, *qkv = a->qkv + i * BTmax * 3 * Cl;
-        float *att = a->att + (long)i * m->B * NHl * m->T * m->T;
-        float *atty = a->atty + i * BTmax * Cl, *xmid = a->xmid + i * BTmax * C;
-        float *ln2 = a->ln2 + i * BTmax * C;
-        float *fch = a->fch + i * BTmax * Fl, *fchg = a->fch_gelu + i * BTmax * Fl;
-
-        TIMED(m, KT_LN_F, k->layernorm_fwd(ln1, a->ln1_mean + i * BTmax, a->ln1_rstd + i * BTmax,
-                                           in, w.ln1w, w.ln1b, (int)BT, C));
-        m->t_tp_comm += tp_copy_fwd(g, ln1, BT * C);
-        TIMED(m, KT_MATMUL_F, k->matmul_fwd(qkv, ln1, w.qkvw, w.qkvb, (int)BT, C, 3 * Cl));
-        TIMED(m, KT_ATTN_F, k->attention_fwd(atty, att, qkv, B, T, Cl, NHl));
-        /* row-parallel: partial sums; the replicated bias is added once, by tp rank 0 */
-        TIMED(m, KT_MATMUL_F, k->matmul_fwd(xmid, atty, w.projw, tp0 ? w.projb : NULL, (int)BT,
-                                            Cl, C));
-        m->t_tp_comm += tp_reduce_fwd(g, xmid, BT * C);
-        TIMED(m, KT_RESID, k->residual_fwd(xmid, xmid, in, BT * C));
-
-        TIMED(m, KT_LN_F, k->layernorm_fwd(ln2, a->ln2_mean + i * BTmax, a->ln2_rstd + i * BTmax,
-                                           xmid, w.ln2w, w.ln2b, (int)BT, C));
-        m->t_tp_comm += tp_copy_fwd(g, ln2, BT * C);
-        TIMED(m, KT_MATMUL_F, k->matmul_fwd(fch, ln2, w.fcw, w.fcb, (int)BT, C, Fl));
-        TIMED(m, KT_GELU_F, k->gelu_fwd(fchg, fch, BT * Fl));
-        TIMED(m, KT_MATMUL_F, k->matmul_fwd(out, fchg, w.fcpw, tp0 ? w.fcpb : NULL, (int)BT, Fl,
-                                            C));
-        m->t_tp_comm += tp_reduce_fwd(g, out, BT * C);
-        TIMED(m, KT_RESID, k->residual_fwd(out, out, xmid, BT * C));
+        struct block_acts ba;
+        layer_w_view(m, m->params, l, &w);
+        block_acts_view(m, a, l, B, T, &ba);
+        block_forward(m, &w, &ba);
     }
     if (!m->last) return 0.0;
 
@@ -397,7 +469,7 @@ void model_backward(struct model *m, int slot, int B, int T) {
     const struct grid *g = m->grid;
     struct acts *a = &m->slots[slot];
     const long BT = (long)B * T, BTmax = (long)m->B * m->T;
-    const int C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
+    const int C = m->C;
 
     if (m->last) {
         float *xl = a->x + (long)m->nl * BTmax * C;
@@ -413,46 +485,14 @@ void model_backward(struct model *m, int slot, int B, int T) {
         grads_ready(m, PK_LNF_W);
         grads_ready(m, PK_LNF_B);
     }
-    /* m->dres is the gradient of the residual stream; LayerNorm backward adds each
-     * block's contribution into it, which is how the skip connections sum up. */
-    for (int i = m->nl - 1; i >= 0; i--) {
+    for (int l = m->l1 - 1; l >= m->l0; l--) {
         struct layer_w w, dw;
-        layer_ptrs(m, m->params, m->l0 + i, &w);
-        layer_ptrs(m, m->grads, m->l0 + i, &dw);
-        float *in = a->x + i * BTmax * C;
-        float *ln1 = a->ln1 + i * BTmax * C, *qkv = a->qkv + i * BTmax * 3 * Cl;
-        float *att = a->att + (long)i * m->B * NHl * m->T * m->T;
-        float *atty = a->atty + i * BTmax * Cl, *xmid = a->xmid + i * BTmax * C;
-        float *ln2 = a->ln2 + i * BTmax * C;
-        float *fch = a->fch + i * BTmax * Fl, *fchg = a->fch_gelu + i * BTmax * Fl;
-
-        m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
-        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dfch, dw.fcpw, dw.fcpb, m->dres, fchg, w.fcpw,
-                                            (int)BT, Fl, C));
-        TIMED(m, KT_GELU_B, k->gelu_bwd(m->dfch, fch, m->dfch, BT * Fl));
-        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw.fcw, dw.fcb, m->dfch, ln2, w.fcw, (int)BT,
-                                            C, Fl));
-        m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
-        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw.ln2w, dw.ln2b, m->dln, xmid, w.ln2w,
-                                           a->ln2_mean + i * BTmax, a->ln2_rstd + i * BTmax,
-                                           (int)BT, C));
-
-        m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
-        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->datty, dw.projw, dw.projb, m->dres, atty,
-                                            w.projw, (int)BT, Cl, C));
-        TIMED(m, KT_ATTN_B, k->attention_bwd(m->dqkv, m->att_scratch, m->datty, qkv, att, B, T,
-                                             Cl, NHl));
-        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw.qkvw, dw.qkvb, m->dqkv, ln1, w.qkvw,
-                                            (int)BT, C, 3 * Cl));
-        m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
-        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw.ln1w, dw.ln1b, m->dln, in, w.ln1w,
-                                           a->ln1_mean + i * BTmax, a->ln1_rstd + i * BTmax,
-                                           (int)BT, C));
-        if (m->on_grads) {
-            int first, n;
-            params_layer_span(&m->pt, m->l0 + i, &first, &n);
-            m->on_grads(m->hook_ctx, first, n);
-        }
+        struct block_acts ba;
+        layer_w_view(m, m->params, l, &w);
+        layer_w_view(m, m->grads, l, &dw);
+        block_acts_view(m, a, l, B, T, &ba);
+        block_backward(m, &w, &dw, &ba);
+        layer_grads_ready(m, l);
     }
     if (m->first) {
         /* the lookup's all-reduce has an identity backward: dres is already complete */

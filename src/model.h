@@ -93,6 +93,49 @@ double model_forward(struct model *m, int slot, int B, int T, float dloss);
  * stages need m->dres to hold d(output). Leaves d(input) in m->dres (stage > 0). */
 void model_backward(struct model *m, int slot, int B, int T);
 
+/* One transformer block (pre-LayerNorm GPT-2), the unit that model_forward and
+ * model_backward loop over and that a schedule or recomputation can call on its own.
+ *
+ *   xmid = in + proj(attention(qkv(ln1(in))))     qkv column-, proj row-parallel
+ *   out  = xmid + fcproj(gelu(fc(ln2(xmid))))     fc column-, fcproj row-parallel
+ *
+ * Both views take the model's layer index (0 <= layer < L), which must be on this stage
+ * (l0 <= layer < l1). */
+
+/* This rank's shards of one layer's weights, or of their gradients (base = m->params or
+ * m->grads): the same pointers into either buffer. */
+struct layer_w {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcpw, *fcpb;
+};
+void layer_w_view(const struct model *m, float *base, int layer, struct layer_w *w);
+
+/* One layer's activations in a slot, for a micro-batch of B×T (BT = B·T rows). The
+ * forward pass writes them, the backward pass reads them: the one place that slices the
+ * slot's stacked arrays. */
+struct block_acts {
+    int B, T;
+    float *in, *out;                     /* [BT][C] residual stream into / out of the block */
+    float *ln1, *ln1_mean, *ln1_rstd;    /* [BT][C], [BT], [BT] */
+    float *qkv;                          /* [BT][3 Cl] */
+    float *att;                          /* [B][NHl][T][T] attention probabilities */
+    float *atty;                         /* [BT][Cl] attention output, before proj */
+    float *xmid;                         /* [BT][C] residual stream after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;    /* [BT][C], [BT], [BT] */
+    float *fch, *fch_gelu;               /* [BT][Fl] MLP before / after GELU */
+};
+void block_acts_view(const struct model *m, struct acts *a, int layer, int B, int T,
+                     struct block_acts *ba);
+
+/* Forward of one block: reads ba->in, writes every other array of the view (ba->out
+ * last), with the tensor-parallel pairs of src/tp.h. */
+void block_forward(struct model *m, const struct layer_w *w, const struct block_acts *ba);
+
+/* Backward of one block: m->dres holds d(out) on entry and d(in) on return; adds the
+ * layer's weight gradients into dw (+=: they accumulate over micro-batches). Uses the
+ * model's backward scratch. Does not call the gradient hook (model_backward does). */
+void block_backward(struct model *m, const struct layer_w *w, const struct layer_w *dw,
+                    const struct block_acts *ba);
+
 void model_zero_grads(struct model *m);
 void model_timers_reset(struct model *m);
 

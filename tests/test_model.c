@@ -1,7 +1,8 @@
 /* test_model.c — the whole GPT-2 forward and backward pass against an independent
  * double-precision reference, by finite differences; plus the parameter table,
  * initialisation, stage balancing, learning-rate schedule, the global gradient norm and
- * which parameters weight decay touches. One rank. */
+ * which parameters weight decay touches; one block (block_forward / block_backward) against
+ * the reference's block. One rank. */
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -44,70 +45,76 @@ static double ref_gelu(double x) {
     return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
-static double ref_loss(const struct ref *r, const int32_t *tok, const int32_t *tgt) {
-    int B = r->B, T = r->T, C = r->C, NH = r->NH, hs = C / NH;
-    double *x = calloc((size_t)T * C, sizeof(double)), *h = calloc((size_t)T * C, sizeof(double));
+/* One block (layer l) of one sequence of T tokens: x [T][C] is updated in place. */
+static void ref_block(const struct ref *r, int l, double *x, int T) {
+    int C = r->C, NH = r->NH, hs = C / NH;
+    double *h = calloc((size_t)T * C, sizeof(double));
     double *qkv = calloc((size_t)T * 3 * C, sizeof(double)), *y = calloc((size_t)T * C, 8);
     double *fc = calloc((size_t)T * 4 * C, sizeof(double));
-    double total = 0;
     char name[64];
+#define W(s) (snprintf(name, sizeof name, "h.%d.%s", l, s), P(r, name))
+    const double *ln1w = W("ln_1.w"), *ln1b = W("ln_1.b"), *wq = W("attn.qkv.w");
+    const double *bq = W("attn.qkv.b"), *wp = W("attn.proj.w"), *bp = W("attn.proj.b");
+    const double *ln2w = W("ln_2.w"), *ln2b = W("ln_2.b"), *wf = W("mlp.fc.w");
+    const double *bf = W("mlp.fc.b"), *wm = W("mlp.proj.w"), *bm = W("mlp.proj.b");
+#undef W
+    for (int t = 0; t < T; t++) ref_layernorm(h + t * C, x + t * C, ln1w, ln1b, C);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < 3 * C; j++) {
+            double s = bq[j];
+            for (int c = 0; c < C; c++) s += h[t * C + c] * wq[j * C + c];
+            qkv[t * 3 * C + j] = s;
+        }
+    for (int hd = 0; hd < NH; hd++)
+        for (int t = 0; t < T; t++) {
+            double sc[64], mx = -1e300, z = 0;
+            for (int u = 0; u <= t; u++) {
+                double s = 0;
+                for (int d = 0; d < hs; d++)
+                    s += qkv[t * 3 * C + hd * hs + d] * qkv[u * 3 * C + C + hd * hs + d];
+                sc[u] = s / sqrt((double)hs);
+                if (sc[u] > mx) mx = sc[u];
+            }
+            for (int u = 0; u <= t; u++) z += (sc[u] = exp(sc[u] - mx));
+            for (int d = 0; d < hs; d++) {
+                double s = 0;
+                for (int u = 0; u <= t; u++)
+                    s += sc[u] / z * qkv[u * 3 * C + 2 * C + hd * hs + d];
+                y[t * C + hd * hs + d] = s;
+            }
+        }
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < C; o++) {
+            double s = bp[o];
+            for (int c = 0; c < C; c++) s += y[t * C + c] * wp[o * C + c];
+            x[t * C + o] += s;
+        }
+    for (int t = 0; t < T; t++) ref_layernorm(h + t * C, x + t * C, ln2w, ln2b, C);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < 4 * C; j++) {
+            double s = bf[j];
+            for (int c = 0; c < C; c++) s += h[t * C + c] * wf[j * C + c];
+            fc[t * 4 * C + j] = ref_gelu(s);
+        }
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < C; o++) {
+            double s = bm[o];
+            for (int j = 0; j < 4 * C; j++) s += fc[t * 4 * C + j] * wm[o * 4 * C + j];
+            x[t * C + o] += s;
+        }
+    free(h); free(qkv); free(y); free(fc);
+}
+
+static double ref_loss(const struct ref *r, const int32_t *tok, const int32_t *tgt) {
+    int B = r->B, T = r->T, C = r->C;
+    double *x = calloc((size_t)T * C, sizeof(double)), *h = calloc((size_t)T * C, sizeof(double));
+    double total = 0;
     for (int b = 0; b < B; b++) {
         const double *wte = P(r, "wte"), *wpe = P(r, "wpe");
         for (int t = 0; t < T; t++)
             for (int c = 0; c < C; c++)
                 x[t * C + c] = wte[tok[b * T + t] * C + c] + wpe[t * C + c];
-        for (int l = 0; l < r->L; l++) {
-#define W(s) (snprintf(name, sizeof name, "h.%d.%s", l, s), P(r, name))
-            const double *ln1w = W("ln_1.w"), *ln1b = W("ln_1.b"), *wq = W("attn.qkv.w");
-            const double *bq = W("attn.qkv.b"), *wp = W("attn.proj.w"), *bp = W("attn.proj.b");
-            const double *ln2w = W("ln_2.w"), *ln2b = W("ln_2.b"), *wf = W("mlp.fc.w");
-            const double *bf = W("mlp.fc.b"), *wm = W("mlp.proj.w"), *bm = W("mlp.proj.b");
-#undef W
-            for (int t = 0; t < T; t++) ref_layernorm(h + t * C, x + t * C, ln1w, ln1b, C);
-            for (int t = 0; t < T; t++)
-                for (int j = 0; j < 3 * C; j++) {
-                    double s = bq[j];
-                    for (int c = 0; c < C; c++) s += h[t * C + c] * wq[j * C + c];
-                    qkv[t * 3 * C + j] = s;
-                }
-            for (int hd = 0; hd < NH; hd++)
-                for (int t = 0; t < T; t++) {
-                    double sc[64], mx = -1e300, z = 0;
-                    for (int u = 0; u <= t; u++) {
-                        double s = 0;
-                        for (int d = 0; d < hs; d++)
-                            s += qkv[t * 3 * C + hd * hs + d] * qkv[u * 3 * C + C + hd * hs + d];
-                        sc[u] = s / sqrt((double)hs);
-                        if (sc[u] > mx) mx = sc[u];
-                    }
-                    for (int u = 0; u <= t; u++) z += (sc[u] = exp(sc[u] - mx));
-                    for (int d = 0; d < hs; d++) {
-                        double s = 0;
-                        for (int u = 0; u <= t; u++)
-                            s += sc[u] / z * qkv[u * 3 * C + 2 * C + hd * hs + d];
-                        y[t * C + hd * hs + d] = s;
-                    }
-                }
-            for (int t = 0; t < T; t++)
-                for (int o = 0; o < C; o++) {
-                    double s = bp[o];
-                    for (int c = 0; c < C; c++) s += y[t * C + c] * wp[o * C + c];
-                    x[t * C + o] += s;
-                }
-            for (int t = 0; t < T; t++) ref_layernorm(h + t * C, x + t * C, ln2w, ln2b, C);
-            for (int t = 0; t < T; t++)
-                for (int j = 0; j < 4 * C; j++) {
-                    double s = bf[j];
-                    for (int c = 0; c < C; c++) s += h[t * C + c] * wf[j * C + c];
-                    fc[t * 4 * C + j] = ref_gelu(s);
-                }
-            for (int t = 0; t < T; t++)
-                for (int o = 0; o < C; o++) {
-                    double s = bm[o];
-                    for (int j = 0; j < 4 * C; j++) s += fc[t * 4 * C + j] * wm[o * 4 * C + j];
-                    x[t * C + o] += s;
-                }
-        }
+        for (int l = 0; l < r->L; l++) ref_block(r, l, x, T);
         for (int t = 0; t < T; t++)
             ref_layernorm(h + t * C, x + t * C, P(r, "ln_f.w"), P(r, "ln_f.b"), C);
         for (int t = 0; t < T; t++) {
@@ -126,8 +133,22 @@ static double ref_loss(const struct ref *r, const int32_t *tok, const int32_t *t
             free(lg);
         }
     }
-    free(x); free(h); free(qkv); free(y); free(fc);
+    free(x); free(h);
     return total / (B * T);
+}
+
+/* sum over the micro-batch of <block l (in), R>: a scalar whose gradient with respect to
+ * the block's output is R, so d(in) and d(weights) of the block follow from it */
+static double ref_block_dot(const struct ref *r, int l, const double *in, const double *R) {
+    int T = r->T, C = r->C;
+    double *x = malloc(sizeof(double) * (size_t)T * C), total = 0;
+    for (int b = 0; b < r->B; b++) {
+        memcpy(x, in + (size_t)b * T * C, sizeof(double) * (size_t)T * C);
+        ref_block(r, l, x, T);
+        for (int j = 0; j < T * C; j++) total += x[j] * R[(size_t)b * T * C + j];
+    }
+    free(x);
+    return total;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -140,21 +161,25 @@ static struct config tiny_config(void) {
     return c;
 }
 
+/* random weights everywhere (LayerNorm gains around 1, biases non-zero) so that every
+ * parameter's gradient is exercised */
+static void random_weights(struct model *m) {
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
+        int is_gain = strstr(p->name, "ln_") && p->name[strlen(p->name) - 1] == 'w';
+        for (int64_t j = 0; j < p->n_local; j++)
+            m->params[p->offset + j] = (float)((is_gain ? 1.0 : 0.0) +
+                                               0.15 * rng_normal(rng_key3(3, (uint64_t)i, (uint64_t)j)));
+    }
+}
+
 static void test_whole_model_gradient_matches_finite_differences(void) {
     struct config cfg = tiny_config();
     struct grid g;
     grid_init(&g, &cfg);
     struct model m;
     model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
-    /* random weights everywhere (LayerNorm gains around 1, biases non-zero) so that every
-     * parameter's gradient is exercised */
-    for (int i = 0; i < m.pt.n; i++) {
-        const struct param *p = &m.pt.p[i];
-        int is_gain = strstr(p->name, "ln_") && p->name[strlen(p->name) - 1] == 'w';
-        for (int64_t j = 0; j < p->n_local; j++)
-            m.params[p->offset + j] = (float)((is_gain ? 1.0 : 0.0) +
-                                              0.15 * rng_normal(rng_key3(3, (uint64_t)i, (uint64_t)j)));
-    }
+    random_weights(&m);
     const int B = cfg.micro_batch, T = cfg.seq_len, BT = B * T;
     struct acts *a = &m.slots[0];
     for (int i = 0; i < BT; i++) {
@@ -216,6 +241,102 @@ static void test_whole_model_gradient_matches_finite_differences(void) {
     for (int64_t j = 257 * cfg.n_embd; j < wte->n_local; j++) pad += fabs(m.grads[wte->offset + j]);
     CHECK(pad == 0.0);
     free(r.p);
+    model_free(&m);
+    grid_free(&g);
+}
+
+/* One block on its own: block_forward's output matches the double-precision reference
+ * block, and block_backward's d(in) and weight gradients match its finite differences,
+ * through the same views (block_acts_view, layer_w_view) that model_forward and
+ * model_backward use. The second layer, so that the views' offsets are exercised. */
+static void test_block_forward_backward_match_reference_block(void) {
+    struct config cfg = tiny_config();
+    struct grid g;
+    grid_init(&g, &cfg);
+    struct model m;
+    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    random_weights(&m);
+    const int B = cfg.micro_batch, T = cfg.seq_len, C = cfg.n_embd, l = 1;
+    const size_t BTC = (size_t)B * T * C;
+    struct layer_w w, dw;
+    struct block_acts ba;
+    layer_w_view(&m, m.params, l, &w);
+    layer_w_view(&m, m.grads, l, &dw);
+    block_acts_view(&m, &m.slots[0], l, B, T, &ba);
+    CHECK(ba.in == m.slots[0].x + BTC && ba.out == m.slots[0].x + 2 * BTC);
+
+    double *in = malloc(sizeof(double) * BTC), *R = malloc(sizeof(double) * BTC);
+    for (size_t j = 0; j < BTC; j++) {
+        ba.in[j] = (float)rng_normal(rng_key3(8, 0, j));
+        in[j] = ba.in[j];
+        R[j] = (float)rng_normal(rng_key3(9, 0, j));
+    }
+    model_zero_grads(&m);
+    block_forward(&m, &w, &ba);
+
+    struct ref r = {B, T, C, cfg.n_head, cfg.n_layer, 257, m.Vp, &m, NULL};
+    r.p = malloc(sizeof(double) * (size_t)m.n_local);
+    for (int64_t i = 0; i < m.n_local; i++) r.p[i] = m.params[i];
+    double *out = malloc(sizeof(double) * BTC), fwd_err = 0;
+    for (int b = 0; b < B; b++) {
+        memcpy(out + (size_t)b * T * C, in + (size_t)b * T * C, sizeof(double) * (size_t)T * C);
+        ref_block(&r, l, out + (size_t)b * T * C, T);
+    }
+    for (size_t j = 0; j < BTC; j++) fwd_err = fmax(fwd_err, fabs(ba.out[j] - out[j]));
+    CHECK_MSG(fwd_err < 1e-4, "block output differs from the reference by %.3g", fwd_err);
+
+    for (size_t j = 0; j < BTC; j++) m.dres[j] = (float)R[j];
+    block_backward(&m, &w, &dw, &ba);
+
+    /* central differences: the block's input (against m->dres), then 6 elements of each of
+     * the layer's tensors (against m->grads); nothing else gets a gradient */
+    const double eps = 1e-5;
+    double worst = 0, gmax = 0;
+    for (size_t j = 0; j < BTC; j++) gmax = fmax(gmax, fabs(m.dres[j]));
+    for (int s = 0; s < 8; s++) {
+        size_t j = (size_t)rng_below(rng_key3(10, 0, (uint64_t)s), BTC);
+        double keep = in[j];
+        in[j] = keep + eps;
+        double lp = ref_block_dot(&r, l, in, R);
+        in[j] = keep - eps;
+        double lm = ref_block_dot(&r, l, in, R);
+        in[j] = keep;
+        double fd = (lp - lm) / (2 * eps), an = m.dres[j];
+        worst = fmax(worst, fabs(fd - an) / (gmax + 1e-6));
+        CHECK_MSG(fabs(fd - an) <= 2e-3 * gmax + 1e-6,
+                  "d(in)[%zu]: analytic %.6g vs finite difference %.6g (max %.3g)", j, an, fd,
+                  gmax);
+    }
+    int first, n;
+    params_layer_span(&m.pt, l, &first, &n);
+    CHECK(n == 12 && dw.ln1w == m.grads + m.pt.p[first].offset);
+    for (int i = 0; i < m.pt.n; i++) {
+        const struct param *p = &m.pt.p[i];
+        double tmax = 0;
+        for (int64_t j = 0; j < p->n_local; j++) tmax = fmax(tmax, fabs(m.grads[p->offset + j]));
+        if (i < first || i >= first + n) {
+            CHECK_MSG(tmax == 0.0, "%s has a gradient from another layer's block", p->name);
+            continue;
+        }
+        for (int s = 0; s < 6; s++) {
+            int64_t j = (int64_t)rng_below(rng_key3(11, (uint64_t)i, (uint64_t)s),
+                                           (uint64_t)p->n_local);
+            double *pw = &r.p[p->offset + j], keep = *pw;
+            *pw = keep + eps;
+            double lp = ref_block_dot(&r, l, in, R);
+            *pw = keep - eps;
+            double lm = ref_block_dot(&r, l, in, R);
+            *pw = keep;
+            double fd = (lp - lm) / (2 * eps), an = m.grads[p->offset + j];
+            worst = fmax(worst, fabs(fd - an) / (tmax + 1e-6));
+            CHECK_MSG(fabs(fd - an) <= 2e-3 * tmax + 1e-6,
+                      "%s[%lld]: analytic %.6g vs finite difference %.6g (tensor max %.3g)",
+                      p->name, (long long)j, an, fd, tmax);
+        }
+    }
+    printf("       block %d: output within %.2e of the reference; worst gradient error %.2e "
+           "of the tensor's largest\n", l, fwd_err, worst);
+    free(in); free(R); free(out); free(r.p);
     model_free(&m);
     grid_free(&g);
 }
@@ -358,6 +479,7 @@ static void test_weight_decay_shrinks_matrices_only(void) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     RUN(test_whole_model_gradient_matches_finite_differences);
+    RUN(test_block_forward_backward_match_reference_block);
     RUN(test_parameter_count_matches_gpt2_124m);
     RUN(test_init_is_gpt2_and_counter_based);
     RUN(test_stage_bounds_balance_and_override);
