@@ -16,6 +16,7 @@
 #include "common.h"
 #include "config.h"
 #include "fault.h"
+#include "grid.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
@@ -104,8 +105,8 @@ static void *local_checksums(void *arg) {
 
 /* the shards' checksums summed over ranks: every tensor's full checksum, on every rank */
 static void reduce_checksums(const struct model *m, int n_groups, uint64_t *sums) {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, n_groups * m->pt.n, MPI_UINT64_T, MPI_SUM,
-                            MPI_COMM_WORLD));
+    comm_allreduce(&m->grid->comm, COMM_WORLD, sums, (long)n_groups * m->pt.n, COMM_U64,
+                   COMM_SUM);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -426,7 +427,7 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
 
     /* publish: only a complete file ever carries the final name */
     fault_point("rename", step);
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    comm_barrier(&m->grid->comm, COMM_WORLD);
     if (tr_rank() == 0) {
         fsync_path(tmp, 0);
         if (rename(tmp, final) != 0)
@@ -446,7 +447,7 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
         }
         prune(run_dir, step, keep);
     }
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    comm_barrier(&m->grid->comm, COMM_WORLD);
     snprintf(out, out_len, "%s", final);
 }
 
@@ -649,7 +650,7 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
         memcpy(listed + 1, mt.tensors, n + 1);
     }
     meta_free(&mt);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    comm_allreduce(&m->grid->comm, COMM_WORLD, &bad, 1, COMM_I32, COMM_MAX);
     int n_groups = o ? 3 : 1;
     float *data[3] = {group_data(m, o, 0), group_data(m, o, 1), group_data(m, o, 2)};
     uint64_t *stored = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
@@ -720,7 +721,7 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
     H5Fclose(file);
     tr_free(listed);
     /* every rank must agree on the verdict before the collective checksum pass */
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    comm_allreduce(&m->grid->comm, COMM_WORLD, &bad, 1, COMM_I32, COMM_MAX);
     if (!bad) {
         uint64_t *sums = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
         struct checksum_job job = {m, n_groups, data, sums, 1};

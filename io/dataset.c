@@ -10,6 +10,7 @@
  */
 #include "dataset.h"
 
+#include "comm.h"
 #include "common.h"
 #include "prep.h"
 
@@ -391,9 +392,8 @@ static int ds_expand(const char *spec, struct ds_names *names, char *err, size_t
 /* Rank 0 expands the spec and broadcasts the list (or the reason there is none), so
  * every rank opens the same files in the same order even if a directory changes in
  * between, and a bad spec fails on every rank alike. */
-static void ds_open_files(struct dataset *ds, MPI_Comm comm) {
-    int rank = 0;
-    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+static void ds_open_files(struct dataset *ds, const struct comm *c) {
+    int rank = comm_rank(c, COMM_WORLD);
     struct ds_names names = {0};
     char err[1024] = "";
     int head[2] = {0, 0};  /* failed, bytes that follow */
@@ -401,10 +401,10 @@ static void ds_open_files(struct dataset *ds, MPI_Comm comm) {
         head[0] = ds_expand(ds->spec, &names, err, sizeof(err));
         head[1] = head[0] ? (int)strlen(err) + 1 : (int)names.n;
     }
-    MPI_CHECK(MPI_Bcast(head, 2, MPI_INT, 0, comm));
+    comm_bcast(c, COMM_WORLD, head, 2, COMM_I32, 0);
     char *msg = tr_malloc((size_t)head[1] + 1);
     if (rank == 0) memcpy(msg, head[0] ? err : names.p, (size_t)head[1]);
-    MPI_CHECK(MPI_Bcast(msg, head[1], MPI_CHAR, 0, comm));
+    comm_bcast(c, COMM_WORLD, msg, head[1], COMM_U8, 0);
     if (head[0]) tr_fail(TR_EXIT_USAGE, DS_HINT_CORPUS, "%s", msg);
     for (int i = 0; i < head[1]; i++) ds->n_files += msg[i] == '\0';
     ds->files = tr_calloc((size_t)ds->n_files, sizeof(*ds->files));
@@ -721,9 +721,8 @@ static void ds_check_verdict(struct dataset *ds) {
 
 /* Collective: starts (or does) the verification on rank 0 and, when it is done here,
  * shares the verdict so every rank refuses a bad corpus together. */
-static void ds_verify_start(struct dataset *ds, MPI_Comm comm, int all_raw) {
-    int rank = 0;
-    MPI_CHECK(MPI_Comm_rank(comm, &rank));
+static void ds_verify_start(struct dataset *ds, const struct comm *c, int all_raw) {
+    int rank = comm_rank(c, COMM_WORLD);
     int head[2] = {0, 0};  /* bad, files without a checksum */
     struct ds_verdict *v = &ds->verdict;
     if (rank == 0) {
@@ -749,9 +748,9 @@ static void ds_verify_start(struct dataset *ds, MPI_Comm comm, int all_raw) {
         if (!background) ds_verify(ds, 0, v);
         head[0] = v->bad;
     }
-    MPI_CHECK(MPI_Bcast(head, 2, MPI_INT, 0, comm));
+    comm_bcast(c, COMM_WORLD, head, 2, COMM_I32, 0);
     if (head[0]) {
-        MPI_CHECK(MPI_Bcast(v->msg, sizeof v->msg, MPI_CHAR, 0, comm));
+        comm_bcast(c, COMM_WORLD, v->msg, sizeof v->msg, COMM_U8, 0);
         tr_fail(TR_EXIT_USAGE, DS_HINT_DAMAGED, "%s", v->msg);
     }
     if (head[1])
@@ -768,7 +767,9 @@ struct dataset *dataset_open(const char *spec, MPI_Comm comm) {
     struct dataset *ds = tr_calloc(1, sizeof(*ds));
     ds->spec = strdup(spec);
     if (!ds->spec) TR_ABORT("out of memory");
-    ds_open_files(ds, comm);
+    struct comm c; /* the verdict broadcasts go through the comm layer, on comm */
+    comm_init_on(&c, comm, COMM_BACKEND_MPI);
+    ds_open_files(ds, &c);
 
     hid_t fapl = DS_H5(H5Pcreate(H5P_FILE_ACCESS), spec, "file access list");
     DS_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), spec, "file access list");
@@ -811,7 +812,7 @@ struct dataset *dataset_open(const char *spec, MPI_Comm comm) {
     DS_H5(H5Pclose(fapl), spec, "file access list");
     ds->dxpl = DS_H5(H5Pcreate(H5P_DATASET_XFER), spec, "transfer list");
     DS_H5(H5Pset_dxpl_mpio(ds->dxpl, H5FD_MPIO_INDEPENDENT), spec, "transfer list");
-    ds_verify_start(ds, comm, slow_file == NULL);
+    ds_verify_start(ds, &c, slow_file == NULL);
 
     if (pthread_mutex_init(&ds->mu, NULL) != 0 || pthread_cond_init(&ds->cv, NULL) != 0)
         TR_ABORT("cannot create the prefetch lock of '%s'", spec);

@@ -54,13 +54,14 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
     const struct step_times *tm = &t->tm;
     double sum[7] = {tm->compute, tm->tp_comm, tm->pipe_wait, tm->dp_exposed, tm->optimizer,
                      tm->data, tm->total};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sum, 7, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, sum, 7, COMM_F64, COMM_SUM);
     double mem = peak_rss_mb();
     /* one MAX reduction carries maxima, minima (as negated maxima) and flags */
     double mx[6] = {tm->total, -tm->total, mem, -mem, g_stop_signal != 0, ckpt_due_local};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mx, 6, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    struct { double v; int rank; } loc = {tm->total, t->g.world_rank};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loc, 1, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, mx, 6, COMM_F64, COMM_MAX);
+    double slowest = tm->total;
+    int slowest_rank = 0;
+    comm_allreduce_maxloc(&t->g.comm, COMM_WORLD, &slowest, &slowest_rank);
     double w = t->g.world_size;
     v->mean = (struct step_times){sum[0] / w, sum[1] / w, sum[2] / w, sum[3] / w, sum[4] / w,
                                   sum[5] / w, sum[6] / w};
@@ -70,7 +71,7 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
     v->mem_min_mb = -mx[3];
     v->stop_signal = mx[4] != 0;
     v->ckpt_due = mx[5] != 0;
-    v->slowest_rank = loc.rank;
+    v->slowest_rank = slowest_rank;
 }
 
 /* This rank's share of the hardware's peak fp32 GFLOP/s: the reference for MFU.
@@ -92,10 +93,10 @@ static double probe_peak_gflops(const struct trainer *t) {
         tr_info("peak: %.0f GFLOP/s per rank (TRIDENT_PEAK_GFLOPS)", v);
         return v;
     }
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    comm_barrier(&t->g.comm, COMM_WORLD);
     const char *isa;
     double rate = kernels_peak_flops(&isa) / 1e9;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, &rate, 1, COMM_F64, COMM_SUM);
     rate /= t->g.world_size;
     tr_info("peak: %.0f GFLOP/s per rank (%s FMA probe, %d thread%s per rank, all ranks at "
             "once; TRIDENT_PEAK_GFLOPS overrides)", rate, isa, kernels_threads(),
@@ -111,7 +112,7 @@ static double probe_sgemm_gflops(const struct trainer *t) {
     int N = 4 * t->cfg.n_embd / t->g.tp;
     float *a = tr_calloc((size_t)M * K, sizeof(float)), *w = tr_calloc((size_t)N * K, sizeof(float));
     float *out = tr_malloc(sizeof(float) * (size_t)M * N);
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    comm_barrier(&t->g.comm, COMM_WORLD);
     /* the best of many calls over at least a quarter second: a busy moment on a shared
      * machine can only slow a call down, never speed it up */
     double best = 1e30, start = tr_now();
@@ -124,7 +125,7 @@ static double probe_sgemm_gflops(const struct trainer *t) {
     tr_free(w);
     tr_free(out);
     double rate = 2.0 * M * N * K / best / 1e9;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    comm_allreduce(&t->g.comm, COMM_WORLD, &rate, 1, COMM_F64, COMM_SUM);
     return rate / t->g.world_size;
 }
 

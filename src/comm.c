@@ -14,6 +14,8 @@ struct comm_backend {
     int  (*supports)(enum comm_op op, enum comm_dtype dt);
     void (*allreduce)(const struct comm_handle *h, void *buf, int n, enum comm_dtype dt,
                       enum comm_op op, struct comm_req *req);
+    void (*allreduce_loc)(const struct comm_handle *h, double *value, int *rank,
+                          enum comm_op op);
     void (*reduce_scatter)(const struct comm_handle *h, const void *send, void *recv,
                            const int *counts, enum comm_dtype dt, enum comm_op op,
                            struct comm_req *req);
@@ -48,7 +50,7 @@ static const char *const dtype_names[COMM_N_DTYPES] = {"f32", "f64", "i32", "i64
                                                        "bf16", "f16", "u8"};
 static const int dtype_bytes[COMM_N_DTYPES] = {4, 8, 4, 8, 8, 2, 2, 1};
 static const char *const group_names[COMM_N_GROUPS] = {"world", "tp", "dp", "pp", "emb",
-                                                       "dp_node", "dp_cross"};
+                                                       "dp_node", "dp_cross", "node"};
 static const char *const op_names[COMM_N_OPS] = {"sum", "max", "min"};
 
 int comm_dtype_bytes(enum comm_dtype dt) { return dtype_bytes[dt]; }
@@ -103,6 +105,16 @@ void comm_init(struct comm *c, const struct grid *g, enum comm_backend_kind kind
     handle_set(&c->grp[COMM_EMB], g->emb_comm);
     handle_set(&c->grp[COMM_DP_NODE], g->dp_node_comm);
     handle_set(&c->grp[COMM_DP_CROSS], g->dp_cross_comm);
+    handle_set(&c->grp[COMM_NODE], g->node_comm);
+}
+
+void comm_init_on(struct comm *c, MPI_Comm world, enum comm_backend_kind kind) {
+    memset(c, 0, sizeof *c);
+    if (kind != COMM_BACKEND_MPI) TR_ABORT("comm: backend %d is not built in", (int)kind);
+    c->be = &comm_mpi;
+    for (int i = 0; i < COMM_N_GROUPS; i++) c->grp[i].mpi = MPI_COMM_NULL;
+    handle_set(&c->grp[COMM_WORLD], world);
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c->world_rank));
 }
 
 void comm_dup(struct comm *out, const struct comm *c, enum comm_group grp) {
@@ -148,6 +160,16 @@ void comm_allreduce_start(const struct comm *c, enum comm_group grp, void *buf, 
     const struct comm_handle *h = member(c, grp);
     check_reduction(c, op, dt, "all-reduce");
     c->be->allreduce(h, buf, count_of(n, "all-reduce"), dt, op, req);
+}
+
+void comm_allreduce_maxloc(const struct comm *c, enum comm_group grp, double *value,
+                           int *rank) {
+    c->be->allreduce_loc(member(c, grp), value, rank, COMM_MAX);
+}
+
+void comm_allreduce_minloc(const struct comm *c, enum comm_group grp, double *value,
+                           int *rank) {
+    c->be->allreduce_loc(member(c, grp), value, rank, COMM_MIN);
 }
 
 void comm_reduce_scatter(const struct comm *c, enum comm_group grp, const void *send,
@@ -296,6 +318,16 @@ static void mpi_allreduce(const struct comm_handle *h, void *buf, int n, enum co
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, mpi_type(dt), mpi_op(op), h->mpi));
 }
 
+/* MPI_DOUBLE_INT is the pair struct { double; int; } */
+static void mpi_allreduce_loc(const struct comm_handle *h, double *value, int *rank,
+                              enum comm_op op) {
+    struct { double v; int r; } loc = {*value, h->rank};
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loc, 1, MPI_DOUBLE_INT,
+                            op == COMM_MIN ? MPI_MINLOC : MPI_MAXLOC, h->mpi));
+    *value = loc.v;
+    *rank = loc.r;
+}
+
 static void mpi_reduce_scatter(const struct comm_handle *h, const void *send, void *recv,
                                const int *counts, enum comm_dtype dt, enum comm_op op,
                                struct comm_req *req) {
@@ -382,6 +414,7 @@ static const struct comm_backend comm_mpi = {
     .name = "MPI",
     .supports = mpi_supports,
     .allreduce = mpi_allreduce,
+    .allreduce_loc = mpi_allreduce_loc,
     .reduce_scatter = mpi_reduce_scatter,
     .allgather = mpi_allgather,
     .allgatherv = mpi_allgatherv,

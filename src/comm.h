@@ -3,9 +3,10 @@
  *
  *   groups   COMM_WORLD, COMM_TP, COMM_DP, COMM_PP (pipeline: peers are pp ranks),
  *            COMM_EMB (first + last stage), COMM_DP_NODE, COMM_DP_CROSS (hierarchical
- *            all-reduce), resolved from struct grid by comm_init
+ *            all-reduce), COMM_NODE (every rank on this node), resolved from struct grid
+ *            by comm_init
  *   dtypes   f32 f64 i32 i64 u64, bf16 f16 (moved as raw 2-byte values), u8
- *   ops      sum max min
+ *   ops      sum max min; and comm_allreduce_maxloc/minloc on a (double, rank) pair
  *
  * Every call has a blocking form and a non-blocking `_start` form that fills a
  * struct comm_req, finished by comm_wait (or polled with comm_test). Buffers stay owned
@@ -37,7 +38,7 @@ struct grid;
 struct comm_backend;
 
 enum comm_group {
-    COMM_WORLD, COMM_TP, COMM_DP, COMM_PP, COMM_EMB, COMM_DP_NODE, COMM_DP_CROSS,
+    COMM_WORLD, COMM_TP, COMM_DP, COMM_PP, COMM_EMB, COMM_DP_NODE, COMM_DP_CROSS, COMM_NODE,
     COMM_N_GROUPS
 };
 enum comm_dtype {
@@ -70,6 +71,9 @@ struct comm_req {
 
 /* Resolve every group from g (no communication: grid_init built the communicators). */
 void comm_init(struct comm *c, const struct grid *g, enum comm_backend_kind kind);
+/* A context on a bare communicator, for a layer handed one instead of a grid (the data
+ * layer): its only group, COMM_WORLD, is `world` (not owned; no communication). */
+void comm_init_on(struct comm *c, MPI_Comm world, enum comm_backend_kind kind);
 /* A context whose group grp is a private duplicate of c's (collective over grp; the
  * others are absent): traffic on it never matches traffic on the original. */
 void comm_dup(struct comm *out, const struct comm *c, enum comm_group grp);
@@ -88,6 +92,14 @@ void comm_allreduce      (const struct comm *c, enum comm_group grp, void *buf, 
                           enum comm_dtype dt, enum comm_op op);
 void comm_allreduce_start(const struct comm *c, enum comm_group grp, void *buf, long n,
                           enum comm_dtype dt, enum comm_op op, struct comm_req *req);
+/* Which member holds the largest (maxloc) or smallest (minloc) value (blocking only): on
+ * entry *value is this member's; on return *value is the extreme over grp and *rank the
+ * rank in grp of the member holding it, the lowest such rank on a tie (as MPI_MAXLOC).
+ * NaN values are not ordered: keep them out. */
+void comm_allreduce_maxloc(const struct comm *c, enum comm_group grp, double *value,
+                           int *rank);
+void comm_allreduce_minloc(const struct comm *c, enum comm_group grp, double *value,
+                           int *rank);
 /* member i of grp receives counts[i] elements of the reduction of every member's send
  * (laid out rank after rank) into recv */
 void comm_reduce_scatter      (const struct comm *c, enum comm_group grp, const void *send,

@@ -118,14 +118,12 @@ void grid_init(struct grid *g, const struct config *cfg) {
         g->node_id = leader;
         MPI_CHECK(MPI_Comm_free(&shm));
     }
-    MPI_Comm node_comm;
-    split(MPI_COMM_WORLD, g->node_id, r, &node_comm);
-    MPI_CHECK(MPI_Comm_size(node_comm, &g->ranks_per_node));
+    split(MPI_COMM_WORLD, g->node_id, r, &g->node_comm);
+    MPI_CHECK(MPI_Comm_size(g->node_comm, &g->ranks_per_node));
     int node_leader = 0;
-    MPI_Comm_rank(node_comm, &node_leader);
+    MPI_Comm_rank(g->node_comm, &node_leader);
     node_leader = node_leader == 0;
     MPI_CHECK(MPI_Allreduce(&node_leader, &g->n_nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
-    MPI_CHECK(MPI_Comm_free(&node_comm));
 
     /* Hierarchical all-reduce over dp_comm: node-local group, then one group per
      * node-local index across nodes. Valid only if every node has the same count. */
@@ -157,7 +155,7 @@ void grid_init(struct grid *g, const struct config *cfg) {
 void grid_free(struct grid *g) {
     comm_free(&g->comm);
     MPI_Comm *comms[] = {&g->tp_comm, &g->dp_comm, &g->pp_comm, &g->emb_comm,
-                         &g->dp_node_comm, &g->dp_cross_comm};
+                         &g->dp_node_comm, &g->dp_cross_comm, &g->node_comm};
     for (size_t i = 0; i < sizeof comms / sizeof comms[0]; i++)
         if (*comms[i] != MPI_COMM_NULL) MPI_Comm_free(comms[i]);
 }

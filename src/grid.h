@@ -36,6 +36,7 @@ struct grid {
     /* hierarchical all-reduce over dp_comm: the node-local part and the cross-node part */
     int      node_id, n_nodes;        /* node of this rank; nodes in the job */
     int      ranks_per_node;          /* world ranks on this rank's node */
+    MPI_Comm node_comm;               /* every rank on this rank's node (rank order) */
     MPI_Comm dp_node_comm;            /* dp peers on this rank's node */
     MPI_Comm dp_cross_comm;           /* dp peers with the same node-local index */
     int      dp_nodes;                /* nodes spanned by dp_comm */

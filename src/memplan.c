@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,41 +220,37 @@ void memplan_check(const struct config *cfg, const struct grid *g, int n_slots,
     memplan_rank(cfg, g, n_slots, &plan->rank);
 
     /* per node: each item summed and at its largest, the resident memory already held */
-    MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, g->node_id, g->world_rank, &node));
-    int64_t mine[MEM_COUNT + 1], sum[MEM_COUNT + 1], mx[MEM_COUNT + 1];
-    memcpy(mine, plan->rank.bytes, sizeof(int64_t) * MEM_COUNT);
-    mine[MEM_COUNT] = plan->rank.total;
-    MPI_CHECK(MPI_Allreduce(mine, sum, MEM_COUNT + 1, MPI_INT64_T, MPI_SUM, node));
-    MPI_CHECK(MPI_Allreduce(mine, mx, MEM_COUNT + 1, MPI_INT64_T, MPI_MAX, node));
+    const struct comm *c = &g->comm;
+    int64_t sum[MEM_COUNT + 1], mx[MEM_COUNT + 1];
+    memcpy(sum, plan->rank.bytes, sizeof(int64_t) * MEM_COUNT);
+    sum[MEM_COUNT] = plan->rank.total;
+    memcpy(mx, sum, sizeof mx);
+    comm_allreduce(c, COMM_NODE, sum, MEM_COUNT + 1, COMM_I64, COMM_SUM);
+    comm_allreduce(c, COMM_NODE, mx, MEM_COUNT + 1, COMM_I64, COMM_MAX);
     int64_t held = sum[MEM_RUNTIME] - RUNTIME_GROWTH_BYTES * g->ranks_per_node;
     char source[64];
     int64_t limit = memplan_limit(cfg->mem_limit, held, source, sizeof source);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &limit, 1, MPI_INT64_T, MPI_MIN, node));
-    MPI_CHECK(MPI_Comm_free(&node));
+    comm_allreduce(c, COMM_NODE, &limit, 1, COMM_I64, COMM_MIN);
 
     /* the worst node by share of its limit; every rank learns it, and its numbers */
-    struct { double v; int rank; } worst = {
-        limit > 0 ? (double)sum[MEM_COUNT] / (double)limit : 0.0, g->world_rank};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC,
-                            MPI_COMM_WORLD));
+    double worst = limit > 0 ? (double)sum[MEM_COUNT] / (double)limit : 0.0;
+    int worst_rank = 0;
+    comm_allreduce_maxloc(c, COMM_WORLD, &worst, &worst_rank);
     int64_t info[2 * (MEM_COUNT + 1) + 3];
     memcpy(info, sum, sizeof sum);
     memcpy(info + MEM_COUNT + 1, mx, sizeof mx);
     info[2 * (MEM_COUNT + 1)] = limit;
     info[2 * (MEM_COUNT + 1) + 1] = g->ranks_per_node;
     info[2 * (MEM_COUNT + 1) + 2] = g->node_id;
-    MPI_CHECK(MPI_Bcast(info, 2 * (MEM_COUNT + 1) + 3, MPI_INT64_T, worst.rank,
-                        MPI_COMM_WORLD));
-    MPI_CHECK(MPI_Bcast(source, sizeof source, MPI_CHAR, worst.rank, MPI_COMM_WORLD));
+    comm_bcast(c, COMM_WORLD, info, 2 * (MEM_COUNT + 1) + 3, COMM_I64, worst_rank);
+    comm_bcast(c, COMM_WORLD, source, sizeof source, COMM_U8, worst_rank);
     plan->rank_max = plan->rank.total;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &plan->rank_max, 1, MPI_INT64_T, MPI_MAX,
-                            MPI_COMM_WORLD));
+    comm_allreduce(c, COMM_WORLD, &plan->rank_max, 1, COMM_I64, COMM_MAX);
     plan->node_total = info[MEM_COUNT];
     plan->node_limit = info[2 * (MEM_COUNT + 1)];
     plan->node_ranks = (int)info[2 * (MEM_COUNT + 1) + 1];
     snprintf(plan->limit_source, sizeof plan->limit_source, "%s", source);
-    if (worst.v <= 1.0) return;
+    if (worst <= 1.0) return;
 
     print_table(info + MEM_COUNT + 1, info, plan->node_ranks, (int)info[2 * (MEM_COUNT + 1) + 2],
                 plan->node_limit, source, n_slots);
@@ -271,7 +266,7 @@ void memplan_check(const struct config *cfg, const struct grid *g, int n_slots,
              "parallelism (tp). Activations are %.0f%%: use a smaller micro_batch or "
              "seq_len%s. If the node has more memory than %s says, raise mem_limit (or set "
              "mem_limit = off)",
-             worst.v, 100.0 * state / (double)s[MEM_COUNT], 100.0 * acts / (double)s[MEM_COUNT],
+             worst, 100.0 * state / (double)s[MEM_COUNT], 100.0 * acts / (double)s[MEM_COUNT],
              g->pp > 1 && strcmp(cfg->schedule, "gpipe") == 0 ? " or schedule = 1f1b" : "",
              source);
     tr_fail(TR_EXIT_USAGE, hint,

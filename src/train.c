@@ -486,7 +486,8 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     grid_init(&t->g, &t->cfg);
     /* before anything reads or writes run_dir: one training job per directory */
     if (open_run_dir) take_run_dir(t);
-    watchdog_start(&t->wd, t->cfg.watchdog_s, open_run_dir ? t->cfg.run_dir : NULL);
+    watchdog_start(&t->wd, &t->g.comm, t->cfg.watchdog_s,
+                   open_run_dir ? t->cfg.run_dir : NULL);
     guard_init(&t->guard, t->cfg.spike_factor, t->cfg.spike_window);
     t->last_loss = NAN;
     t->k = kernels_get(KDEV_CPU, KDT_F32);

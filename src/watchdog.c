@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "comm.h"
 #include "common.h"
 
 static void sleep_s(double s) {
@@ -102,18 +103,21 @@ static void *watch(void *arg) {
     return NULL;
 }
 
-void watchdog_start(struct watchdog *w, double timeout_s, const char *run_dir) {
+void watchdog_start(struct watchdog *w, const struct comm *c, double timeout_s,
+                    const char *run_dir) {
     memset(w, 0, sizeof *w);
     w->timeout_s = timeout_s;
-    MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &w->world);
+    w->rank = comm_rank(c, COMM_WORLD);
+    w->world = comm_size(c, COMM_WORLD);
     w->hosts = tr_calloc((size_t)w->world, sizeof *w->hosts);
     w->pids = tr_calloc((size_t)w->world, sizeof *w->pids);
     char host[64] = {0};
     gethostname(host, sizeof host - 1);
-    long pid = (long)getpid();
-    MPI_CHECK(MPI_Allgather(host, 64, MPI_CHAR, w->hosts, 64, MPI_CHAR, MPI_COMM_WORLD));
-    MPI_CHECK(MPI_Allgather(&pid, 1, MPI_LONG, w->pids, 1, MPI_LONG, MPI_COMM_WORLD));
+    int64_t pid = (int64_t)getpid(), *pids = tr_calloc((size_t)w->world, sizeof *pids);
+    comm_allgather(c, COMM_WORLD, host, sizeof host, w->hosts, COMM_U8);
+    comm_allgather(c, COMM_WORLD, &pid, 1, pids, COMM_I64);
+    for (int r = 0; r < w->world; r++) w->pids[r] = (long)pids[r];
+    tr_free(pids);
     if (run_dir && *run_dir) {
         snprintf(w->report_dir, sizeof w->report_dir, "%s/watchdog", run_dir);
         if (w->rank == 0) {

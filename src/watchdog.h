@@ -22,7 +22,7 @@
 
 #define WATCHDOG_FLOOR_S 300.0
 
-struct grid;
+struct comm;
 
 struct watchdog {
     double timeout_s;         /* > 0 fixed; 0 derived; < 0 off */
@@ -40,9 +40,10 @@ struct watchdog {
     int running;
 };
 
-/* Collective: learns every rank's host and pid, starts the thread. run_dir may be NULL
- * (no report files: eval). */
-void watchdog_start(struct watchdog *w, double timeout_s, const char *run_dir);
+/* Collective over c's COMM_WORLD (on the main thread): learns every rank's host and pid,
+ * starts the thread. run_dir may be NULL (no report files: eval). */
+void watchdog_start(struct watchdog *w, const struct comm *c, double timeout_s,
+                    const char *run_dir);
 
 /* Progress: the main thread is now doing `what` (a string literal) in step `step`. */
 void watchdog_beat(struct watchdog *w, int step, const char *what);

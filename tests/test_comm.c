@@ -20,8 +20,9 @@
 /* the layout under test (set by main before each round of RUN) */
 static struct grid *cur;
 
-static const enum comm_group groups[] = {COMM_WORLD, COMM_TP,  COMM_DP,      COMM_PP,
-                                         COMM_EMB,   COMM_DP_NODE, COMM_DP_CROSS};
+static const enum comm_group groups[] = {COMM_WORLD, COMM_TP,       COMM_DP,
+                                         COMM_PP,    COMM_EMB,      COMM_DP_NODE,
+                                         COMM_DP_CROSS, COMM_NODE};
 static const enum comm_dtype reduce_dtypes[] = {COMM_F32, COMM_F64, COMM_I32, COMM_I64,
                                                 COMM_U64};
 static const enum comm_dtype all_dtypes[] = {COMM_F32, COMM_F64, COMM_I32, COMM_I64,
@@ -91,6 +92,16 @@ static void test_groups_match_grid_coordinates(void) {
     CHECK(comm_size(c, COMM_PP) == cur->pp && comm_rank(c, COMM_PP) == cur->pp_rank);
     CHECK(in_group(COMM_EMB) == (grid_is_first_stage(cur) || grid_is_last_stage(cur)));
     CHECK(grid_rank_of(cur, cur->dp_rank, cur->tp_rank, cur->pp_rank) == cur->world_rank);
+    /* the node group: this node's ranks in world order (node_id is a world rank / rpn
+     * or the node's smallest world rank: either way the first member's world rank is
+     * the smallest on the node) */
+    CHECK(comm_size(c, COMM_NODE) == cur->ranks_per_node);
+    int lo = cur->world_rank;
+    comm_allreduce(c, COMM_NODE, &lo, 1, COMM_I32, COMM_MIN);
+    CHECK(comm_rank(c, COMM_NODE) == cur->world_rank - lo);
+    int ids[2] = {cur->node_id, -cur->node_id};
+    comm_allreduce(c, COMM_NODE, ids, 2, COMM_I32, COMM_MAX);
+    CHECK(ids[0] == cur->node_id && -ids[1] == cur->node_id);
 }
 
 static void test_rank_map_round_trips_and_matches_worked_example(void) {
@@ -147,6 +158,76 @@ static void test_allreduce_matches_hand_reduction(void) {
 }
 
 /* member j receives counts[j] = j + 1 elements of the sum, laid out rank after rank */
+/* maxloc and minloc: the extreme value and the lowest rank holding it, on every group;
+ * values with ties (two members share the extreme) and without */
+static void test_maxloc_and_minloc_name_the_lowest_holder(void) {
+    const struct comm *c = &cur->comm;
+    for (int gi = 0; gi < N_OF(groups); gi++) {
+        enum comm_group grp = groups[gi];
+        if (!in_group(grp)) continue;
+        int r = comm_rank(c, grp), size = comm_size(c, grp);
+        for (int kind = 0; kind < 3; kind++) {
+            /* 0: distinct, largest at the middle member; 1: r / 2 (ties in pairs);
+             * 2: all equal, negative */
+            double mine = kind == 0 ? -(double)((r - size / 2) * (r - size / 2)) + 0.25
+                        : kind == 1 ? (double)(r / 2) : -3.5;
+            double hi = mine, lo = mine;
+            int hi_rank = -1, lo_rank = -1;
+            comm_allreduce_maxloc(c, grp, &hi, &hi_rank);
+            comm_allreduce_minloc(c, grp, &lo, &lo_rank);
+            double want_hi = 0, want_lo = 0;
+            int want_hi_rank = -1, want_lo_rank = -1;
+            for (int q = 0; q < size; q++) {
+                double v = kind == 0 ? -(double)((q - size / 2) * (q - size / 2)) + 0.25
+                         : kind == 1 ? (double)(q / 2) : -3.5;
+                if (want_hi_rank < 0 || v > want_hi) { want_hi = v; want_hi_rank = q; }
+                if (want_lo_rank < 0 || v < want_lo) { want_lo = v; want_lo_rank = q; }
+            }
+            CHECK_MSG(hi == want_hi && hi_rank == want_hi_rank,
+                      "maxloc group %s kind %d: %g at %d, want %g at %d", comm_group_name(grp),
+                      kind, hi, hi_rank, want_hi, want_hi_rank);
+            CHECK_MSG(lo == want_lo && lo_rank == want_lo_rank,
+                      "minloc group %s kind %d: %g at %d, want %g at %d", comm_group_name(grp),
+                      kind, lo, lo_rank, want_lo, want_lo_rank);
+        }
+    }
+}
+
+/* fixed-size byte records (a host name, say) and 64-bit integers (pids): all-gathered */
+static void test_allgather_of_byte_records(void) {
+    const struct comm *c = &cur->comm;
+    int r = comm_rank(c, COMM_WORLD), size = comm_size(c, COMM_WORLD);
+    char rec[64] = {0};
+    snprintf(rec, sizeof rec, "host-%d", r * 11);
+    char (*all)[64] = calloc((size_t)size, sizeof *all);
+    int64_t id = 1000000007LL * (r + 1), *ids = calloc((size_t)size, sizeof *ids);
+    comm_allgather(c, COMM_WORLD, rec, sizeof rec, all, COMM_U8);
+    comm_allgather(c, COMM_WORLD, &id, 1, ids, COMM_I64);
+    for (int q = 0; q < size; q++) {
+        char want[64];
+        snprintf(want, sizeof want, "host-%d", q * 11);
+        CHECK_MSG(strcmp(all[q], want) == 0, "record %d: '%s'", q, all[q]);
+        CHECK(ids[q] == 1000000007LL * (q + 1));
+    }
+    free(all);
+    free(ids);
+}
+
+/* A context on a bare communicator: COMM_WORLD is that communicator, nothing else is. */
+static void test_context_on_a_bare_communicator(void) {
+    struct comm on;
+    comm_init_on(&on, cur->tp_comm, COMM_BACKEND_MPI);
+    CHECK(comm_size(&on, COMM_WORLD) == cur->tp && comm_rank(&on, COMM_WORLD) == cur->tp_rank);
+    CHECK(on.world_rank == cur->world_rank);
+    CHECK(on.grp[COMM_DP].mpi == MPI_COMM_NULL && on.grp[COMM_NODE].mpi == MPI_COMM_NULL);
+    int head[2] = {0, 0};
+    if (cur->tp_rank == 0) { head[0] = 7; head[1] = cur->world_rank; }
+    comm_bcast(&on, COMM_WORLD, head, 2, COMM_I32, 0);
+    CHECK(head[0] == 7 && head[1] == cur->world_rank - cur->tp_rank);
+    comm_free(&on); /* owns nothing: the grid's communicator stays */
+    CHECK(cur->tp_comm != MPI_COMM_NULL);
+}
+
 static void test_reduce_scatter_gives_each_member_its_sum_slice(void) {
     const struct comm *c = &cur->comm;
     for (int gi = 0; gi < N_OF(groups); gi++) {
@@ -369,6 +450,9 @@ static void run_all(void) {
     RUN(test_groups_match_grid_coordinates);
     RUN(test_rank_map_round_trips_and_matches_worked_example);
     RUN(test_allreduce_matches_hand_reduction);
+    RUN(test_maxloc_and_minloc_name_the_lowest_holder);
+    RUN(test_allgather_of_byte_records);
+    RUN(test_context_on_a_bare_communicator);
     RUN(test_reduce_scatter_gives_each_member_its_sum_slice);
     RUN(test_allgather_and_allgatherv_place_every_member);
     RUN(test_bcast_from_every_root);

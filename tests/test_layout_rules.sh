@@ -10,6 +10,15 @@
 #                                         "for (int i = n - 1; i >= 0; i--)" is fine)
 #   the per-layer stride                  2 + 12 * layer   layer * 12
 #   index arithmetic on the kind counts   PK_MODEL_COUNT + l * PK_LAYER_COUNT
+#
+# Only the comm layer talks MPI: under src/ and io/, no file but src/comm.c calls an MPI
+# collective or point-to-point function (MPI_Allreduce, MPI_Bcast, MPI_Barrier,
+# MPI_Send, MPI_Recv, MPI_Isend, MPI_Irecv, MPI_Allgather*, MPI_Gather*, MPI_Reduce*,
+# MPI_Iallreduce, ...). Allowed besides it: src/grid.c (builds the communicators),
+# src/common.c (tr_fail's agreement, on its own communicator, before comm exists),
+# src/main.c (MPI_Init/Finalize) and io/ckpt.c (HDF5/MPI-IO internals). MPI_Abort,
+# MPI_Comm_rank/size and the like are not transfers and are not flagged (src/watchdog.c
+# and io/dataset.c end a job with MPI_Abort).
 # Each rule is proved by planting a use in a copy of the tree and seeing it caught.
 . "$(dirname "$0")/lib.sh"
 
@@ -37,18 +46,38 @@ scan() {
     done
 }
 
+# MPI transfers: collectives (blocking and non-blocking), point-to-point, one-sided
+MPI_RULE='\bMPI_(I?[Aa]llreduce|I?[Rr]educe(_scatter(_block)?)?|Reduce_local|I?[Bb]cast|I?[Bb]arrier|I?[Aa]llgatherv?|I?[Gg]atherv?|I?[Ss]catterv?|I?[Aa]lltoall[vw]?|I?[Ss]can|I?[Ee]xscan|I?[bsr]?send|Send|Bsend|Ssend|Rsend|I?m?recv|Recv|Mrecv|Sendrecv(_replace)?|I?m?probe|Probe|Mprobe|(Send|Bsend|Ssend|Rsend|Recv)_init|I?[Nn]eighbor_[a-z_]+|Win_[a-z_]+|Put|Get|Accumulate)[[:space:]]*\('
+
+# scan_mpi ROOT: print "file:line: code" for every MPI transfer outside the comm layer
+scan_mpi() {
+    local root=$1 f rel
+    (cd "$root" && find src io -name '*.[ch]' 2>/dev/null | sort) | while read -r rel; do
+        case "$rel" in src/comm.c|src/grid.c|src/common.c|src/main.c|io/ckpt.c) continue ;; esac
+        f="$root/$rel"
+        sed -E 's#/\*.*\*/##g; s#^[[:space:]]*(/\*|\*).*##; s#//.*##' "$f" |
+            grep -nE "$MPI_RULE" | sed "s#^#$rel:#"
+    done
+}
+
 # The tree as it is: no positional use anywhere.
 hits=$(scan "$ROOT")
 if [ -z "$hits" ]; then pass "no_positional_parameter_indices_outside_params_c"
 else fail "no_positional_parameter_indices_outside_params_c" "$(printf '\n%s' "$hits")"; fi
 
-# A copy of the sources with LINE appended to FILE: the scan must flag FILE (or not).
+# The tree as it is: every MPI transfer goes through the comm layer.
+hits=$(scan_mpi "$ROOT")
+if [ -z "$hits" ]; then pass "mpi_transfers_only_in_the_comm_layer"
+else fail "mpi_transfers_only_in_the_comm_layer" "$(printf '\n%s' "$hits")"; fi
+
+# A copy of the sources with LINE appended to FILE: the scan (SCANNER, default scan)
+# must flag FILE (or not).
 plant() {
-    local file=$1 line=$2 dir="$TEST_TMP/plant"
+    local file=$1 line=$2 scanner=${3:-scan} dir="$TEST_TMP/plant"
     rm -rf "$dir" && mkdir -p "$dir"
     cp -r "$ROOT/src" "$ROOT/io" "$dir/"
     printf '%s\n' "$line" >>"$dir/$file"
-    scan "$dir"
+    "$scanner" "$dir"
 }
 caught=0
 while IFS= read -r planted; do
@@ -82,5 +111,46 @@ EOF
 out=$(plant src/params.c 'static int first_of(int layer) { return 2 + 12 * layer; }')
 if [ -n "$out" ]; then fail "legitimate_code_is_not_flagged" "params.c flagged: $out"; quiet=0; fi
 [ "$quiet" -eq 1 ] && pass "legitimate_code_is_not_flagged"
+
+# Planted MPI transfers outside the comm layer: each is caught, in the file it is in.
+caught=0
+while IFS='|' read -r file planted; do
+    [ -n "$planted" ] || continue
+    out=$(plant "$file" "$planted" scan_mpi)
+    if printf '%s' "$out" | grep -q "^$file:"; then caught=$((caught + 1))
+    else fail "planted_mpi_transfer_is_caught" "not flagged in $file: $planted"; fi
+done <<'EOF'
+src/cmd_train.c|static void f(double *x) { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD)); }
+src/memplan.c|static void f(long *x) { MPI_Bcast(x, 1, MPI_LONG, 0, MPI_COMM_WORLD); }
+io/dataset.c|static void f(void) { MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+src/watchdog.c|static void f(char *h, char *a) { MPI_Allgather(h, 64, MPI_CHAR, a, 64, MPI_CHAR, MPI_COMM_WORLD); }
+src/dp.c|static void f(float *g, MPI_Request *r) { MPI_Iallreduce(MPI_IN_PLACE, g, 4, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r); }
+src/p2p.c|static void f(float *a) { MPI_Send(a, 4, MPI_FLOAT, 1, 0, MPI_COMM_WORLD); }
+src/p2p.c|static void f(float *a, MPI_Request *r) { MPI_Irecv(a, 4, MPI_FLOAT, 0, 0, MPI_COMM_WORLD, r); }
+src/tp.c|static void f(float *a, float *b, int *c) { MPI_Reduce_scatter(a, b, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }
+src/trace.c|static void f(double *a, double *b) { MPI_Gather (a, 1, MPI_DOUBLE, b, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD); }
+src/optim.h|static inline void f(int *x, MPI_Request *r) { MPI_Ibcast(x, 1, MPI_INT, 0, MPI_COMM_WORLD, r); }
+io/runlock.c|static void f(int *x) { MPI_Isend(x, 1, MPI_INT, 0, 0, MPI_COMM_WORLD, 0); }
+EOF
+[ "$caught" -eq 11 ] && pass "planted_mpi_transfer_is_caught"
+
+# Not noise: a comment naming a collective, MPI_Comm_rank, MPI_Abort in the watchdog, a
+# comm_ call, and the exempt files themselves.
+quiet=1
+while IFS='|' read -r file ok_line; do
+    [ -n "$ok_line" ] || continue
+    out=$(plant "$file" "$ok_line" scan_mpi)
+    if [ -n "$out" ]; then fail "comm_layer_and_exempt_files_not_flagged" "flagged: $out"; quiet=0; fi
+done <<'EOF'
+src/memplan.c|/* the node's sums: one MPI_Allreduce(SUM) through comm_allreduce */
+src/memplan.c|static int f(void) { int r; MPI_Comm_rank(MPI_COMM_WORLD, &r); return r; } // MPI_Bcast( later
+src/watchdog.c|static void f(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
+src/cmd_train.c|static void f(const struct comm *c, double *x) { comm_allreduce(c, COMM_WORLD, x, 1, COMM_F64, COMM_SUM); }
+src/comm.c|static void f(int *x) { MPI_Allreduce(MPI_IN_PLACE, x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD); }
+src/grid.c|static void f(int *x) { MPI_Allreduce(MPI_IN_PLACE, x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD); }
+src/common.c|static void f(MPI_Comm c, MPI_Request *r) { MPI_Ibarrier(c, r); }
+io/ckpt.c|static void f(int *n) { MPI_Bcast(n, 1, MPI_INT, 0, MPI_COMM_WORLD); }
+EOF
+[ "$quiet" -eq 1 ] && pass "comm_layer_and_exempt_files_not_flagged"
 
 test_summary
