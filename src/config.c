@@ -75,6 +75,10 @@ static const struct cfg_key KEYS[] = {
     {"trace_steps", CT_INT, F(trace_steps), "0", 0, INT_MAX, NULL,
      "write a timeline of every rank for the first N steps to run_dir/trace.json (0 = off)"},
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
+    /* device */
+    {"device", CT_ENUM, F(device), "cpu", 0, 0, "cpu|cuda",
+     "where each rank computes: cpu (OpenMP + OpenBLAS) or cuda (one GPU per rank; needs a "
+     "build with make BACKEND=cuda)"},
     /* parallel layout */
     {"dp", CT_INT, F(dp), "0", 0, 1 << 20, NULL, "data-parallel size (0 = derive)"},
     {"tp", CT_INT, F(tp), "1", 0, 1024, NULL, "tensor-parallel size (0 = derive)"},

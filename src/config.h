@@ -27,6 +27,8 @@ struct config {
     float ckpt_minutes;
     int   stop_at;
     int   trace_steps;
+    /* device */
+    char  device[16];    /* "cpu" | "cuda" */
     /* parallel layout (0 = derive from the world size) */
     int   dp, tp, pp;
     char  schedule[16];  /* "1f1b" | "gpipe" */

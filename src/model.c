@@ -125,7 +125,7 @@ static void alloc_slot(struct model *m, struct acts *a) {
     memset(a, 0, sizeof *a);
     int n = slot_arrays(m, a, ptr, bytes);
     for (int i = 0; i < n; i++)
-        if (bytes[i]) *ptr[i] = tr_malloc(bytes[i]);
+        if (bytes[i]) *ptr[i] = backend_alloc(m->be, bytes[i]);
 }
 
 /* The backward scratch, shared by all slots: the same kind of list. */
@@ -144,21 +144,22 @@ static int scratch_arrays(struct model *m, float **ptr[], size_t bytes[]) {
     return n;
 }
 
-static void free_slot(struct acts *a) {
+static void free_slot(struct backend *be, struct acts *a) {
     void *ptrs[] = {a->x, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty, a->xmid,
                     a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->lnf, a->lnf_mean,
                     a->lnf_rstd, a->logits, a->rowmax, a->sumexp, a->tlogit, a->tokens,
                     a->targets};
-    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) tr_free(ptrs[i]);
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) backend_free_mem(be, ptrs[i]);
 }
 
 /* Everything model_init decides before it allocates: sizes, stage, parameter table. */
 static void model_layout(struct model *m, const struct config *cfg, const struct grid *g,
-                         const struct kernels *k) {
+                         struct backend *be) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->grid = g;
-    m->k = k;
+    m->be = be;
+    m->k = be ? backend_kernels(be, KDT_F32) : NULL;
     m->C = cfg->n_embd;
     m->NH = cfg->n_head;
     m->V = cfg->vocab_size;
@@ -183,20 +184,23 @@ static void model_layout(struct model *m, const struct config *cfg, const struct
 }
 
 void model_init(struct model *m, const struct config *cfg, const struct grid *g,
-                const struct kernels *k, int n_slots) {
-    model_layout(m, cfg, g, k);
-    m->params = tr_calloc((size_t)m->n_local, sizeof(float));
-    m->grads = tr_calloc((size_t)m->n_local, sizeof(float));
+                struct backend *be, int n_slots) {
+    model_layout(m, cfg, g, be);
+    size_t n_bytes = sizeof(float) * (size_t)m->n_local;
+    m->params = backend_alloc(be, n_bytes);
+    m->grads = backend_alloc(be, n_bytes);
+    backend_memset(be, m->params, 0, n_bytes);
+    backend_memset(be, m->grads, 0, n_bytes);
     m->n_slots = n_slots;
     m->slots = tr_calloc((size_t)n_slots, sizeof(struct acts));
     for (int s = 0; s < n_slots; s++) alloc_slot(m, &m->slots[s]);
     float **ptr[SCRATCH_ARRAYS];
     size_t bytes[SCRATCH_ARRAYS];
     int n = scratch_arrays(m, ptr, bytes);
-    for (int i = 0; i < n; i++) *ptr[i] = tr_malloc(bytes[i]);
+    for (int i = 0; i < n; i++) *ptr[i] = backend_alloc(be, bytes[i]);
 }
 
-/* tr_malloc rounds every block up to 64 bytes */
+/* backend_alloc counts every block in whole 64-byte units */
 static int64_t alloc_bytes(size_t n_bytes) { return (int64_t)((n_bytes + 63) & ~(size_t)63); }
 
 void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm) {
@@ -222,18 +226,18 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
 }
 
 void model_free(struct model *m) {
-    for (int s = 0; s < m->n_slots; s++) free_slot(&m->slots[s]);
+    for (int s = 0; s < m->n_slots; s++) free_slot(m->be, &m->slots[s]);
     tr_free(m->slots);
     params_free(&m->pt);
-    tr_free(m->params);
-    tr_free(m->grads);
+    backend_free_mem(m->be, m->params);
+    backend_free_mem(m->be, m->grads);
     void *ptrs[] = {m->dres, m->dln, m->dqkv, m->datty, m->dfch, m->att_scratch};
-    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) tr_free(ptrs[i]);
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) backend_free_mem(m->be, ptrs[i]);
     memset(m, 0, sizeof *m);
 }
 
 void model_zero_grads(struct model *m) {
-    memset(m->grads, 0, sizeof(float) * (size_t)m->n_local);
+    backend_memset(m->be, m->grads, 0, sizeof(float) * (size_t)m->n_local);
 }
 
 void model_timers_reset(struct model *m) {

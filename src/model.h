@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "config.h"
 #include "grid.h"
 #include "kernels.h"
@@ -29,7 +30,8 @@ struct acts {
 struct model {
     struct config cfg;
     const struct grid *grid;
-    const struct kernels *k;
+    struct backend *be;              /* owns every buffer below (not the model's: the caller's) */
+    const struct kernels *k;         /* backend_kernels(be, KDT_F32) */
     int C, NH, V, Vp, L, T, B;       /* B, T: the largest micro-batch it was sized for */
     int Cl, NHl, Vl, v0, Fl;         /* local (tp shard) sizes: C/tp, heads, vocab, 4C/tp */
     int l0, l1, nl;                  /* layers [l0, l1) on this stage */
@@ -56,10 +58,11 @@ enum ktimer { KT_MATMUL_F, KT_MATMUL_B, KT_ATTN_F, KT_ATTN_B, KT_LN_F, KT_LN_B, 
               KT_GELU_B, KT_EMB, KT_XENT, KT_RESID, KT_COUNT };
 extern const char *const KTIMER_NAMES[KT_COUNT];
 
-/* Build the table, place this rank's shards, allocate params/grads and n_slots
- * activation slots for micro-batches of B×T (cfg.micro_batch × cfg.seq_len). */
+/* Build the table, place this rank's shards, allocate params/grads (zeroed) and n_slots
+ * activation slots for micro-batches of B×T (cfg.micro_batch × cfg.seq_len) on backend
+ * be, which must outlive the model (model_free gives the buffers back to it). */
 void model_init(struct model *m, const struct config *cfg, const struct grid *g,
-                const struct kernels *k, int n_slots);
+                struct backend *be, int n_slots);
 void model_free(struct model *m);
 
 /* What model_init allocates on this rank, in bytes, computed from the same lists it

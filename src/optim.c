@@ -18,14 +18,20 @@ float optim_lr(const struct config *cfg, int step) {
 
 void optim_init(struct optim *o, const struct model *m) {
     memset(o, 0, sizeof *o);
+    o->be = m->be;
     o->n = m->n_local;
-    o->m = tr_calloc((size_t)o->n, sizeof(float));
-    o->v = tr_calloc((size_t)o->n, sizeof(float));
+    size_t n_bytes = sizeof(float) * (size_t)o->n;
+    o->m = backend_alloc(o->be, n_bytes);
+    o->v = backend_alloc(o->be, n_bytes);
+    backend_memset(o->be, o->m, 0, n_bytes);
+    backend_memset(o->be, o->v, 0, n_bytes);
 }
 
 void optim_free(struct optim *o) {
-    tr_free(o->m);
-    tr_free(o->v);
+    if (o->be) {
+        backend_free_mem(o->be, o->m);
+        backend_free_mem(o->be, o->v);
+    }
     memset(o, 0, sizeof *o);
 }
 

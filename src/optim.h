@@ -8,6 +8,7 @@
 #include "model.h"
 
 struct optim {
+    struct backend *be; /* the model's: where m and v live */
     float  *m, *v;  /* first and second moments, same layout as model.params */
     int64_t n;
     int     t;      /* optimizer steps taken (AdamW bias correction) */
@@ -17,6 +18,7 @@ struct optim {
  * decay to min_lr at the last step. */
 float optim_lr(const struct config *cfg, int step);
 
+/* Zeroed moments for m's parameters, on m's backend. */
 void optim_init(struct optim *o, const struct model *m);
 void optim_free(struct optim *o);
 

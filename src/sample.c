@@ -11,6 +11,7 @@
 #include "model.h"
 #include "rng.h"
 #include "tokenizer.h"
+#include "train.h"
 
 #define STREAM_SAMPLE 0x73616d706c65ull
 
@@ -75,8 +76,10 @@ int sample_main(int argc, char **argv) {
     mc.stages[0] = '\0';
     struct grid g;
     grid_init(&g, &mc);
+    /* the device is this invocation's choice (--device), not the checkpoint's */
+    struct backend *be = trainer_open_backend(cfg.device, 0);
     struct model m;
-    model_init(&m, &mc, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &mc, &g, be, 1);
     ckpt_load(path, &m, NULL);
 
     const int T = mc.seq_len;
@@ -87,6 +90,7 @@ int sample_main(int argc, char **argv) {
     ctx[n++] = TOK_EOT; /* a document starts after an end-of-document token */
     for (size_t i = 0; i < plen && n < n_ctx_max / 2; i++) ctx[n++] = (uint8_t)prompt[i];
     struct cand *cands = tr_malloc(sizeof(struct cand) * (size_t)m.Vp);
+    float *logits = tr_malloc(sizeof(float) * (size_t)m.Vl);  /* the last position's */
     fwrite(prompt, 1, plen, stdout);
     fflush(stdout);
     uint8_t text[64];
@@ -94,10 +98,11 @@ int sample_main(int argc, char **argv) {
         /* the last T tokens are the context (the model has T positions) */
         int len = n < T ? n : T;
         struct acts *a = &m.slots[0];
-        memcpy(a->tokens, ctx + n - len, sizeof(int32_t) * (size_t)len);
-        memset(a->targets, 0, sizeof(int32_t) * (size_t)len);
+        backend_copy_h2d(be, a->tokens, ctx + n - len, sizeof(int32_t) * (size_t)len);
+        backend_memset(be, a->targets, 0, sizeof(int32_t) * (size_t)len);
         model_forward(&m, 0, 1, len, 0.0f);
-        const float *logits = a->logits + (long)(len - 1) * m.Vl;
+        backend_copy_d2h(be, logits, a->logits + (long)(len - 1) * m.Vl,
+                         sizeof(float) * (size_t)m.Vl);
         double u = rng_uniform(rng_key3((uint64_t)seed, STREAM_SAMPLE, (uint64_t)i));
         int tok = pick(logits, mc.vocab_size, temperature, top_k, u, cands);
         ctx[n++] = tok;
@@ -106,9 +111,11 @@ int sample_main(int argc, char **argv) {
         fflush(stdout);
     }
     printf("\n");
+    tr_free(logits);
     tr_free(cands);
     tr_free(ctx);
     model_free(&m);
+    backend_free(be);
     grid_free(&g);
     return TR_EXIT_OK;
 }

@@ -479,6 +479,21 @@ static void check_binding(const struct grid *g) {
                 "--cpus-per-task=%d", threads, threads, threads);
 }
 
+struct backend *trainer_open_backend(const char *device, int local_rank) {
+    int dev = backend_parse(device);
+    if (dev < 0)
+        tr_fail(TR_EXIT_USAGE, "device is one of: cpu, cuda", "unknown device '%s'", device);
+    char err[512];
+    struct backend *be = backend_init((enum kdevice)dev, local_rank, err, sizeof err);
+    if (!be) {
+        /* the reason is a sentence, then (after a newline) "HINT: the fix" */
+        char *hint = strstr(err, "\nHINT: ");
+        if (hint) *hint = '\0', hint += strlen("\nHINT: ");
+        tr_fail(TR_EXIT_USAGE, hint, "%s", err);
+    }
+    return be;
+}
+
 void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
@@ -490,7 +505,11 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
                    open_run_dir ? t->cfg.run_dir : NULL);
     guard_init(&t->guard, t->cfg.spike_factor, t->cfg.spike_window);
     t->last_loss = NAN;
-    t->k = kernels_get(KDEV_CPU, KDT_F32);
+    /* every rank meets the same verdict (the same binary, the same config), so a device
+     * that is not built in ends the job quietly with the message from rank 0. The local
+     * rank picks the GPU: ranks of a node are consecutive in the grid. */
+    t->be = trainer_open_backend(t->cfg.device, t->g.world_rank % t->g.ranks_per_node);
+    t->k = backend_kernels(t->be, KDT_F32);
     check_binding(&t->g);
     t->M = t->cfg.grad_accum;
     t->gpipe = strcmp(t->cfg.schedule, "gpipe") == 0;
@@ -504,7 +523,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
 
     int n_slots = t->gpipe ? t->M : TR_MIN(t->M, t->g.pp - t->g.pp_rank);
     memplan_check(&t->cfg, &t->g, n_slots, &t->mem); /* refuses what would not fit */
-    model_init(&t->m, &t->cfg, &t->g, t->k, n_slots);
+    model_init(&t->m, &t->cfg, &t->g, t->be, n_slots);
     optim_init(&t->o, &t->m);
     dpr_init(&t->dpr, &t->m, &t->g, &t->cfg);
     t->m.on_grads = on_grads;
@@ -519,7 +538,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     t->bsend = tr_malloc(sizeof(struct comm_req) * (size_t)n_slots);
     for (int s = 0; s < n_slots; s++) {
         t->fsend[s] = t->bsend[s] = COMM_REQ_NULL;
-        if (!t->m.first) t->gsend[s] = tr_malloc(sizeof(float) * (size_t)B * T * t->m.C);
+        if (!t->m.first) t->gsend[s] = backend_alloc(t->be, sizeof(float) * (size_t)B * T * t->m.C);
     }
     char from[CFG_STR_MAX + 64];
     resume_or_init(t, open_run_dir, from, sizeof from);
@@ -554,7 +573,7 @@ void trainer_free(struct trainer *t) {
     runlock_release(&t->lock);
     trace_free(&t->trace);
     if (t->metrics) fclose(t->metrics);
-    for (int s = 0; s < t->m.n_slots; s++) tr_free(t->gsend[s]);
+    for (int s = 0; s < t->m.n_slots; s++) backend_free_mem(t->be, t->gsend[s]);
     tr_free(t->gsend);
     tr_free(t->fsend);
     tr_free(t->bsend);
@@ -563,6 +582,7 @@ void trainer_free(struct trainer *t) {
     dpr_free(&t->dpr);
     optim_free(&t->o);
     model_free(&t->m);
+    backend_free(t->be);
     dataset_close(t->ds);
     grid_free(&t->g);
 }

@@ -28,7 +28,8 @@ struct step_times {
 struct trainer {
     struct config cfg;
     struct grid   g;
-    const struct kernels *k;
+    struct backend *be;      /* this rank's device (cfg.device): owns model and optimizer memory */
+    const struct kernels *k; /* backend_kernels(be, KDT_F32) */
     struct model  m;
     struct optim  o;
     struct dp_reducer dpr;
@@ -55,6 +56,10 @@ struct trainer {
     int    n_skips;          /* data steps skipped by rollbacks (ascending) */
     int64_t skips[CKPT_MAX_SKIPS];
 };
+
+/* The backend named by a config's device ("cpu", "cuda"); a device that is unknown or
+ * not built into this binary ends the job with exit 2, the reason and a HINT. */
+struct backend *trainer_open_backend(const char *device, int local_rank);
 
 /* Set up everything for cfg on MPI_COMM_WORLD: layout, data, model, optimizer; resume
  * from a checkpoint as cfg.resume says. open_run_dir: create run_dir and metrics. */

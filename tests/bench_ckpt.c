@@ -19,6 +19,13 @@
 #include "model.h"
 #include "optim.h"
 
+/* one CPU backend for the whole test program (it holds the models' buffers) */
+static struct backend *cpu_backend(void) {
+    static struct backend *be;
+    if (!be) be = backend_init(KDEV_CPU, 0, NULL, 0);
+    return be;
+}
+
 int main(int argc, char **argv) {
     tr_mpi_defaults();
     MPI_Init(&argc, &argv);
@@ -33,7 +40,7 @@ int main(int argc, char **argv) {
     grid_init(&g, &cfg);
     tr_set_rank(g.world_rank);
     struct model m;
-    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     model_init_weights(&m, 1);
     struct optim o;
     optim_init(&o, &m);

@@ -30,6 +30,13 @@
 #include "optim.h"
 #include "rng.h"
 
+/* one CPU backend for the whole test program (it holds the models' buffers) */
+static struct backend *cpu_backend(void) {
+    static struct backend *be;
+    if (!be) be = backend_init(KDEV_CPU, 0, NULL, 0);
+    return be;
+}
+
 /* Seconds per call of one sgemm shape (best of 3 to 8 repetitions, as many as fit in
  * 0.3 s after the first: the LM-head shapes of a 50257 vocabulary take 0.1-1 s each). */
 static double time_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K,
@@ -88,9 +95,8 @@ int main(int argc, char **argv) {
     config_validate(&cfg);
     struct grid g;
     grid_init(&g, &cfg);
-    const struct kernels *k = kernels_get(KDEV_CPU, KDT_F32);
     struct model m;
-    model_init(&m, &cfg, &g, k, 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     model_init_weights(&m, 1);
     struct optim o;
     optim_init(&o, &m);

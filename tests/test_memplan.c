@@ -12,6 +12,13 @@
 #include "model.h"
 #include "test.h"
 
+/* one CPU backend for the whole test program (it holds the models' buffers) */
+static struct backend *cpu_backend(void) {
+    static struct backend *be;
+    if (!be) be = backend_init(KDEV_CPU, 0, NULL, 0);
+    return be;
+}
+
 static struct config small_config(void) {
     struct config cfg;
     config_defaults(&cfg);
@@ -36,7 +43,7 @@ static void test_plan_counts_what_model_init_allocates(void) {
     struct config cfg = small_config();
     struct grid g = cell(1, 1, 1, 0, 0, 0);
     struct model m;
-    model_init(&m, &cfg, &g, NULL, 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     struct model_mem mm;
     model_mem_plan(&cfg, &g, &mm);
     CHECK(mm.n_local == m.n_local);

@@ -16,6 +16,13 @@
 #include "rng.h"
 #include "test.h"
 
+/* one CPU backend for the whole test program (it holds the models' buffers) */
+static struct backend *cpu_backend(void) {
+    static struct backend *be;
+    if (!be) be = backend_init(KDEV_CPU, 0, NULL, 0);
+    return be;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* A straightforward double-precision GPT-2, written from the equations, sharing nothing
  * with the kernels: parameters come in as the model's table (full tensors, one rank). */
@@ -178,7 +185,7 @@ static void test_whole_model_gradient_matches_finite_differences(void) {
     struct grid g;
     grid_init(&g, &cfg);
     struct model m;
-    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     random_weights(&m);
     const int B = cfg.micro_batch, T = cfg.seq_len, BT = B * T;
     struct acts *a = &m.slots[0];
@@ -254,7 +261,7 @@ static void test_block_forward_backward_match_reference_block(void) {
     struct grid g;
     grid_init(&g, &cfg);
     struct model m;
-    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     random_weights(&m);
     const int B = cfg.micro_batch, T = cfg.seq_len, C = cfg.n_embd, l = 1;
     const size_t BTC = (size_t)B * T * C;
@@ -349,7 +356,7 @@ static void test_parameter_count_matches_gpt2_124m(void) {
     struct grid g;
     grid_init(&g, &cfg);
     struct model m;
-    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     /* GPT-2 small has 124,439,808 parameters with vocab 50257; padding to 50304 adds
      * 47 rows of 768 */
     CHECK(m.n_logical == 124439808LL + 47LL * 768);
@@ -363,8 +370,8 @@ static void test_init_is_gpt2_and_counter_based(void) {
     struct grid g;
     grid_init(&g, &cfg);
     struct model m, m2;
-    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
-    model_init(&m2, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
+    model_init(&m2, &cfg, &g, cpu_backend(), 1);
     model_init_weights(&m, 42);
     model_init_weights(&m2, 42);
     CHECK(memcmp(m.params, m2.params, sizeof(float) * (size_t)m.n_local) == 0);
@@ -441,7 +448,7 @@ static void test_weight_decay_shrinks_matrices_only(void) {
     struct grid g;
     grid_init(&g, &cfg);
     struct model m;
-    model_init(&m, &cfg, &g, kernels_get(KDEV_CPU, KDT_F32), 1);
+    model_init(&m, &cfg, &g, cpu_backend(), 1);
     /* non-zero values everywhere, biases included, so that a decay would show */
     for (int i = 0; i < m.pt.n; i++)
         for (int64_t j = 0; j < m.pt.p[i].n_local; j++)
