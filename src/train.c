@@ -499,17 +499,18 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     t->cfg = *cfg;
     config_validate(&t->cfg);
     grid_init(&t->g, &t->cfg);
+    /* Every rank meets the same verdict (the same binary, the same config), so a device
+     * that is not built in ends the job quietly with the message from rank 0, before
+     * run_dir is touched. The local rank picks the GPU: ranks of a node are consecutive
+     * in the grid. */
+    t->be = trainer_open_backend(t->cfg.device, t->g.world_rank % t->g.ranks_per_node);
+    t->k = backend_kernels(t->be, KDT_F32);
     /* before anything reads or writes run_dir: one training job per directory */
     if (open_run_dir) take_run_dir(t);
     watchdog_start(&t->wd, &t->g.comm, t->cfg.watchdog_s,
                    open_run_dir ? t->cfg.run_dir : NULL);
     guard_init(&t->guard, t->cfg.spike_factor, t->cfg.spike_window);
     t->last_loss = NAN;
-    /* every rank meets the same verdict (the same binary, the same config), so a device
-     * that is not built in ends the job quietly with the message from rank 0. The local
-     * rank picks the GPU: ranks of a node are consecutive in the grid. */
-    t->be = trainer_open_backend(t->cfg.device, t->g.world_rank % t->g.ranks_per_node);
-    t->k = backend_kernels(t->be, KDT_F32);
     check_binding(&t->g);
     t->M = t->cfg.grad_accum;
     t->gpipe = strcmp(t->cfg.schedule, "gpipe") == 0;
