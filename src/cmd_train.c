@@ -41,6 +41,7 @@ struct step_view {
     double slowest, fastest; /* step time of the slowest / fastest rank */
     int    slowest_rank;
     double mem_max_mb, mem_min_mb; /* peak resident memory over ranks */
+    double dev_max_mb;             /* peak bytes allocated through the backend, max of ranks */
     int    stop_signal, ckpt_due;
 };
 
@@ -56,9 +57,12 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
                      tm->data, tm->total};
     comm_allreduce(&t->g.comm, COMM_WORLD, sum, 7, COMM_F64, COMM_SUM);
     double mem = peak_rss_mb();
+    struct backend_mem dev;
+    backend_mem_stats(t->be, &dev);
     /* one MAX reduction carries maxima, minima (as negated maxima) and flags */
-    double mx[6] = {tm->total, -tm->total, mem, -mem, g_stop_signal != 0, ckpt_due_local};
-    comm_allreduce(&t->g.comm, COMM_WORLD, mx, 6, COMM_F64, COMM_MAX);
+    double mx[7] = {tm->total, -tm->total, mem, -mem, g_stop_signal != 0, ckpt_due_local,
+                    (double)dev.peak / (1024.0 * 1024.0)};
+    comm_allreduce(&t->g.comm, COMM_WORLD, mx, 7, COMM_F64, COMM_MAX);
     double slowest = tm->total;
     int slowest_rank = 0;
     comm_allreduce_maxloc(&t->g.comm, COMM_WORLD, &slowest, &slowest_rank);
@@ -71,6 +75,7 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
     v->mem_min_mb = -mx[3];
     v->stop_signal = mx[4] != 0;
     v->ckpt_due = mx[5] != 0;
+    v->dev_max_mb = mx[6];
     v->slowest_rank = slowest_rank;
 }
 
@@ -240,13 +245,13 @@ static void write_metrics(const struct trainer *t, int step, double loss, float 
             "\"t_compute\":%.6f,\"t_tp_comm\":%.6f,\"t_pipe_wait\":%.6f,\"t_dp_exposed\":%.6f,"
             "\"t_optimizer\":%.6f,\"t_data\":%.6f,\"bubble\":%.4f,\"bubble_theory\":%.4f,"
             "\"slowest_ms\":%.3f,\"fastest_ms\":%.3f,\"slowest_rank\":%d,"
-            "\"peak_mem_mb_max\":%.1f,\"peak_mem_mb_min\":%.1f",
+            "\"peak_mem_mb_max\":%.1f,\"peak_mem_mb_min\":%.1f,\"device_peak_mb_max\":%.1f",
             step, loss, lr, norm, tok_s, v->slowest * 1e3, e->gflops, e->mfu, e->blas_eff, peak,
             m->compute, m->tp_comm,
             m->pipe_wait, m->dp_exposed, m->optimizer, m->data,
             m->total > 0 ? m->pipe_wait / m->total : 0.0,
             (double)(t->g.pp - 1) / (t->M + t->g.pp - 1), v->slowest * 1e3, v->fastest * 1e3,
-            v->slowest_rank, v->mem_max_mb, v->mem_min_mb);
+            v->slowest_rank, v->mem_max_mb, v->mem_min_mb, v->dev_max_mb);
     if (isfinite(val)) fprintf(f, ",\"val_loss\":%.6f", val);
     fprintf(f, "}\n");
     fflush(f);

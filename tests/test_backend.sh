@@ -43,6 +43,17 @@ if grep -q '^device *= *"cpu"' "$TEST_TMP/default/config.txt" 2>/dev/null &&
 then pass cpu_is_the_default_and_bit_identical
 else fail cpu_is_the_default_and_bit_identical "weights, losses or config.txt differ"; fi
 
+# the metrics report the backend's peak allocation: at least the weights, gradients and
+# both AdamW moments (4 × 4 bytes per parameter), and no more than the process's peak RSS
+n_params=$(sed -n 's/.*model: \([0-9.]*\)M parameters.*/\1/p' <<<"$("$TRIDENT" "${BASE[@]}" --run_dir="$TEST_TMP/mem" 2>&1)")
+last=$(grep '"loss"' "$TEST_TMP/mem/metrics.jsonl" | tail -n 1)
+dev=$(sed -n 's/.*"device_peak_mb_max":\([0-9.]*\).*/\1/p' <<<"$last")
+rss=$(sed -n 's/.*"peak_mem_mb_max":\([0-9.]*\).*/\1/p' <<<"$last")
+if [ -n "$dev" ] && [ -n "$n_params" ] &&
+   awk -v d="$dev" -v r="$rss" -v n="$n_params" 'BEGIN { exit !(d >= n * 16 * 1e6 / 1048576 && d <= r) }'
+then pass metrics_report_the_backend_peak_allocation
+else fail metrics_report_the_backend_peak_allocation "device ${dev:-?} MB, rss ${rss:-?} MB, ${n_params:-?}M parameters"; fi
+
 # sample takes the device too
 out=$("$TRIDENT" sample --ckpt="$TEST_TMP/cpu" --length=4 --device=cuda 2>&1); rc=$?
 if [ "$rc" -eq 2 ] && grep -q 'built without the CUDA backend' <<<"$out"
