@@ -21,9 +21,9 @@ static const struct backend_ops *ops_for(enum kdevice dev, char *err, size_t err
     switch (dev) {
     case KDEV_CPU: return &backend_cpu_ops;
     case KDEV_CUDA:
-        snprintf(err, err_len, "trident was built without the CUDA backend (device = cuda)\n"
-                 "HINT: build with 'make BACKEND=cuda' on a machine with the CUDA toolkit, "
-                 "or set device = cpu");
+        snprintf(err, err_len, "trident was built without the CUDA backend (device = cuda): "
+                 "this version has none yet (planned: cuBLAS, CUDA kernels, NCCL)\n"
+                 "HINT: set device = cpu");
         return NULL;
     }
     snprintf(err, err_len, "unknown device %d\nHINT: device is one of: cpu, cuda", (int)dev);

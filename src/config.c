@@ -77,8 +77,8 @@ static const struct cfg_key KEYS[] = {
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
     /* device */
     {"device", CT_ENUM, F(device), "cpu", 0, 0, "cpu|cuda",
-     "where each rank computes: cpu (OpenMP + OpenBLAS) or cuda (one GPU per rank; needs a "
-     "build with make BACKEND=cuda)"},
+     "where each rank computes: cpu (OpenMP + OpenBLAS) or cuda (one GPU per rank; not "
+     "written yet, refused with a clear message)"},
     /* parallel layout */
     {"dp", CT_INT, F(dp), "0", 0, 1 << 20, NULL, "data-parallel size (0 = derive)"},
     {"tp", CT_INT, F(tp), "1", 0, 1024, NULL, "tensor-parallel size (0 = derive)"},

@@ -13,7 +13,7 @@ refused_cuda() {
     out=$(mpi "$np" "${BASE[@]}" --run_dir="$dir" "$@" 2>&1); rc=$?
     if [ "$rc" -eq 2 ] &&
        [ "$(grep -c 'error: trident was built without the CUDA backend' <<<"$out")" -eq 1 ] &&
-       [ "$(grep -c '^HINT: .*make BACKEND=cuda' <<<"$out")" -eq 1 ] && [ ! -e "$dir" ]
+       [ "$(grep -c '^HINT: .*set device = cpu' <<<"$out")" -eq 1 ] && [ ! -e "$dir" ]
     then pass "$name"
     else fail "$name" "exit $rc: $(tail -n 3 <<<"$out")"; fi
 }
