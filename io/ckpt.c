@@ -763,15 +763,10 @@ static int list_steps_shared(const char *run_dir, int **steps_out) {
     int n = 0, *steps = NULL;
     if (tr_rank() == 0) n = list_steps(run_dir, &steps);
     MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD));
-    if (tr_rank() != 0) steps = tr_calloc((size_t)n + 1, sizeof(int));
+    /* malloc, as list_steps does: the caller frees either with free() */
+    if (tr_rank() != 0 && !(steps = malloc(sizeof(int) * ((size_t)n + 1))))
+        TR_ABORT("out of memory listing '%s'", run_dir);
     if (n > 0) MPI_CHECK(MPI_Bcast(steps, n, MPI_INT, 0, MPI_COMM_WORLD));
-    if (tr_rank() != 0) {
-        int *copy = malloc(sizeof(int) * ((size_t)n + 1));
-        if (!copy) TR_ABORT("out of memory listing '%s'", run_dir);
-        memcpy(copy, steps, sizeof(int) * (size_t)n);
-        tr_free(steps);
-        steps = copy;
-    }
     *steps_out = steps;
     return n;
 }

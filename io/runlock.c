@@ -162,8 +162,7 @@ static int holder_gone(const struct holder *h, const struct holder *me, const ch
 static void *heartbeat_main(void *arg) {
     struct runlock *l = arg;
     for (int tick = 0; !l->stop; tick++) {
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        tr_sleep(0.2);
         if (tick % (RUNLOCK_HEARTBEAT_S * 5) == RUNLOCK_HEARTBEAT_S * 5 - 1)
             utimensat(AT_FDCWD, l->path, NULL, 0);
     }
@@ -197,8 +196,7 @@ static int takeover_begin(const char *mutex) {
         }
         struct stat st;
         if (stat(mutex, &st) == 0 && time(NULL) - st.st_mtime > 60) unlink(mutex);
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        tr_sleep(0.1);
     }
     return -1;
 }
@@ -226,10 +224,7 @@ int runlock_acquire(struct runlock *l, const char *run_dir, char *msg, size_t ms
         for (int i = 0; i < 20 && parsed != 0; i++) {
             if (read_text(l->path, text, sizeof text) != 0 && errno == ENOENT) break;
             parsed = parse_holder(text, &h);
-            if (parsed != 0) {
-                struct timespec ts = {0, 100 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-            }
+            if (parsed != 0) tr_sleep(0.1);
         }
         char why[400];
         int gone;

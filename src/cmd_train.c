@@ -134,18 +134,22 @@ static double probe_sgemm_gflops(const struct trainer *t) {
     return rate / t->g.world_size;
 }
 
-/* Publish a checkpoint of the current step, unless the weights or moments hold a
- * non-finite value: such a state is a divergence, never a checkpoint. Returns 0 when
- * saved, -1 (with t->diverged set) when refused. */
-static int save(struct trainer *t) {
+/* A state with a non-finite weight or moment is a divergence, never a checkpoint. When
+ * the state after the last step is broken, that step is the one to skip: t->step goes
+ * back to it and t->diverged says why. Collective (every rank gets the same answer). */
+static int state_broken(struct trainer *t) {
+    watchdog_beat(&t->wd, t->step, "checking the weights for non-finite values");
+    if (trainer_state_finite(t)) return 0;
+    snprintf(t->diverged, sizeof t->diverged, "after step %d the weights or optimizer "
+             "moments hold non-finite values", t->step);
+    t->step--;
+    return 1;
+}
+
+/* Publish a checkpoint of the current step (whose state was found finite). */
+static void save(struct trainer *t) {
     char path[CFG_STR_MAX + 64];
     double t0 = tr_now();
-    watchdog_beat(&t->wd, t->step, "checking the weights before a checkpoint");
-    if (!trainer_state_finite(t)) {
-        snprintf(t->diverged, sizeof t->diverged, "after step %d the weights or optimizer "
-                 "moments hold non-finite values", t->step);
-        return -1;
-    }
     watchdog_beat(&t->wd, t->step, "checkpoint write (collective, parallel HDF5)");
     struct ckpt_meta meta;
     trainer_ckpt_meta(t, &meta);
@@ -153,7 +157,6 @@ static int save(struct trainer *t) {
     watchdog_beat(&t->wd, t->step, "after the checkpoint");
     trace_add(&t->trace, "checkpoint", t0, tr_now(), -1);
     tr_info("checkpoint %s (%.2f s)", path, tr_now() - t0);
-    return 0;
 }
 
 /* A divergence (t->diverged): stop with exit 1, or roll back to the last good
@@ -314,11 +317,8 @@ int train_main(int argc, char **argv) {
             continue;
         }
         int step = t.step; /* steps completed */
-        if (step == cfg.steps && !trainer_state_finite(&t)) {
-            /* the final checkpoint must not publish a broken state either */
-            t.step--;
-            snprintf(t.diverged, sizeof t.diverged, "after step %d the weights or optimizer "
-                     "moments hold non-finite values", step);
+        /* the final checkpoint, written after the loop, must not publish a broken state */
+        if (step == cfg.steps && state_broken(&t)) {
             on_divergence(&t);
             continue;
         }
@@ -377,11 +377,11 @@ int train_main(int argc, char **argv) {
         int stop_here = cfg.stop_at > 0 && step == cfg.stop_at;
         if ((by_step || v.ckpt_due || v.stop_signal || stop_here) && step < cfg.steps) {
             double c0 = tr_now();
-            if (save(&t) != 0) {
-                t.step--; /* the step that produced the state is the one to skip */
+            if (state_broken(&t)) {
                 on_divergence(&t);
                 continue;
             }
+            save(&t);
             tot.ckpt += tr_now() - c0;
             tot.n_ckpt++;
             last_ckpt = step;
@@ -404,7 +404,8 @@ int train_main(int argc, char **argv) {
         tot.last_val = val;
         if (t.step != last_ckpt || first_step == t.step) {
             double c0 = tr_now();
-            if (save(&t) != 0) TR_ABORT("the final state was checked, yet is not finite");
+            /* checked after the last step (or no step ran: a loaded or initial state) */
+            save(&t);
             tot.ckpt += tr_now() - c0;
             tot.n_ckpt++;
         }

@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <mpi.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +51,7 @@ static int all_ranks_failing(void) {
     int done = 0;
     while (!done && tr_now() - t0 < TR_FAIL_AGREE_S) {
         MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-        if (!done) {
-            struct timespec ts = {0, 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        if (!done) tr_sleep(1e-3);
     }
     return done;
 }
@@ -163,6 +161,13 @@ double tr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void tr_sleep(double seconds) {
+    if (!(seconds > 0)) return;
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }
 
 uint64_t tr_hash_str(const char *s) {

@@ -70,6 +70,7 @@ void  tr_free(void *p);
 void tr_mpi_defaults(void);
 
 double tr_now(void);                       /* monotonic wall clock, seconds */
+void   tr_sleep(double seconds);           /* the whole time, even when a signal arrives */
 
 /* 64-bit FNV-1a of a string: stable tensor identifiers for the RNG and checksums. */
 uint64_t tr_hash_str(const char *s);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common.h"
 
@@ -37,11 +36,7 @@ void fault_point(const char *where, int step) {
 void fault_slow_ckpt(void) {
     const char *s = getenv("TRIDENT_SLOW_CKPT");
     if (!s || !*s) return;
-    double sec = atof(s);
-    if (sec <= 0) return;
-    struct timespec ts = {(time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+    tr_sleep(atof(s));
 }
 
 /* the value of TRIDENT_FAULT=NAME:K when NAME matches, else -1 */
@@ -61,8 +56,9 @@ double fault_loss(double loss, long data_step) {
 }
 
 void fault_poison(float *x, long n, int step) {
+    if (fault_arg("nanweights") != step) return;
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (fault_arg("nanweights") == step && rank == size - 1 && n > 0) x[n / 2] = NAN;
+    if (rank == size - 1 && n > 0) x[n / 2] = NAN;
 }

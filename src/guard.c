@@ -13,11 +13,13 @@ void guard_init(struct guard *g, double factor, int window) {
     g->factor = factor;
     g->window = window > 0 ? window : 1;
     g->hist = tr_calloc((size_t)g->window, sizeof(double));
+    g->sorted = tr_calloc((size_t)g->window, sizeof(double));
 }
 
 void guard_free(struct guard *g) {
     tr_free(g->hist);
-    g->hist = NULL;
+    tr_free(g->sorted);
+    g->hist = g->sorted = NULL;
 }
 
 void guard_reset(struct guard *g, double seed_loss) {
@@ -38,12 +40,10 @@ static int cmp_double(const void *a, const void *b) {
 
 double guard_median(const struct guard *g) {
     if (g->n == 0) return NAN;
-    double *s = tr_malloc(sizeof(double) * (size_t)g->n);
+    double *s = g->sorted;
     memcpy(s, g->hist, sizeof(double) * (size_t)g->n);
     qsort(s, (size_t)g->n, sizeof(double), cmp_double);
-    double med = g->n % 2 ? s[g->n / 2] : 0.5 * (s[g->n / 2 - 1] + s[g->n / 2]);
-    tr_free(s);
-    return med;
+    return g->n % 2 ? s[g->n / 2] : 0.5 * (s[g->n / 2 - 1] + s[g->n / 2]);
 }
 
 int guard_check(const struct guard *g, double loss, double grad_norm, char *why, size_t n) {

@@ -15,6 +15,7 @@ struct guard {
     double  factor;   /* 0: no spike test */
     int     window;
     double *hist;     /* ring of the last `window` accepted losses */
+    double *sorted;   /* scratch for the median, allocated once */
     int     n, head;
 };
 

@@ -2,7 +2,6 @@
 #include "watchdog.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <mpi.h>
 #include <signal.h>
@@ -10,17 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "comm.h"
 #include "common.h"
-
-static void sleep_s(double s) {
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static double current_timeout(const struct watchdog *w) {
     if (w->timeout_s != 0) return w->timeout_s;
@@ -77,7 +69,7 @@ static void fire(struct watchdog *w, double idle) {
         /* The other ranks that wait fire within about one step of this one; give them
          * as long as the timeout (3 to 120 s) to report, then the first rank to get
          * here names the ranks that did not. */
-        sleep_s(TR_MIN(120.0, TR_MAX(3.0, current_timeout(w))));
+        tr_sleep(TR_MIN(120.0, TR_MAX(3.0, current_timeout(w))));
         char named[720];
         snprintf(named, sizeof named, "%s/named", w->report_dir);
         int fd = open(named, O_CREAT | O_EXCL | O_WRONLY, 0644);
@@ -96,7 +88,7 @@ static void fire(struct watchdog *w, double idle) {
 static void *watch(void *arg) {
     struct watchdog *w = arg;
     while (!w->stop) {
-        sleep_s(0.5);
+        tr_sleep(0.5);
         double idle = tr_now() - w->last_beat;
         if (!w->stop && idle > current_timeout(w)) fire(w, idle);
     }
