@@ -29,10 +29,37 @@
 /* The three groups of tensors a checkpoint holds, all with the model's table. */
 static const char *const GROUPS[3] = {"model", "optim/m", "optim/v"};
 
-static float *group_data(const struct model *m, const struct optim *o, int grp) {
+static struct tensor group_tensor(const struct model *m, const struct optim *o, int grp) {
     if (grp == 0) return m->params;
-    if (!o) return NULL;
+    if (!o) return TENSOR_NONE;
     return grp == 1 ? o->m : o->v;
+}
+
+/* Host views of the groups' fp32 buffers, for HDF5 to read or write: the buffers
+ * themselves where the backend's memory is host memory (CPU), else staging copies,
+ * filled from the device when `fetch`. */
+static void host_groups(const struct model *m, const struct optim *o, int n_groups, int fetch,
+                        float *h[3]) {
+    for (int grp = 0; grp < 3; grp++) {
+        struct tensor t = group_tensor(m, o, grp);
+        h[grp] = NULL;
+        if (grp >= n_groups || !t.data) continue;
+        h[grp] = backend_host_view(m->be, t.data);
+        if (h[grp]) continue;
+        h[grp] = tr_malloc(tensor_bytes(t));
+        if (fetch) backend_copy_d2h(m->be, h[grp], t.data, tensor_bytes(t));
+    }
+}
+
+/* Done with host_groups' views: staged copies go back to the device when `store`. */
+static void host_groups_done(const struct model *m, const struct optim *o, int n_groups,
+                             int store, float *h[3]) {
+    for (int grp = 0; grp < n_groups; grp++) {
+        struct tensor t = group_tensor(m, o, grp);
+        if (!t.data || h[grp] == backend_host_view(m->be, t.data)) continue;
+        if (store) backend_copy_h2d(m->be, t.data, h[grp], tensor_bytes(t));
+        tr_free(h[grp]);
+    }
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -326,8 +353,9 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     char tmp[CFG_STR_MAX + 64], final[CFG_STR_MAX + 64];
     ckpt_path(tmp, sizeof tmp, run_dir, step, ".tmp");
     ckpt_path(final, sizeof final, run_dir, step, "");
-    float *data[3] = {group_data(m, o, 0), group_data(m, o, 1), group_data(m, o, 2)};
     int n_groups = o ? 3 : 1;
+    float *data[3];
+    host_groups(m, o, n_groups, 1, data);
     /* The checksums are computed on a thread of their own while this one writes: the
      * write waits on memory copies and the disk, the checksum on arithmetic. */
     uint64_t *sums = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
@@ -377,6 +405,7 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     H5Pclose(lcpl);
     H5Pclose(dxpl);
     if (threaded) pthread_join(cks_thread, NULL);
+    host_groups_done(m, o, n_groups, 0, data);
     reduce_checksums(m, n_groups, sums);
     /* the tensor list: every name with its shape and checksum, covered by meta_checksum */
     char *tensors = NULL;
@@ -399,7 +428,9 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     tr_free(dsets);
     char *cfg_text = config_to_string(&m->cfg);
     char *skips = skips_text(meta);
-    struct meta_text mt = {CKPT_FORMAT, "none (fp32)", cfg_text, skips, tensors,
+    char scaler[LOSS_SCALE_TEXT_MAX + 16];
+    snprintf(scaler, sizeof scaler, "%s", meta->loss_scaler[0] ? meta->loss_scaler : "none");
+    struct meta_text mt = {CKPT_FORMAT, scaler, cfg_text, skips, tensors,
                            CKPT_FORMAT_VERSION, step, o ? o->t : 0, o != NULL, m->cfg.seed,
                            step, meta->loss};
     uint64_t mh = meta_hash(&mt);
@@ -618,6 +649,9 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
         meta->step = (int)mt.step;
         meta->loss = mt.loss;
         meta->n_skips = 0;
+        meta->loss_scaler[0] = '\0';
+        if (mt.loss_scaler && strncmp(mt.loss_scaler, "none", 4) != 0)
+            snprintf(meta->loss_scaler, sizeof meta->loss_scaler, "%s", mt.loss_scaler);
         if (mt.skips && parse_skips(mt.skips, meta) != 0) {
             snprintf(err, err_len, "'%s': its list of skipped data steps is unreadable", path);
             bad = 1;
@@ -652,7 +686,8 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
     meta_free(&mt);
     comm_allreduce(&m->grid->comm, COMM_WORLD, &bad, 1, COMM_I32, COMM_MAX);
     int n_groups = o ? 3 : 1;
-    float *data[3] = {group_data(m, o, 0), group_data(m, o, 1), group_data(m, o, 2)};
+    float *data[3];
+    host_groups(m, o, n_groups, 0, data);
     uint64_t *stored = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
     hid_t dxpl = collective_dxpl();
     for (int grp = 0; grp < n_groups && !bad; grp++)
@@ -738,7 +773,9 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
         snprintf(err, err_len, "'%s' could not be read on another rank", path);
     }
     tr_free(stored);
+    host_groups_done(m, o, n_groups, !bad, data);
     if (bad) return bad == 2 ? -2 : -1;
+    model_refresh_weights(m);
     if (o) o->t = (int)opt_step;
     return (int)step;
 }

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "loss_scale.h"
 
 struct config;
 struct model;
@@ -34,6 +35,9 @@ struct ckpt_meta {
     double  loss;                   /* training loss of that step (NAN: unknown) */
     int     n_skips;                /* data steps skipped by divergence rollbacks */
     int64_t skips[CKPT_MAX_SKIPS];  /* ascending */
+    /* the fp16 loss scaler's state (loss_scale_format), or "" when the run has none;
+     * a file written without one reads back as "" */
+    char    loss_scaler[LOSS_SCALE_TEXT_MAX];
 };
 
 /* Collective over MPI_COMM_WORLD. Saves meta->step into run_dir, then prunes: of the

@@ -121,6 +121,8 @@ void backend_copy_d2d(struct backend *b, void *dst, const void *src, size_t n_by
 
 void backend_mem_stats(const struct backend *b, struct backend_mem *s) { *s = b->mem; }
 
+void *backend_host_view(const struct backend *b, void *p) { return b->ops->host_memory ? p : NULL; }
+
 struct backend_event *backend_event_new(struct backend *b)
 {
     struct backend_event *e = calloc(1, sizeof *e);
@@ -149,7 +151,16 @@ double backend_event_elapsed(struct backend *b, const struct backend_event *star
 
 void backend_synchronize(struct backend *b) { b->ops->synchronize(b); }
 
-const struct kernels *backend_kernels(const struct backend *b, enum kdtype dt)
+const struct kernels *backend_kernels(const struct backend *b) { return b->ops->kernels; }
+
+void *backend_workspace(struct backend *b, int slot, size_t n_bytes)
 {
-    return b->ops->kernels(b, dt);
+    if (slot < 0 || slot >= BACKEND_WS_SLOTS) TR_ABORT("workspace slot %d out of range", slot);
+    struct backend_ws *w = &b->ws[slot];
+    if (w->n_bytes < n_bytes) {
+        backend_free_mem(b, w->p);
+        w->p = backend_alloc(b, n_bytes);
+        w->n_bytes = n_bytes;
+    }
+    return w->p;
 }

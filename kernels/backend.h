@@ -52,6 +52,9 @@ void            backend_copy_h2d  (struct backend *b, void *dst, const void *src
 void            backend_copy_d2h  (struct backend *b, void *dst, const void *src, size_t n_bytes);
 void            backend_copy_d2d  (struct backend *b, void *dst, const void *src, size_t n_bytes);
 void            backend_mem_stats (const struct backend *b, struct backend_mem *s);
+/* p itself when the device's memory is the host's (the CPU backend), so that file I/O
+ * can read and write it in place; NULL when it must be staged through the copies. */
+void           *backend_host_view (const struct backend *b, void *p);
 
 /* timing: record an event when the work queued so far is done; elapsed seconds
  * between two recorded events (synchronizes on stop) */
@@ -63,7 +66,7 @@ double                backend_event_elapsed(struct backend *b, const struct back
 /* wait until all work queued on the backend is done (CPU: nothing to wait for) */
 void                  backend_synchronize  (struct backend *b);
 
-/* The kernel table for element type dt on this backend, or NULL if not built in. */
-const struct kernels *backend_kernels(const struct backend *b, enum kdtype dt);
+/* The backend's kernel table (one for every element type: kernels.h). */
+const struct kernels *backend_kernels(const struct backend *b);
 
 #endif

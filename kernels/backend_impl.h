@@ -11,6 +11,7 @@ enum backend_copy_kind { BACKEND_H2D, BACKEND_D2H, BACKEND_D2D };
 struct backend_ops {
     const char  *name;     /* "cpu", "cuda" */
     enum kdevice device;
+    int          host_memory;  /* 1: device memory is host memory (backend_host_view) */
     /* open the device; 0 on success, else -1 with the reason in err */
     int   (*init)(struct backend *b, int local_rank, char *err, size_t err_len);
     void  (*free)(struct backend *b);
@@ -26,11 +27,19 @@ struct backend_ops {
     double (*event_elapsed)(struct backend *b, const struct backend_event *start,
                             const struct backend_event *stop);
     void  (*synchronize)(struct backend *b);
-    const struct kernels *(*kernels)(const struct backend *b, enum kdtype dt);
+    const struct kernels *kernels;
 };
 
 /* One live allocation: the pointer and the bytes counted for it. */
 struct backend_block {
+    void  *p;
+    size_t n_bytes;
+};
+
+/* Scratch memory a kernel needs for the length of one call (the CPU backend widens
+ * 16-bit tensors into it). Grow-only, one buffer per slot, counted like any allocation. */
+enum { BACKEND_WS_SLOTS = 8 };
+struct backend_ws {
     void  *p;
     size_t n_bytes;
 };
@@ -42,7 +51,12 @@ struct backend {
     struct backend_mem mem;
     struct backend_block *blocks;   /* live allocations (a few dozen per rank) */
     int64_t n_blocks, cap_blocks;
+    struct backend_ws ws[BACKEND_WS_SLOTS];
 };
+
+/* Workspace slot `slot` (0 <= slot < BACKEND_WS_SLOTS) with room for n_bytes; valid
+ * until the next call for the same slot. Kernels of one call use distinct slots. */
+void *backend_workspace(struct backend *b, int slot, size_t n_bytes);
 
 struct backend_event {
     double t;                       /* CPU: monotonic clock, seconds */

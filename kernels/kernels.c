@@ -1,14 +1,19 @@
-/* kernels.c — backend selection, and what the CPU backend reports about itself. */
+/* kernels.c — dtype names, and what the CPU backend reports about itself. */
 #include <cblas.h>
 #include <omp.h>
 
 #include "kernels.h"
 #include "cpu/cpu.h"
 
-const struct kernels *kernels_get(enum kdevice dev, enum kdtype dt)
+const char *kdtype_name(enum kdtype dt)
 {
-    if (dev == KDEV_CPU && dt == KDT_F32) return &cpu_kernels_f32;
-    return NULL;  /* CUDA and 16-bit tables are not built in yet */
+    switch (dt) {
+    case KDT_F32: return "fp32";
+    case KDT_BF16: return "bf16";
+    case KDT_F16: return "fp16";
+    case KDT_I32: return "int32";
+    default: return "?";
+    }
 }
 
 const char *kernels_blas_corename(void) { return openblas_get_corename(); }

@@ -1,13 +1,21 @@
 /* kernels.h — the compute interface of trident.
  *
- * src/ never calls BLAS or CUDA directly: it calls these functions through a backend
- * table (struct kernels). The CPU backend (kernels/cpu/, C + OpenMP + OpenBLAS) is the
- * reference every other backend is tested against; a CUDA backend (kernels/cuda/) will
- * implement the same table.
+ * src/ never calls BLAS or CUDA directly: it calls these functions through its
+ * backend's table (backend_kernels), handing them typed tensors (kernels/tensor.h). One
+ * table serves every element type: a kernel reads the dtype of each tensor it is given.
+ * The CPU backend (kernels/cpu/, C + OpenMP + OpenBLAS) is the reference every other
+ * backend is tested against; a CUDA backend (kernels/cuda/) will fill the same table.
  *
- * Element type: today every buffer is fp32 ("float"). The table is selected by
- * (device, dtype) in kernels_get(), so 16-bit variants arrive as new tables, not as
- * changes to the model code.
+ * Element types (mixed precision, config key `precision`):
+ *  - "activation" tensors (act) may be fp32, bf16 or fp16, all of one call alike: the
+ *    weights' compute copy, activations, activation gradients, logits;
+ *  - parameter gradients, optimizer state, master weights, LayerNorm statistics and the
+ *    cross-entropy's per-row values are always fp32;
+ *  - token ids are int32.
+ * Arithmetic is fp32 inside every kernel (GEMMs accumulate in fp32, a 16-bit result is
+ * rounded to nearest even once, when it is stored). On a CPU without 16-bit arithmetic
+ * the CPU backend widens 16-bit inputs to fp32 in a workspace, computes, and narrows the
+ * result: 16-bit halves the memory of what is stored, not the arithmetic.
  *
  * Conventions (shared by every backend):
  *  - activations are row-major [rows][cols]; rows = B*T tokens;
@@ -15,101 +23,126 @@
  *  - parameter gradients ACCUMULATE (+=), because they sum over micro-batches;
  *  - activation gradients are OVERWRITTEN (=), except where a function says it adds
  *    into a residual-stream gradient (layernorm_bwd), which is how the residual
- *    connections of the transformer sum their two gradient paths.
+ *    connections of the transformer sum their two gradient paths;
+ *  - an absent tensor (TENSOR_NONE) skips what it is for, where a function allows it.
+ * A shape that does not fit the others aborts with the kernel's name and the shapes.
  */
 #ifndef TRIDENT_KERNELS_H
 #define TRIDENT_KERNELS_H
 
 #include <stdint.h>
 
+#include "tensor.h"
+
 enum kdevice { KDEV_CPU = 0, KDEV_CUDA = 1 };
-enum kdtype  { KDT_F32 = 0, KDT_BF16 = 1, KDT_F16 = 2 };
+
+struct backend;
 
 struct kernels {
-    const char *name;  /* "cpu-f32" */
+    const char *name;  /* "cpu" */
 
-    /* out[M][N] = inp[M][K] @ w[N][K]^T (+ bias[N] when bias != NULL). */
-    void (*matmul_fwd)(float *out, const float *inp, const float *w, const float *bias,
-                       int M, int K, int N);
-    /* dinp[M][K]  = dout[M][N] @ w[N][K]           (skipped when dinp == NULL)
-     * dw[N][K]   += dout^T @ inp                   (skipped when dw == NULL)
-     * dbias[N]   += column sums of dout            (skipped when dbias == NULL) */
-    void (*matmul_bwd)(float *dinp, float *dw, float *dbias, const float *dout,
-                       const float *inp, const float *w, int M, int K, int N);
+    /* out[M][N] = inp[M][K] @ w[N][K]^T (+ bias[1][N] when present). act: out, inp, w,
+     * bias. */
+    void (*matmul_fwd)(struct backend *b, struct tensor out, struct tensor inp,
+                       struct tensor w, struct tensor bias);
+    /* dinp[M][K]  = dout[M][N] @ w[N][K]           (act; skipped when absent)
+     * dw[N][K]   += dout^T @ inp                   (fp32; skipped when absent)
+     * dbias[1][N] += column sums of dout           (fp32; skipped when absent) */
+    void (*matmul_bwd)(struct backend *b, struct tensor dinp, struct tensor dw,
+                       struct tensor dbias, struct tensor dout, struct tensor inp,
+                       struct tensor w);
 
-    /* LayerNorm over the last dim C, eps 1e-5: out = (x-mean)*rstd*w + b.
-     * mean[N], rstd[N] are saved for the backward pass. */
-    void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp,
-                          const float *w, const float *b, int N, int C);
-    /* dinp += ...  (accumulates into the residual gradient), dw += , db += . */
-    void (*layernorm_bwd)(float *dinp, float *dw, float *db, const float *dout,
-                          const float *inp, const float *w, const float *mean,
-                          const float *rstd, int N, int C);
+    /* LayerNorm over the columns of inp[N][C], eps 1e-5: out = (x-mean)*rstd*w + b (act;
+     * w, b: [1][C] act). mean[1][N], rstd[1][N] (fp32) are saved for the backward pass. */
+    void (*layernorm_fwd)(struct backend *b, struct tensor out, struct tensor mean,
+                          struct tensor rstd, struct tensor inp, struct tensor w,
+                          struct tensor bias);
+    /* dinp += ... (act; accumulates into the residual gradient), dw += , db += (fp32). */
+    void (*layernorm_bwd)(struct backend *b, struct tensor dinp, struct tensor dw,
+                          struct tensor db, struct tensor dout, struct tensor inp,
+                          struct tensor w, struct tensor mean, struct tensor rstd);
 
-    /* Causal self-attention over NH heads of size hs = Cq/NH.
+    /* Causal self-attention over NH heads of size hs = Cq/NH, B sequences of
+     * T = qkv.rows / B tokens (all act).
      * qkv: [B*T][3*Cq], each row is [q (Cq) | k (Cq) | v (Cq)], head h of q at
      *      columns h*hs .. h*hs+hs-1 (same for k, v).
-     * out: [B*T][Cq] (heads concatenated); att: [B][NH][T][T] softmax probabilities
+     * out: [B*T][Cq] (heads concatenated); att: [B*NH*T][T] softmax probabilities
      * (entries above the diagonal are written as 0), kept for the backward pass.
      * Scale 1/sqrt(hs). */
-    void (*attention_fwd)(float *out, float *att, const float *qkv, int B, int T,
-                          int Cq, int NH);
-    /* dqkv = ... (overwritten). scratch: at least B*NH*T*T floats. */
-    void (*attention_bwd)(float *dqkv, float *scratch, const float *dout,
-                          const float *qkv, const float *att, int B, int T, int Cq, int NH);
+    void (*attention_fwd)(struct backend *b, struct tensor out, struct tensor att,
+                          struct tensor qkv, int B, int NH);
+    /* dqkv = ... (overwritten). scratch: like att. */
+    void (*attention_bwd)(struct backend *b, struct tensor dqkv, struct tensor scratch,
+                          struct tensor dout, struct tensor qkv, struct tensor att, int B,
+                          int NH);
 
     /* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
-    void (*gelu_fwd)(float *out, const float *inp, long n);
-    /* dinp = dout * gelu'(inp)   (overwritten; dinp may alias dout) */
-    void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, long n);
+    void (*gelu_fwd)(struct backend *b, struct tensor out, struct tensor inp);
+    /* dinp = dout * gelu'(inp)   (overwritten; dinp may be dout) */
+    void (*gelu_bwd)(struct backend *b, struct tensor dinp, struct tensor inp,
+                     struct tensor dout);
 
-    /* out[i] = a[i] + b[i]  (out may alias a) */
-    void (*residual_fwd)(float *out, const float *a, const float *b, long n);
+    /* out = a + c  (out may be a) */
+    void (*residual_fwd)(struct backend *b, struct tensor out, struct tensor a,
+                         struct tensor c);
 
-    /* Token + position embedding with a vocabulary shard:
-     * out[b,t,:] = (tok in [v0, v0+Vl) ? wte[tok-v0,:] : 0) + (wpe ? wpe[t,:] : 0).
-     * wte: [Vl][C] (rows v0.. of the full table), wpe: [>=T][C]. */
-    void (*embedding_fwd)(float *out, const int32_t *tokens, const float *wte,
-                          const float *wpe, int B, int T, int C, int v0, int Vl);
-    /* dwte[tok-v0,:] += dout[b,t,:] for tokens in the shard; dwpe[t,:] += sum_b dout
-     * (skipped when dwpe == NULL). Deterministic (no atomics, fixed summation order). */
-    void (*embedding_bwd)(float *dwte, float *dwpe, const float *dout,
-                          const int32_t *tokens, int B, int T, int C, int v0, int Vl);
+    /* Token + position embedding with a vocabulary shard, tokens [B][T] (int32):
+     * out[b*T+t][:] = (tok in [v0, v0+Vl) ? wte[tok-v0][:] : 0) + (wpe ? wpe[t][:] : 0).
+     * wte: [Vl][C] (rows v0.. of the full table), wpe: [>=T][C] or absent (act). */
+    void (*embedding_fwd)(struct backend *b, struct tensor out, struct tensor tokens,
+                          struct tensor wte, struct tensor wpe, int v0);
+    /* dwte[tok-v0][:] += dout[b*T+t][:] for tokens in the shard; dwpe[t][:] += sum_b dout
+     * (skipped when dwpe is absent). dwte, dwpe fp32. Deterministic (no atomics, fixed
+     * summation order). */
+    void (*embedding_bwd)(struct backend *b, struct tensor dwte, struct tensor dwpe,
+                          struct tensor dout, struct tensor tokens, int v0);
 
     /* Softmax cross-entropy over a vocabulary shard, in steps so that the caller can
      * combine shards with collectives between them (tensor parallelism) and never
-     * gather the full logits. logits: [N][Vl], global column of local column j is
+     * gather the full logits. logits: [N][Vl] (act), global column of local column j is
      * v0+j; only global columns < V (the real vocabulary) take part: padded columns
-     * never receive probability mass.
+     * never receive probability mass. rowmax, sumexp, tlogit: [1][N] fp32; targets
+     * [1][N] int32.
      *  xent_max:    rowmax[n] = max_j logits[n][j]           (-INFINITY if no column)
      *  xent_sumexp: sumexp[n] = sum_j exp(logits[n][j] - rowmax[n])
      *  xent_target: tlogit[n] = logits[n][target[n]-v0] if the target is in the
      *               shard, else 0 (so a sum over shards gives the target logit)
      *  xent_bwd:    in place, logits become dlogits:
      *               (exp(l - rowmax)/sumexp - [j == target]) * dloss; padded: 0.
-     *  loss of row n = log(sumexp[n]) + rowmax[n] - tlogit[n]  (global values). */
-    void (*xent_max)(float *rowmax, const float *logits, int N, int Vl, int v0, int V);
-    void (*xent_sumexp)(float *sumexp, const float *logits, const float *rowmax, int N,
-                        int Vl, int v0, int V);
-    void (*xent_target)(float *tlogit, const float *logits, const int32_t *targets,
-                        int N, int Vl, int v0);
-    void (*xent_bwd)(float *logits, const float *rowmax, const float *sumexp,
-                     const int32_t *targets, float dloss, int N, int Vl, int v0, int V);
+     *  xent_loss:   the sum over rows of log(sumexp[n]) + rowmax[n] - tlogit[n] (the
+     *               loss of every row, from the combined values), in double. */
+    void (*xent_max)(struct backend *b, struct tensor rowmax, struct tensor logits, int v0,
+                     int V);
+    void (*xent_sumexp)(struct backend *b, struct tensor sumexp, struct tensor logits,
+                        struct tensor rowmax, int v0, int V);
+    void (*xent_target)(struct backend *b, struct tensor tlogit, struct tensor logits,
+                        struct tensor targets, int v0);
+    void (*xent_bwd)(struct backend *b, struct tensor logits, struct tensor rowmax,
+                     struct tensor sumexp, struct tensor targets, float dloss, int v0,
+                     int V);
+    double (*xent_loss)(struct backend *b, struct tensor rowmax, struct tensor sumexp,
+                        struct tensor tlogit);
 
-    /* AdamW with decoupled weight decay, bias-corrected, step t >= 1:
+    /* AdamW with decoupled weight decay, bias-corrected, step t >= 1 (all fp32):
      * g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
      * p -= lr * ( (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd * p ). */
-    void (*adamw)(float *p, const float *grad, float *m, float *v, long n, float lr,
-                  float b1, float b2, float eps, float wd, float grad_scale, int t);
+    void (*adamw)(struct backend *b, struct tensor p, struct tensor grad, struct tensor m,
+                  struct tensor v, float lr, float b1, float b2, float eps, float wd,
+                  float grad_scale, int t);
 
-    /* sum of squares in double (for the global gradient norm) */
-    double (*sumsq)(const float *x, long n);
-    /* x *= s */
-    void (*scale)(float *x, float s, long n);
+    /* sum of squares in double, over an fp32 or 16-bit tensor (the gradient norm) */
+    double (*sumsq)(struct backend *b, struct tensor x);
+    /* x *= s (fp32 or 16-bit) */
+    void (*scale)(struct backend *b, struct tensor x, float s);
+    /* dst = src element by element, converted to dst's dtype (same number of elements;
+     * fp32 -> 16-bit rounds to nearest even; same dtype: a copy) */
+    void (*convert)(struct backend *b, struct tensor dst, struct tensor src);
+    /* dst += src (fp32 dst, src of any float dtype): summing 16-bit partial results in
+     * fp32, in the order the caller adds them */
+    void (*accumulate)(struct backend *b, struct tensor dst, struct tensor src);
+    /* the number of elements that are inf or NaN (fp32 or 16-bit) */
+    int64_t (*count_nonfinite)(struct backend *b, struct tensor x);
 };
-
-/* The backend for (device, dtype), or NULL if it isn't built in. */
-const struct kernels *kernels_get(enum kdevice dev, enum kdtype dt);
 
 /* The CPU backend's BLAS: its core name (OpenBLAS' openblas_get_corename) and the
  * number of threads it uses. */

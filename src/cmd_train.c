@@ -109,26 +109,31 @@ static double probe_peak_gflops(const struct trainer *t) {
     return rate;
 }
 
-/* This rank's matmul rate on a GEMM of the model's shape, with every rank measuring at
- * once (so ranks that share cores share them here too): the reference for the BLAS
- * efficiency (how close the model gets to what the BLAS itself reaches). */
+/* This rank's matmul rate on a GEMM of the model's shape and compute dtype, with every
+ * rank measuring at once (so ranks that share cores share them here too): the reference
+ * for the BLAS efficiency (how close the model gets to what its matmul kernel reaches). */
 static double probe_sgemm_gflops(const struct trainer *t) {
     int M = TR_MIN(t->cfg.micro_batch * t->cfg.seq_len, 1024), K = t->cfg.n_embd;
     int N = 4 * t->cfg.n_embd / t->g.tp;
-    float *a = tr_calloc((size_t)M * K, sizeof(float)), *w = tr_calloc((size_t)N * K, sizeof(float));
-    float *out = tr_malloc(sizeof(float) * (size_t)M * N);
+    enum kdtype dt = t->m.dt;
+    struct tensor a = tensor_2d(backend_alloc(t->be, kdtype_size(dt) * (size_t)M * K), dt, M, K);
+    struct tensor w = tensor_2d(backend_alloc(t->be, kdtype_size(dt) * (size_t)N * K), dt, N, K);
+    struct tensor out = tensor_2d(backend_alloc(t->be, kdtype_size(dt) * (size_t)M * N), dt, M, N);
+    backend_memset(t->be, a.data, 0, tensor_bytes(a));
+    backend_memset(t->be, w.data, 0, tensor_bytes(w));
     comm_barrier(&t->g.comm, COMM_WORLD);
     /* the best of many calls over at least a quarter second: a busy moment on a shared
      * machine can only slow a call down, never speed it up */
     double best = 1e30, start = tr_now();
     for (int r = 0; r < 200 && (r < 8 || tr_now() - start < 0.25); r++) {
         double t0 = tr_now();
-        t->k->matmul_fwd(out, a, w, NULL, M, K, N);
+        t->k->matmul_fwd(t->be, out, a, w, TENSOR_NONE);
+        backend_synchronize(t->be);
         if (r > 0) best = TR_MIN(best, tr_now() - t0);
     }
-    tr_free(a);
-    tr_free(w);
-    tr_free(out);
+    backend_free_mem(t->be, a.data);
+    backend_free_mem(t->be, w.data);
+    backend_free_mem(t->be, out.data);
     double rate = 2.0 * M * N * K / best / 1e9;
     comm_allreduce(&t->g.comm, COMM_WORLD, &rate, 1, COMM_F64, COMM_SUM);
     return rate / t->g.world_size;
@@ -255,8 +260,11 @@ static void write_metrics(const struct trainer *t, int step, double loss, float 
             m->total > 0 ? m->pipe_wait / m->total : 0.0,
             (double)(t->g.pp - 1) / (t->M + t->g.pp - 1), v->slowest * 1e3, v->fastest * 1e3,
             v->slowest_rank, v->mem_max_mb, v->mem_min_mb, v->dev_max_mb);
+    if (t->fp16)  /* the scale this step's backward used, and the steps skipped so far */
+        fprintf(f, ",\"loss_scale\":%.17g,\"overflow\":%s,\"skipped_steps\":%ld",
+                t->step_scale, t->overflow ? "true" : "false", t->ls.skipped);
     if (isfinite(val)) fprintf(f, ",\"val_loss\":%.6f", val);
-    fprintf(f, "}\n");
+    fprintf(f, ",\"precision\":\"%s\"}\n", t->cfg.precision);
     fflush(f);
 }
 
@@ -367,6 +375,7 @@ int train_main(int argc, char **argv) {
                        step, cfg.steps, loss, lr, norm, tok_s, v.slowest * 1e3, 100.0 * eff.mfu,
                        100.0 * eff.blas_eff, eta);
                 if (do_eval) printf(" | val %.4f", val);
+                if (t.fp16) printf(" | scale %g", t.ls.scale);
                 printf("\n");
                 fflush(stdout);
             }

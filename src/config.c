@@ -79,6 +79,17 @@ static const struct cfg_key KEYS[] = {
     {"device", CT_ENUM, F(device), "cpu", 0, 0, "cpu|cuda",
      "where each rank computes: cpu (OpenMP + OpenBLAS) or cuda (one GPU per rank; not "
      "written yet, refused with a clear message)"},
+    {"precision", CT_ENUM, F(precision), "fp32", 0, 0, "fp32|bf16|fp16",
+     "mixed precision: weights are computed with, and activations stored in, this type; "
+     "master weights, optimizer state and gradients stay fp32"},
+    {"grad_reduce", CT_ENUM, F(grad_reduce), "fp32", 0, 0, "fp32|bf16",
+     "element type of the data-parallel gradient reduction on the wire (bf16: half the "
+     "bytes, summed in fp32)"},
+    {"loss_scale", CT_FLOAT, F(loss_scale), "65536", 1, 16777216, NULL,
+     "fp16: the first dynamic loss scale (halved on overflow, doubled after "
+     "loss_scale_window clean steps)"},
+    {"loss_scale_window", CT_INT, F(loss_scale_window), "2000", 1, INT_MAX, NULL,
+     "fp16: clean steps in a row before the loss scale grows"},
     /* parallel layout */
     {"dp", CT_INT, F(dp), "0", 0, 1 << 20, NULL, "data-parallel size (0 = derive)"},
     {"tp", CT_INT, F(tp), "1", 0, 1024, NULL, "tensor-parallel size (0 = derive)"},

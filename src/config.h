@@ -29,6 +29,10 @@ struct config {
     int   trace_steps;
     /* device */
     char  device[16];    /* "cpu" | "cuda" */
+    char  precision[8];  /* "fp32" | "bf16" | "fp16": weights' compute copy, activations */
+    char  grad_reduce[8];/* "fp32" | "bf16": dtype of the data-parallel reduction */
+    float loss_scale;    /* fp16: the first loss scale */
+    int   loss_scale_window; /* fp16: clean steps before the scale doubles */
     /* parallel layout (0 = derive from the world size) */
     int   dp, tp, pp;
     char  schedule[16];  /* "1f1b" | "gpipe" */

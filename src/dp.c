@@ -70,27 +70,31 @@ static void bucket_cross(struct dp_bucket *b, const struct grid *g) {
 }
 
 /* on `gather`'s COMM_DP_NODE: the grid's, or the reducer's own duplicate */
+/* the address of element off of the fp32 gradients (what the collectives move) */
+static void *grad_at(struct tensor grads, long off) { return tensor_view(grads, off, 1, 1).data; }
+
 static void bucket_gather(struct dp_bucket *b, const struct grid *g, const struct comm *gather,
-                          float *grads) {
+                          struct tensor grads) {
     comm_allgatherv_start(gather, COMM_DP_NODE, b->chunk, b->counts[node_rank(g)],
-                          grads + b->off, b->counts, b->displs, COMM_F32, &b->req);
+                          grad_at(grads, b->off), b->counts, b->displs, COMM_F32, &b->req);
     b->state = B_GATHER;
 }
 
 static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
-                         float *grads) {
+                         struct tensor grads) {
     if (algo == DP_FLAT) {
-        comm_allreduce_start(&g->comm, COMM_DP, grads + b->off, b->n, COMM_F32, COMM_SUM,
+        comm_allreduce_start(&g->comm, COMM_DP, grad_at(grads, b->off), b->n, COMM_F32, COMM_SUM,
                              &b->req);
         b->state = B_FLAT;
     } else {
-        comm_reduce_scatter_start(&g->comm, COMM_DP_NODE, grads + b->off, b->chunk, b->counts,
+        comm_reduce_scatter_start(&g->comm, COMM_DP_NODE, grad_at(grads, b->off), b->chunk, b->counts,
                                   COMM_F32, COMM_SUM, &b->req);
         b->state = B_SCATTER;
     }
 }
 
-void dpr_allreduce(const struct grid *g, enum dp_algo algo, float *x, long n) {
+void dpr_allreduce(const struct grid *g, enum dp_algo algo, struct tensor x) {
+    const long n = (long)tensor_numel(x);
     if (g->dp == 1) return;
     const long max_chunk = 1L << 28;
     for (long off = 0; off < n; off += max_chunk) {
@@ -246,9 +250,10 @@ void dpr_finish(struct dp_reducer *r) {
     const struct param *wte = params_get(&m->pt, -1, PK_WTE);
     if (g->pp > 1 && wte->n_local) {
         /* tied embedding: stage 0's lookup gradient + the last stage's head gradient */
-        comm_allreduce(&g->comm, COMM_EMB, m->grads + wte->offset, (long)wte->n_local,
-                       COMM_F32, COMM_SUM);
-        dpr_allreduce(g, r->algo, m->grads + wte->offset, (long)wte->n_local);
+        struct tensor dwte = model_param(m, m->grads, -1, PK_WTE);
+        comm_allreduce(&g->comm, COMM_EMB, dwte.data, (long)tensor_numel(dwte), COMM_F32,
+                       COMM_SUM);
+        dpr_allreduce(g, r->algo, tensor_reshape(dwte, 1, tensor_numel(dwte)));
     }
     r->t_exposed = tr_now() - t0;
 }

@@ -56,7 +56,7 @@ void dpr_finish(struct dp_reducer *r);
 
 /* One blocking all-reduce (sum) of n floats with the chosen algorithm — the same code
  * path as the buckets; used by tests and benchmarks. */
-void dpr_allreduce(const struct grid *g, enum dp_algo algo, float *x, long n);
+void dpr_allreduce(const struct grid *g, enum dp_algo algo, struct tensor x);
 
 const char *dpr_algo_name(enum dp_algo a);
 

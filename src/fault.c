@@ -55,10 +55,22 @@ double fault_loss(double loss, long data_step) {
     return loss;
 }
 
-void fault_poison(float *x, long n, int step) {
-    if (fault_arg("nanweights") != step) return;
+/* x[n/2] = v on the highest rank (x: fp32 device memory) */
+static void poison_one(struct backend *be, struct tensor x, float v) {
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (rank == size - 1 && n > 0) x[n / 2] = NAN;
+    int64_t n = tensor_numel(x);
+    if (rank == size - 1 && n > 0 && x.dt == KDT_F32)
+        backend_copy_h2d(be, tensor_view(x, n / 2, 1, 1).data, &v, sizeof v);
+}
+
+void fault_poison(struct backend *be, struct tensor x, int step) {
+    if (fault_arg("nanweights") == step) poison_one(be, x, NAN);
+}
+
+int fault_armed(const char *name, long step) { return fault_arg(name) == step; }
+
+void fault_overflow(struct backend *be, struct tensor x, int step) {
+    if (fault_arg("overflow") == step) poison_one(be, x, INFINITY);
 }

@@ -19,14 +19,23 @@
  *   spike:D       the loss of the step that reads data step D (1-based) is 1000× too high
  *   nan:D         ... is NaN
  *   nanweights:K  after the update of step K one weight of the highest rank becomes NaN
+ *   overflow:K    before the gradient norm of step K one gradient of the highest rank
+ *                 becomes +inf (an fp16 overflow: the loss-scaling test)
  * Unset (always, outside tests), these functions do nothing. */
 #ifndef TRIDENT_FAULT_H
 #define TRIDENT_FAULT_H
+
+#include "backend.h"
 
 /* Called at each point above (and at "start", the beginning of step `step`). */
 void fault_point(const char *where, int step);
 void fault_slow_ckpt(void);
 double fault_loss(double loss, long data_step);
-void fault_poison(float *x, long n, int step);
+/* nanweights: one element of the fp32 tensor x (device memory of be) becomes NaN */
+void fault_poison(struct backend *be, struct tensor x, int step);
+/* TRIDENT_FAULT is NAME:K with this name and step (numerical faults) */
+int fault_armed(const char *name, long step);
+/* overflow: one element of the fp32 tensor x becomes +inf */
+void fault_overflow(struct backend *be, struct tensor x, int step);
 
 #endif

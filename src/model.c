@@ -83,73 +83,93 @@ static void build_table(struct model *m) {
 /* ------------------------------------------------------------------------------------ */
 /* allocation                                                                           */
 
-/* The arrays of one activation slot and their sizes in bytes (0: not on this stage), in
- * one list that alloc_slot allocates and model_mem_plan counts: the memory plan cannot
- * drift from the allocation. Returns the number of arrays. */
+enum kdtype model_dtype(const struct config *cfg) {
+    if (strcmp(cfg->precision, "bf16") == 0) return KDT_BF16;
+    if (strcmp(cfg->precision, "fp16") == 0) return KDT_F16;
+    return KDT_F32;
+}
+
+/* One buffer of a list: the tensor it fills, its dtype and shape (rows 0: not here). */
+struct buf {
+    struct tensor *t;
+    enum kdtype dt;
+    int64_t rows, cols;
+};
+
+static size_t buf_bytes(const struct buf *b) {
+    return (size_t)(b->rows * b->cols) * kdtype_size(b->dt);
+}
+
+/* The arrays of one activation slot, in one list that alloc_slot allocates and
+ * model_mem_plan counts: the memory plan cannot drift from the allocation. Returns the
+ * number of arrays. */
 #define SLOT_ARRAYS 22
-static int slot_arrays(const struct model *m, struct acts *a, void **ptr[], size_t bytes[]) {
-    size_t BT = (size_t)m->B * m->T, nl = (size_t)m->nl;
-    size_t C = (size_t)m->C, Cl = (size_t)m->Cl, Fl = (size_t)m->Fl, f = sizeof(float);
-    size_t att = (size_t)m->B * m->NHl * m->T * m->T, first = m->first, last = m->last;
+static int slot_arrays(const struct model *m, struct acts *a, struct buf out[]) {
+    const int64_t BT = (int64_t)m->B * m->T, nl = m->nl, C = m->C, Cl = m->Cl, Fl = m->Fl;
+    const int64_t first = m->first, last = m->last, NT = (int64_t)m->B * m->NHl * m->T;
+    const enum kdtype dt = m->dt, f = KDT_F32;
     int n = 0;
-#define ARR(field, n_bytes) (ptr[n] = (void **)&a->field, bytes[n++] = (n_bytes))
-    ARR(x, f * (nl + 1) * BT * C);
-    ARR(ln1, f * nl * BT * C);
-    ARR(ln1_mean, f * nl * BT);
-    ARR(ln1_rstd, f * nl * BT);
-    ARR(qkv, f * nl * BT * 3 * Cl);
-    ARR(att, f * nl * att);
-    ARR(atty, f * nl * BT * Cl);
-    ARR(xmid, f * nl * BT * C);
-    ARR(ln2, f * nl * BT * C);
-    ARR(ln2_mean, f * nl * BT);
-    ARR(ln2_rstd, f * nl * BT);
-    ARR(fch, f * nl * BT * Fl);
-    ARR(fch_gelu, f * nl * BT * Fl);
-    ARR(tokens, first * sizeof(int32_t) * BT);
-    ARR(lnf, last * f * BT * C);
-    ARR(lnf_mean, last * f * BT);
-    ARR(lnf_rstd, last * f * BT);
-    ARR(logits, last * f * BT * (size_t)m->Vl);
-    ARR(rowmax, last * f * BT);
-    ARR(sumexp, last * f * BT);
-    ARR(tlogit, last * f * BT);
-    ARR(targets, last * sizeof(int32_t) * BT);
+#define ARR(field, type, r, c) (out[n++] = (struct buf){&a->field, type, r, c})
+    ARR(x, dt, (nl + 1) * BT, C);
+    ARR(ln1, dt, nl * BT, C);
+    ARR(ln1_mean, f, 1, nl * BT);
+    ARR(ln1_rstd, f, 1, nl * BT);
+    ARR(qkv, dt, nl * BT, 3 * Cl);
+    ARR(att, dt, nl * NT, m->T);
+    ARR(atty, dt, nl * BT, Cl);
+    ARR(xmid, dt, nl * BT, C);
+    ARR(ln2, dt, nl * BT, C);
+    ARR(ln2_mean, f, 1, nl * BT);
+    ARR(ln2_rstd, f, 1, nl * BT);
+    ARR(fch, dt, nl * BT, Fl);
+    ARR(fch_gelu, dt, nl * BT, Fl);
+    ARR(tokens, KDT_I32, first * m->B, m->T);
+    ARR(lnf, dt, last * BT, C);
+    ARR(lnf_mean, f, last, BT);
+    ARR(lnf_rstd, f, last, BT);
+    ARR(logits, dt, last * BT, m->Vl);
+    ARR(rowmax, f, last, BT);
+    ARR(sumexp, f, last, BT);
+    ARR(tlogit, f, last, BT);
+    ARR(targets, KDT_I32, last * m->B, m->T);
 #undef ARR
     return n;
 }
 
-static void alloc_slot(struct model *m, struct acts *a) {
-    void **ptr[SLOT_ARRAYS];
-    size_t bytes[SLOT_ARRAYS];
-    memset(a, 0, sizeof *a);
-    int n = slot_arrays(m, a, ptr, bytes);
-    for (int i = 0; i < n; i++)
-        if (bytes[i]) *ptr[i] = backend_alloc(m->be, bytes[i]);
-}
-
-/* The backward scratch, shared by all slots: the same kind of list. */
-#define SCRATCH_ARRAYS 6
-static int scratch_arrays(struct model *m, float **ptr[], size_t bytes[]) {
-    size_t BT = (size_t)m->B * m->T, f = sizeof(float);
+/* The backward scratch (shared by all slots) and the tensor-parallel staging: the same
+ * kind of list. */
+#define SCRATCH_ARRAYS 7
+static int scratch_arrays(struct model *m, struct buf out[]) {
+    const int64_t BT = (int64_t)m->B * m->T;
+    const enum kdtype dt = m->dt;
     int n = 0;
-#define ARR(field, n_bytes) (ptr[n] = &m->field, bytes[n++] = (n_bytes))
-    ARR(dres, f * BT * m->C);
-    ARR(dln, f * BT * m->C);
-    ARR(dqkv, f * BT * 3 * m->Cl);
-    ARR(datty, f * BT * m->Cl);
-    ARR(dfch, f * BT * m->Fl);
-    ARR(att_scratch, f * (size_t)m->B * m->NHl * m->T * m->T);
+#define ARR(field, type, r, c) (out[n++] = (struct buf){&m->field, type, r, c})
+    ARR(dres, dt, BT, m->C);
+    ARR(dln, dt, BT, m->C);
+    ARR(dqkv, dt, BT, 3 * m->Cl);
+    ARR(datty, dt, BT, m->Cl);
+    ARR(dfch, dt, BT, m->Fl);
+    ARR(att_scratch, dt, (int64_t)m->B * m->NHl * m->T, m->T);
+    /* 16-bit tensor-parallel sums go through fp32: the largest is a [BT][C] activation */
+    ARR(tp.f32, KDT_F32, m->grid->tp > 1 && kdtype_is_16bit(dt), BT * m->C);
 #undef ARR
     return n;
 }
 
-static void free_slot(struct backend *be, struct acts *a) {
-    void *ptrs[] = {a->x, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty, a->xmid,
-                    a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->lnf, a->lnf_mean,
-                    a->lnf_rstd, a->logits, a->rowmax, a->sumexp, a->tlogit, a->tokens,
-                    a->targets};
-    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) backend_free_mem(be, ptrs[i]);
+static void alloc_bufs(struct backend *be, struct buf *bufs, int n) {
+    for (int i = 0; i < n; i++) {
+        *bufs[i].t = TENSOR_NONE;
+        if (bufs[i].rows > 0 && bufs[i].cols > 0)
+            *bufs[i].t = tensor_2d(backend_alloc(be, buf_bytes(&bufs[i])), bufs[i].dt,
+                                   bufs[i].rows, bufs[i].cols);
+    }
+}
+
+static void free_bufs(struct backend *be, struct buf *bufs, int n) {
+    for (int i = 0; i < n; i++) {
+        backend_free_mem(be, bufs[i].t->data);
+        *bufs[i].t = TENSOR_NONE;
+    }
 }
 
 /* Everything model_init decides before it allocates: sizes, stage, parameter table. */
@@ -159,7 +179,8 @@ static void model_layout(struct model *m, const struct config *cfg, const struct
     m->cfg = *cfg;
     m->grid = g;
     m->be = be;
-    m->k = be ? backend_kernels(be, KDT_F32) : NULL;
+    m->k = be ? backend_kernels(be) : NULL;
+    m->dt = model_dtype(cfg);
     m->C = cfg->n_embd;
     m->NH = cfg->n_head;
     m->V = cfg->vocab_size;
@@ -187,17 +208,24 @@ void model_init(struct model *m, const struct config *cfg, const struct grid *g,
                 struct backend *be, int n_slots) {
     model_layout(m, cfg, g, be);
     size_t n_bytes = sizeof(float) * (size_t)m->n_local;
-    m->params = backend_alloc(be, n_bytes);
-    m->grads = backend_alloc(be, n_bytes);
-    backend_memset(be, m->params, 0, n_bytes);
-    backend_memset(be, m->grads, 0, n_bytes);
+    m->params = tensor_1d(backend_alloc(be, n_bytes), KDT_F32, m->n_local);
+    m->grads = tensor_1d(backend_alloc(be, n_bytes), KDT_F32, m->n_local);
+    backend_memset(be, m->params.data, 0, n_bytes);
+    backend_memset(be, m->grads.data, 0, n_bytes);
+    m->w = m->params;
+    if (m->dt != KDT_F32) {
+        m->w = tensor_1d(backend_alloc(be, kdtype_size(m->dt) * (size_t)m->n_local), m->dt,
+                         m->n_local);
+        model_refresh_weights(m);
+    }
     m->n_slots = n_slots;
     m->slots = tr_calloc((size_t)n_slots, sizeof(struct acts));
-    for (int s = 0; s < n_slots; s++) alloc_slot(m, &m->slots[s]);
-    float **ptr[SCRATCH_ARRAYS];
-    size_t bytes[SCRATCH_ARRAYS];
-    int n = scratch_arrays(m, ptr, bytes);
-    for (int i = 0; i < n; i++) *ptr[i] = backend_alloc(be, bytes[i]);
+    struct buf bufs[SLOT_ARRAYS > SCRATCH_ARRAYS ? SLOT_ARRAYS : SCRATCH_ARRAYS];
+    for (int s = 0; s < n_slots; s++) alloc_bufs(be, bufs, slot_arrays(m, &m->slots[s], bufs));
+    alloc_bufs(be, bufs, scratch_arrays(m, bufs));
+    m->tp.g = g;
+    m->tp.be = be;
+    m->tp.k = m->k;
 }
 
 /* backend_alloc counts every block in whole 64-byte units */
@@ -209,35 +237,43 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
     memset(mm, 0, sizeof *mm);
     mm->n_local = m.n_local;
     mm->params = alloc_bytes(sizeof(float) * (size_t)m.n_local);
+    if (m.dt != KDT_F32) mm->weights16 = alloc_bytes(kdtype_size(m.dt) * (size_t)m.n_local);
     mm->table = alloc_bytes((size_t)params_table_bytes(m.L));
     struct acts a;
-    void **sp[SLOT_ARRAYS];
-    size_t sb[SLOT_ARRAYS];
-    int n = slot_arrays(&m, &a, sp, sb);
+    struct buf bufs[SLOT_ARRAYS > SCRATCH_ARRAYS ? SLOT_ARRAYS : SCRATCH_ARRAYS];
+    int n = slot_arrays(&m, &a, bufs);
     for (int i = 0; i < n; i++)
-        if (sb[i]) mm->slot += alloc_bytes(sb[i]);
-    float **wp[SCRATCH_ARRAYS];
-    size_t wb[SCRATCH_ARRAYS];
-    n = scratch_arrays(&m, wp, wb);
-    for (int i = 0; i < n; i++) mm->scratch += alloc_bytes(wb[i]);
+        if (bufs[i].rows > 0 && bufs[i].cols > 0) mm->slot += alloc_bytes(buf_bytes(&bufs[i]));
+    n = scratch_arrays(&m, bufs);
+    for (int i = 0; i < n; i++) {
+        if (bufs[i].rows <= 0 || bufs[i].cols <= 0) continue;
+        if (bufs[i].t == &m.tp.f32) mm->tp_staging = alloc_bytes(buf_bytes(&bufs[i]));
+        else mm->scratch += alloc_bytes(buf_bytes(&bufs[i]));
+    }
     mm->first = m.first;
     mm->last = m.last;
     params_free(&m.pt);
 }
 
 void model_free(struct model *m) {
-    for (int s = 0; s < m->n_slots; s++) free_slot(m->be, &m->slots[s]);
+    struct buf bufs[SLOT_ARRAYS > SCRATCH_ARRAYS ? SLOT_ARRAYS : SCRATCH_ARRAYS];
+    for (int s = 0; s < m->n_slots; s++)
+        free_bufs(m->be, bufs, slot_arrays(m, &m->slots[s], bufs));
+    free_bufs(m->be, bufs, scratch_arrays(m, bufs));
     tr_free(m->slots);
     params_free(&m->pt);
-    backend_free_mem(m->be, m->params);
-    backend_free_mem(m->be, m->grads);
-    void *ptrs[] = {m->dres, m->dln, m->dqkv, m->datty, m->dfch, m->att_scratch};
-    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) backend_free_mem(m->be, ptrs[i]);
+    if (m->w.data != m->params.data) backend_free_mem(m->be, m->w.data);
+    backend_free_mem(m->be, m->params.data);
+    backend_free_mem(m->be, m->grads.data);
     memset(m, 0, sizeof *m);
 }
 
 void model_zero_grads(struct model *m) {
-    backend_memset(m->be, m->grads, 0, sizeof(float) * (size_t)m->n_local);
+    backend_memset(m->be, m->grads.data, 0, tensor_bytes(m->grads));
+}
+
+void model_refresh_weights(struct model *m) {
+    if (m->w.data != m->params.data) m->k->convert(m->be, m->w, m->params);
 }
 
 void model_timers_reset(struct model *m) {
@@ -253,7 +289,8 @@ void model_init_weights(struct model *m, uint64_t seed) {
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
         if (!p->n_local) continue;
-        float *w = m->params + p->offset;
+        /* computed on the host, then copied to the device */
+        float *w = tr_malloc(sizeof(float) * (size_t)p->n_local);
         uint64_t tensor_key = tr_hash_str(p->name);
         double std = p->init == PI_NORMAL_RESID ? 0.02 * resid_scale : 0.02;
         const int64_t *ls = p->local_shape, *st = p->local_start, *fs = p->shape;
@@ -275,15 +312,22 @@ void model_init_weights(struct model *m, uint64_t seed) {
                     }
                     w[local] = v;
                 }
+        backend_copy_h2d(m->be, model_param(m, m->params, p->layer, p->kind).data, w,
+                         sizeof(float) * (size_t)p->n_local);
+        tr_free(w);
     }
+    model_refresh_weights(m);
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* forward and backward                                                                 */
 
-/* base + the offset of (layer, kind) in this rank's buffers */
-static float *at(const struct model *m, float *base, int layer, enum param_kind kind) {
-    return base + params_get(&m->pt, layer, kind)->offset;
+struct tensor model_param(const struct model *m, struct tensor base, int layer,
+                          enum param_kind kind) {
+    const struct param *p = params_get(&m->pt, layer, kind);
+    if (!p->n_local) return TENSOR_NONE;
+    int64_t cols = p->local_shape[p->ndim - 1];
+    return tensor_view(base, p->offset, p->n_local / cols, cols);
 }
 
 static void check_stage_layer(const struct model *m, int layer) {
@@ -291,20 +335,30 @@ static void check_stage_layer(const struct model *m, int layer) {
         TR_ABORT("layer %d is not on this stage (layers %d to %d)", layer, m->l0, m->l1 - 1);
 }
 
-void layer_w_view(const struct model *m, float *base, int layer, struct layer_w *w) {
+void layer_w_view(const struct model *m, struct tensor base, int layer, struct layer_w *w) {
     check_stage_layer(m, layer);
-    w->ln1w = at(m, base, layer, PK_LN1_W);
-    w->ln1b = at(m, base, layer, PK_LN1_B);
-    w->qkvw = at(m, base, layer, PK_QKV_W);
-    w->qkvb = at(m, base, layer, PK_QKV_B);
-    w->projw = at(m, base, layer, PK_ATTN_PROJ_W);
-    w->projb = at(m, base, layer, PK_ATTN_PROJ_B);
-    w->ln2w = at(m, base, layer, PK_LN2_W);
-    w->ln2b = at(m, base, layer, PK_LN2_B);
-    w->fcw = at(m, base, layer, PK_FC_W);
-    w->fcb = at(m, base, layer, PK_FC_B);
-    w->fcpw = at(m, base, layer, PK_MLP_PROJ_W);
-    w->fcpb = at(m, base, layer, PK_MLP_PROJ_B);
+    w->ln1w = model_param(m, base, layer, PK_LN1_W);
+    w->ln1b = model_param(m, base, layer, PK_LN1_B);
+    w->qkvw = model_param(m, base, layer, PK_QKV_W);
+    w->qkvb = model_param(m, base, layer, PK_QKV_B);
+    w->projw = model_param(m, base, layer, PK_ATTN_PROJ_W);
+    w->projb = model_param(m, base, layer, PK_ATTN_PROJ_B);
+    w->ln2w = model_param(m, base, layer, PK_LN2_W);
+    w->ln2b = model_param(m, base, layer, PK_LN2_B);
+    w->fcw = model_param(m, base, layer, PK_FC_W);
+    w->fcb = model_param(m, base, layer, PK_FC_B);
+    w->fcpw = model_param(m, base, layer, PK_MLP_PROJ_W);
+    w->fcpb = model_param(m, base, layer, PK_MLP_PROJ_B);
+}
+
+/* Rows [i*stride, i*stride + rows) of a stacked array: layer i's part, cut to the rows
+ * this micro-batch uses. */
+static struct tensor rows_at(struct tensor t, int64_t i, int64_t stride, int64_t rows) {
+    return tensor_view(t, i * stride * t.cols, rows, t.cols);
+}
+/* ... and of a [1][n] array (per-row statistics) */
+static struct tensor vec_at(struct tensor t, int64_t i, int64_t stride, int64_t n) {
+    return tensor_view(t, i * stride, 1, n);
 }
 
 /* The slot's per-layer arrays are stacked over the stage's layers, each sized for the
@@ -312,24 +366,42 @@ void layer_w_view(const struct model *m, float *base, int layer, struct layer_w 
 void block_acts_view(const struct model *m, struct acts *a, int layer, int B, int T,
                      struct block_acts *ba) {
     check_stage_layer(m, layer);
-    const long i = layer - m->l0, BTmax = (long)m->B * m->T;
-    const long C = m->C, Cl = m->Cl, Fl = m->Fl;
+    const int64_t i = layer - m->l0, BTmax = (int64_t)m->B * m->T, BT = (int64_t)B * T;
+    const int64_t NTmax = (int64_t)m->B * m->NHl * m->T;
     ba->B = B;
     ba->T = T;
-    ba->in = a->x + i * BTmax * C;
-    ba->out = a->x + (i + 1) * BTmax * C;
-    ba->ln1 = a->ln1 + i * BTmax * C;
-    ba->ln1_mean = a->ln1_mean + i * BTmax;
-    ba->ln1_rstd = a->ln1_rstd + i * BTmax;
-    ba->qkv = a->qkv + i * BTmax * 3 * Cl;
-    ba->att = a->att + i * m->B * m->NHl * m->T * m->T;
-    ba->atty = a->atty + i * BTmax * Cl;
-    ba->xmid = a->xmid + i * BTmax * C;
-    ba->ln2 = a->ln2 + i * BTmax * C;
-    ba->ln2_mean = a->ln2_mean + i * BTmax;
-    ba->ln2_rstd = a->ln2_rstd + i * BTmax;
-    ba->fch = a->fch + i * BTmax * Fl;
-    ba->fch_gelu = a->fch_gelu + i * BTmax * Fl;
+    ba->in = rows_at(a->x, i, BTmax, BT);
+    ba->out = rows_at(a->x, i + 1, BTmax, BT);
+    ba->ln1 = rows_at(a->ln1, i, BTmax, BT);
+    ba->ln1_mean = vec_at(a->ln1_mean, i, BTmax, BT);
+    ba->ln1_rstd = vec_at(a->ln1_rstd, i, BTmax, BT);
+    ba->qkv = rows_at(a->qkv, i, BTmax, BT);
+    /* [B NHl T][T]: for a smaller T the rows are T long, packed from the layer's start */
+    ba->att = tensor_view(a->att, i * NTmax * m->T, (int64_t)B * m->NHl * T, T);
+    ba->atty = rows_at(a->atty, i, BTmax, BT);
+    ba->xmid = rows_at(a->xmid, i, BTmax, BT);
+    ba->ln2 = rows_at(a->ln2, i, BTmax, BT);
+    ba->ln2_mean = vec_at(a->ln2_mean, i, BTmax, BT);
+    ba->ln2_rstd = vec_at(a->ln2_rstd, i, BTmax, BT);
+    ba->fch = rows_at(a->fch, i, BTmax, BT);
+    ba->fch_gelu = rows_at(a->fch_gelu, i, BTmax, BT);
+}
+
+struct tensor model_stage_input(const struct model *m, int slot, int B, int T) {
+    return rows_at(m->slots[slot].x, 0, (int64_t)m->B * m->T, (int64_t)B * T);
+}
+
+struct tensor model_stage_output(const struct model *m, int slot, int B, int T) {
+    return rows_at(m->slots[slot].x, m->nl, (int64_t)m->B * m->T, (int64_t)B * T);
+}
+
+struct tensor model_dres(const struct model *m, int B, int T) {
+    return tensor_view(m->dres, 0, (int64_t)B * T, m->C);
+}
+
+/* the first BT rows of a scratch array */
+static struct tensor first_rows(struct tensor t, int64_t BT) {
+    return tensor_view(t, 0, BT, t.cols);
 }
 
 /* tell the hook that the gradient of one model-level tensor is complete */
@@ -355,31 +427,30 @@ static void layer_grads_ready(struct model *m, int layer) {
 
 void block_forward(struct model *m, const struct layer_w *w, const struct block_acts *ba) {
     const struct kernels *k = m->k;
-    const struct grid *g = m->grid;
-    const int B = ba->B, T = ba->T, C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
-    const long BT = (long)B * T;
-    const int tp0 = g->tp_rank == 0;
+    struct backend *be = m->be;
+    const struct tp_ctx *tp = &m->tp;
+    const int tp0 = m->grid->tp_rank == 0;
 
-    TIMED(m, KT_LN_F, k->layernorm_fwd(ba->ln1, ba->ln1_mean, ba->ln1_rstd, ba->in, w->ln1w,
-                                       w->ln1b, (int)BT, C));
-    m->t_tp_comm += tp_copy_fwd(g, ba->ln1, BT * C);
-    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->qkv, ba->ln1, w->qkvw, w->qkvb, (int)BT, C, 3 * Cl));
-    TIMED(m, KT_ATTN_F, k->attention_fwd(ba->atty, ba->att, ba->qkv, B, T, Cl, NHl));
+    TIMED(m, KT_LN_F, k->layernorm_fwd(be, ba->ln1, ba->ln1_mean, ba->ln1_rstd, ba->in, w->ln1w,
+                                       w->ln1b));
+    m->t_tp_comm += tp_copy_fwd(tp, ba->ln1);
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, ba->qkv, ba->ln1, w->qkvw, w->qkvb));
+    TIMED(m, KT_ATTN_F, k->attention_fwd(be, ba->atty, ba->att, ba->qkv, ba->B, m->NHl));
     /* row-parallel: partial sums; the replicated bias is added once, by tp rank 0 */
-    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->xmid, ba->atty, w->projw, tp0 ? w->projb : NULL,
-                                        (int)BT, Cl, C));
-    m->t_tp_comm += tp_reduce_fwd(g, ba->xmid, BT * C);
-    TIMED(m, KT_RESID, k->residual_fwd(ba->xmid, ba->xmid, ba->in, BT * C));
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, ba->xmid, ba->atty, w->projw,
+                                        tp0 ? w->projb : TENSOR_NONE));
+    m->t_tp_comm += tp_reduce_fwd(tp, ba->xmid);
+    TIMED(m, KT_RESID, k->residual_fwd(be, ba->xmid, ba->xmid, ba->in));
 
-    TIMED(m, KT_LN_F, k->layernorm_fwd(ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->xmid, w->ln2w,
-                                       w->ln2b, (int)BT, C));
-    m->t_tp_comm += tp_copy_fwd(g, ba->ln2, BT * C);
-    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->fch, ba->ln2, w->fcw, w->fcb, (int)BT, C, Fl));
-    TIMED(m, KT_GELU_F, k->gelu_fwd(ba->fch_gelu, ba->fch, BT * Fl));
-    TIMED(m, KT_MATMUL_F, k->matmul_fwd(ba->out, ba->fch_gelu, w->fcpw, tp0 ? w->fcpb : NULL,
-                                        (int)BT, Fl, C));
-    m->t_tp_comm += tp_reduce_fwd(g, ba->out, BT * C);
-    TIMED(m, KT_RESID, k->residual_fwd(ba->out, ba->out, ba->xmid, BT * C));
+    TIMED(m, KT_LN_F, k->layernorm_fwd(be, ba->ln2, ba->ln2_mean, ba->ln2_rstd, ba->xmid,
+                                       w->ln2w, w->ln2b));
+    m->t_tp_comm += tp_copy_fwd(tp, ba->ln2);
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, ba->fch, ba->ln2, w->fcw, w->fcb));
+    TIMED(m, KT_GELU_F, k->gelu_fwd(be, ba->fch_gelu, ba->fch));
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, ba->out, ba->fch_gelu, w->fcpw,
+                                        tp0 ? w->fcpb : TENSOR_NONE));
+    m->t_tp_comm += tp_reduce_fwd(tp, ba->out);
+    TIMED(m, KT_RESID, k->residual_fwd(be, ba->out, ba->out, ba->xmid));
 }
 
 /* m->dres is the gradient of the residual stream; LayerNorm backward adds each branch's
@@ -388,53 +459,56 @@ void block_forward(struct model *m, const struct layer_w *w, const struct block_
 void block_backward(struct model *m, const struct layer_w *w, const struct layer_w *dw,
                     const struct block_acts *ba) {
     const struct kernels *k = m->k;
-    const struct grid *g = m->grid;
-    const int B = ba->B, T = ba->T, C = m->C, Cl = m->Cl, Fl = m->Fl, NHl = m->NHl;
-    const long BT = (long)B * T;
+    struct backend *be = m->be;
+    const struct tp_ctx *tp = &m->tp;
+    const int64_t BT = (int64_t)ba->B * ba->T;
+    struct tensor dres = first_rows(m->dres, BT), dln = first_rows(m->dln, BT);
+    struct tensor dfch = first_rows(m->dfch, BT), datty = first_rows(m->datty, BT);
+    struct tensor dqkv = first_rows(m->dqkv, BT);
 
-    m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
-    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dfch, dw->fcpw, dw->fcpb, m->dres, ba->fch_gelu,
-                                        w->fcpw, (int)BT, Fl, C));
-    TIMED(m, KT_GELU_B, k->gelu_bwd(m->dfch, ba->fch, m->dfch, BT * Fl));
-    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw->fcw, dw->fcb, m->dfch, ba->ln2, w->fcw,
-                                        (int)BT, C, Fl));
-    m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
-    TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw->ln2w, dw->ln2b, m->dln, ba->xmid, w->ln2w,
-                                       ba->ln2_mean, ba->ln2_rstd, (int)BT, C));
+    m->t_tp_comm += tp_reduce_bwd(tp, dres);
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(be, dfch, dw->fcpw, dw->fcpb, dres, ba->fch_gelu,
+                                        w->fcpw));
+    TIMED(m, KT_GELU_B, k->gelu_bwd(be, dfch, ba->fch, dfch));
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(be, dln, dw->fcw, dw->fcb, dfch, ba->ln2, w->fcw));
+    m->t_tp_comm += tp_copy_bwd(tp, dln);
+    TIMED(m, KT_LN_B, k->layernorm_bwd(be, dres, dw->ln2w, dw->ln2b, dln, ba->xmid, w->ln2w,
+                                       ba->ln2_mean, ba->ln2_rstd));
 
-    m->t_tp_comm += tp_reduce_bwd(g, m->dres, BT * C);
-    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->datty, dw->projw, dw->projb, m->dres, ba->atty,
-                                        w->projw, (int)BT, Cl, C));
-    TIMED(m, KT_ATTN_B, k->attention_bwd(m->dqkv, m->att_scratch, m->datty, ba->qkv, ba->att,
-                                         B, T, Cl, NHl));
-    TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, dw->qkvw, dw->qkvb, m->dqkv, ba->ln1, w->qkvw,
-                                        (int)BT, C, 3 * Cl));
-    m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
-    TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, dw->ln1w, dw->ln1b, m->dln, ba->in, w->ln1w,
-                                       ba->ln1_mean, ba->ln1_rstd, (int)BT, C));
+    m->t_tp_comm += tp_reduce_bwd(tp, dres);
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(be, datty, dw->projw, dw->projb, dres, ba->atty,
+                                        w->projw));
+    TIMED(m, KT_ATTN_B, k->attention_bwd(be, dqkv, m->att_scratch, datty, ba->qkv, ba->att,
+                                         ba->B, m->NHl));
+    TIMED(m, KT_MATMUL_B, k->matmul_bwd(be, dln, dw->qkvw, dw->qkvb, dqkv, ba->ln1, w->qkvw));
+    m->t_tp_comm += tp_copy_bwd(tp, dln);
+    TIMED(m, KT_LN_B, k->layernorm_bwd(be, dres, dw->ln1w, dw->ln1b, dln, ba->in, w->ln1w,
+                                       ba->ln1_mean, ba->ln1_rstd));
 }
 
 double model_forward(struct model *m, int slot, int B, int T, float dloss) {
     const struct kernels *k = m->k;
-    const struct grid *g = m->grid;
+    struct backend *be = m->be;
+    const struct tp_ctx *tp = &m->tp;
     struct acts *a = &m->slots[slot];
-    const long BT = (long)B * T, BTmax = (long)m->B * m->T;
-    const int C = m->C;
-    const int tp0 = g->tp_rank == 0;
+    const int64_t BT = (int64_t)B * T;
+    const int tp0 = m->grid->tp_rank == 0;
+    struct tensor tokens = tensor_view(a->tokens, 0, B, T);
+    struct tensor targets = tensor_view(a->targets, 0, 1, BT);
 
     if (m->first) {
-        const float *wte = at(m, m->params, -1, PK_WTE);
-        const float *wpe = at(m, m->params, -1, PK_WPE);
+        struct tensor x0 = model_stage_input(m, slot, B, T);
         /* vocabulary-parallel lookup: each rank adds its rows, the sum completes it;
          * the position embedding is added once (by tensor rank 0) before the sum. */
-        TIMED(m, KT_EMB, k->embedding_fwd(a->x, a->tokens, wte, tp0 ? wpe : NULL, B, T, C,
-                                          m->v0, m->Vl));
-        m->t_tp_comm += tp_reduce_fwd(g, a->x, BT * C);
+        TIMED(m, KT_EMB, k->embedding_fwd(be, x0, tokens, model_param(m, m->w, -1, PK_WTE),
+                                          tp0 ? model_param(m, m->w, -1, PK_WPE) : TENSOR_NONE,
+                                          m->v0));
+        m->t_tp_comm += tp_reduce_fwd(tp, x0);
     }
     for (int l = m->l0; l < m->l1; l++) {
         struct layer_w w;
         struct block_acts ba;
-        layer_w_view(m, m->params, l, &w);
+        layer_w_view(m, m->w, l, &w);
         block_acts_view(m, a, l, B, T, &ba);
         block_forward(m, &w, &ba);
     }
@@ -442,57 +516,62 @@ double model_forward(struct model *m, int slot, int B, int T, float dloss) {
 
     /* final LayerNorm, tied LM head (vocabulary-parallel), cross-entropy that combines
      * the shards' max, sum of exponentials and target logit, never the logits */
-    const float *wte = at(m, m->params, -1, PK_WTE);
-    float *xl = a->x + (long)m->nl * BTmax * C;
-    TIMED(m, KT_LN_F, k->layernorm_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, xl,
-                                       at(m, m->params, -1, PK_LNF_W),
-                                       at(m, m->params, -1, PK_LNF_B), (int)BT, C));
-    m->t_tp_comm += tp_copy_fwd(g, a->lnf, BT * C);
-    TIMED(m, KT_MATMUL_F, k->matmul_fwd(a->logits, a->lnf, wte, NULL, (int)BT, C, m->Vl));
+    struct tensor xl = model_stage_output(m, slot, B, T);
+    struct tensor lnf = first_rows(a->lnf, BT), logits = first_rows(a->logits, BT);
+    struct tensor mean = tensor_view(a->lnf_mean, 0, 1, BT);
+    struct tensor rstd = tensor_view(a->lnf_rstd, 0, 1, BT);
+    struct tensor rowmax = tensor_view(a->rowmax, 0, 1, BT);
+    struct tensor sumexp = tensor_view(a->sumexp, 0, 1, BT);
+    struct tensor tlogit = tensor_view(a->tlogit, 0, 1, BT);
+    TIMED(m, KT_LN_F, k->layernorm_fwd(be, lnf, mean, rstd, xl,
+                                       model_param(m, m->w, -1, PK_LNF_W),
+                                       model_param(m, m->w, -1, PK_LNF_B)));
+    m->t_tp_comm += tp_copy_fwd(tp, lnf);
+    TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, logits, lnf, model_param(m, m->w, -1, PK_WTE),
+                                        TENSOR_NONE));
     double t0 = tr_now(), comm = 0.0;
-    k->xent_max(a->rowmax, a->logits, (int)BT, m->Vl, m->v0, m->V);
-    comm += tp_allreduce(g, a->rowmax, BT, COMM_MAX);
-    k->xent_sumexp(a->sumexp, a->logits, a->rowmax, (int)BT, m->Vl, m->v0, m->V);
-    comm += tp_allreduce(g, a->sumexp, BT, COMM_SUM);
-    k->xent_target(a->tlogit, a->logits, a->targets, (int)BT, m->Vl, m->v0);
-    comm += tp_allreduce(g, a->tlogit, BT, COMM_SUM);
+    k->xent_max(be, rowmax, logits, m->v0, m->V);
+    comm += tp_allreduce(tp, rowmax, COMM_MAX);
+    k->xent_sumexp(be, sumexp, logits, rowmax, m->v0, m->V);
+    comm += tp_allreduce(tp, sumexp, COMM_SUM);
+    k->xent_target(be, tlogit, logits, targets, m->v0);
+    comm += tp_allreduce(tp, tlogit, COMM_SUM);
     m->t_tp_comm += comm;
-    double loss = 0.0;
-    for (long n = 0; n < BT; n++)
-        loss += log((double)a->sumexp[n]) + (double)a->rowmax[n] - (double)a->tlogit[n];
+    double loss = k->xent_loss(be, rowmax, sumexp, tlogit);
     /* the logits are not needed again: turn them into their gradient right away */
-    if (dloss != 0.0f)
-        k->xent_bwd(a->logits, a->rowmax, a->sumexp, a->targets, dloss, (int)BT, m->Vl, m->v0,
-                    m->V);
+    if (dloss != 0.0f) k->xent_bwd(be, logits, rowmax, sumexp, targets, dloss, m->v0, m->V);
     m->t_kernel[KT_XENT] += tr_now() - t0 - comm; /* the all-reduces count as TP comm */
     return loss;
 }
 
 void model_backward(struct model *m, int slot, int B, int T) {
     const struct kernels *k = m->k;
-    const struct grid *g = m->grid;
+    struct backend *be = m->be;
+    const struct tp_ctx *tp = &m->tp;
     struct acts *a = &m->slots[slot];
-    const long BT = (long)B * T, BTmax = (long)m->B * m->T;
-    const int C = m->C;
+    const int64_t BT = (int64_t)B * T;
+    struct tensor dres = first_rows(m->dres, BT), dln = first_rows(m->dln, BT);
 
     if (m->last) {
-        float *xl = a->x + (long)m->nl * BTmax * C;
-        TIMED(m, KT_MATMUL_B, k->matmul_bwd(m->dln, at(m, m->grads, -1, PK_WTE), NULL,
-                                            a->logits, a->lnf, at(m, m->params, -1, PK_WTE),
-                                            (int)BT, C, m->Vl));
-        m->t_tp_comm += tp_copy_bwd(g, m->dln, BT * C);
-        memset(m->dres, 0, sizeof(float) * (size_t)(BT * C));
-        TIMED(m, KT_LN_B, k->layernorm_bwd(m->dres, at(m, m->grads, -1, PK_LNF_W),
-                                           at(m, m->grads, -1, PK_LNF_B), m->dln, xl,
-                                           at(m, m->params, -1, PK_LNF_W), a->lnf_mean,
-                                           a->lnf_rstd, (int)BT, C));
+        struct tensor xl = model_stage_output(m, slot, B, T);
+        TIMED(m, KT_MATMUL_B, k->matmul_bwd(be, dln, model_param(m, m->grads, -1, PK_WTE),
+                                            TENSOR_NONE, first_rows(a->logits, BT),
+                                            first_rows(a->lnf, BT),
+                                            model_param(m, m->w, -1, PK_WTE)));
+        m->t_tp_comm += tp_copy_bwd(tp, dln);
+        backend_memset(be, dres.data, 0, tensor_bytes(dres));
+        TIMED(m, KT_LN_B, k->layernorm_bwd(be, dres, model_param(m, m->grads, -1, PK_LNF_W),
+                                           model_param(m, m->grads, -1, PK_LNF_B), dln, xl,
+                                           model_param(m, m->w, -1, PK_LNF_W),
+                                           tensor_view(a->lnf_mean, 0, 1, BT),
+                                           tensor_view(a->lnf_rstd, 0, 1, BT)));
         grads_ready(m, PK_LNF_W);
         grads_ready(m, PK_LNF_B);
     }
     for (int l = m->l1 - 1; l >= m->l0; l--) {
         struct layer_w w, dw;
         struct block_acts ba;
-        layer_w_view(m, m->params, l, &w);
+        layer_w_view(m, m->w, l, &w);
         layer_w_view(m, m->grads, l, &dw);
         block_acts_view(m, a, l, B, T, &ba);
         block_backward(m, &w, &dw, &ba);
@@ -500,9 +579,9 @@ void model_backward(struct model *m, int slot, int B, int T) {
     }
     if (m->first) {
         /* the lookup's all-reduce has an identity backward: dres is already complete */
-        TIMED(m, KT_EMB, k->embedding_bwd(at(m, m->grads, -1, PK_WTE),
-                                          at(m, m->grads, -1, PK_WPE), m->dres, a->tokens, B,
-                                          T, C, m->v0, m->Vl));
+        TIMED(m, KT_EMB, k->embedding_bwd(be, model_param(m, m->grads, -1, PK_WTE),
+                                          model_param(m, m->grads, -1, PK_WPE), dres,
+                                          tensor_view(a->tokens, 0, B, T), m->v0));
         grads_ready(m, PK_WTE);
         grads_ready(m, PK_WPE);
     }

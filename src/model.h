@@ -5,6 +5,14 @@
  * decay mask, the gradient norm, checkpoint reading and writing, and resharding.
  * The LM head is tied to wte: the last stage keeps its own copy of wte when PP > 1,
  * kept identical to stage 0's by summing their gradients.
+ *
+ * Mixed precision (cfg.precision): `params` are the fp32 master weights (what the
+ * optimizer updates and a checkpoint stores), `grads` their fp32 gradients. The passes
+ * compute with `w`, the weights in the compute dtype dt: the same buffer as params for
+ * fp32, a 16-bit copy refreshed by model_refresh_weights otherwise. Activations, their
+ * gradients and the logits are stored in dt; LayerNorm statistics and the per-row
+ * cross-entropy values stay fp32. Every buffer is a typed tensor on the model's backend:
+ * this file slices them, the kernels read and write them.
  */
 #ifndef TRIDENT_MODEL_H
 #define TRIDENT_MODEL_H
@@ -16,22 +24,25 @@
 #include "grid.h"
 #include "kernels.h"
 #include "params.h"
+#include "tp.h"
 
-/* Activations of one micro-batch on this stage (one "slot"). */
+/* Activations of one micro-batch on this stage (one "slot"), each sized for the largest
+ * micro-batch (B×T rows) and, per layer, stacked over the stage's layers. */
 struct acts {
-    float *x;            /* [nl+1][BT][C] residual stream at each local layer boundary */
-    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *xmid;
-    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu;    /* per layer, stacked */
-    float *lnf, *lnf_mean, *lnf_rstd, *logits;            /* last stage */
-    float *rowmax, *sumexp, *tlogit;
-    int32_t *tokens, *targets;
+    struct tensor x;     /* [(nl+1) BT][C] residual stream at each local layer boundary */
+    struct tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, xmid;
+    struct tensor ln2, ln2_mean, ln2_rstd, fch, fch_gelu;    /* per layer, stacked */
+    struct tensor lnf, lnf_mean, lnf_rstd, logits;           /* last stage */
+    struct tensor rowmax, sumexp, tlogit;                    /* [1][BT] fp32 */
+    struct tensor tokens, targets;                           /* [B][T] int32 */
 };
 
 struct model {
     struct config cfg;
     const struct grid *grid;
     struct backend *be;              /* owns every buffer below (not the model's: the caller's) */
-    const struct kernels *k;         /* backend_kernels(be, KDT_F32) */
+    const struct kernels *k;         /* backend_kernels(be) */
+    enum kdtype dt;                  /* compute dtype: cfg.precision */
     int C, NH, V, Vp, L, T, B;       /* B, T: the largest micro-batch it was sized for */
     int Cl, NHl, Vl, v0, Fl;         /* local (tp shard) sizes: C/tp, heads, vocab, 4C/tp */
     int l0, l1, nl;                  /* layers [l0, l1) on this stage */
@@ -39,11 +50,13 @@ struct model {
     struct params pt;                /* the full table (every logical tensor) */
     int64_t n_local;                 /* floats of this rank's shards (= pt.n_local) */
     int64_t n_logical;               /* parameters of the whole model */
-    float *params, *grads;
+    struct tensor params, grads;     /* [1][n_local] fp32 master weights, their gradients */
+    struct tensor w;                 /* [1][n_local] weights in dt (= params for fp32) */
     int n_slots;
     struct acts *slots;
-    /* backward scratch, shared by all slots */
-    float *dres, *dqkv, *datty, *dfch, *dln, *att_scratch;
+    /* backward scratch (dt), shared by all slots */
+    struct tensor dres, dqkv, datty, dfch, dln, att_scratch;
+    struct tp_ctx tp;                /* tensor-parallel sums (fp32 staging for 16-bit) */
     /* per-kernel time (seconds, accumulated since the last model_timers_reset) */
     double t_kernel[16];
     double t_tp_comm;
@@ -61,6 +74,9 @@ extern const char *const KTIMER_NAMES[KT_COUNT];
 /* Build the table, place this rank's shards, allocate params/grads (zeroed) and n_slots
  * activation slots for micro-batches of B×T (cfg.micro_batch × cfg.seq_len) on backend
  * be, which must outlive the model (model_free gives the buffers back to it). */
+/* The compute dtype a config asks for (cfg.precision). */
+enum kdtype model_dtype(const struct config *cfg);
+
 void model_init(struct model *m, const struct config *cfg, const struct grid *g,
                 struct backend *be, int n_slots);
 void model_free(struct model *m);
@@ -69,7 +85,9 @@ void model_free(struct model *m);
  * allocates from (nothing large is allocated here): for the memory plan. */
 struct model_mem {
     int64_t n_local;     /* floats of this rank's shards */
-    int64_t params;      /* the weights; the gradients take as much */
+    int64_t params;      /* the fp32 master weights; the gradients take as much */
+    int64_t weights16;   /* the 16-bit compute copy of the weights (0 for fp32) */
+    int64_t tp_staging;  /* fp32 staging of 16-bit tensor-parallel sums (0 if none) */
     int64_t table;       /* the parameter table */
     int64_t slot;        /* the activations of one micro-batch in flight */
     int64_t scratch;     /* the backward scratch, shared by the slots */
@@ -80,6 +98,23 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
 /* Initialise weights: each shard computes exactly its slice of the full tensor from a
  * counter-based RNG keyed by (seed, tensor name, element index). */
 void model_init_weights(struct model *m, uint64_t seed);
+
+/* Copy the fp32 master weights into the compute weights m->w (rounded to nearest even;
+ * nothing to do for fp32). Whoever changes m->params calls it before the next pass: the
+ * optimizer step, initialisation, a checkpoint load. */
+void model_refresh_weights(struct model *m);
+
+/* The view of tensor (layer, kind) in base (m->params, m->grads or m->w): this rank's
+ * shard, shaped [rows][last dim] of its local shape; absent if not on this rank. */
+struct tensor model_param(const struct model *m, struct tensor base, int layer,
+                          enum param_kind kind);
+
+/* The stage's input (x at layer boundary 0) and output (boundary nl) of a micro-batch
+ * of B×T in slot s: what the pipeline receives and sends. */
+struct tensor model_stage_input(const struct model *m, int slot, int B, int T);
+struct tensor model_stage_output(const struct model *m, int slot, int B, int T);
+/* The gradient of the stage's input or output for B×T tokens (a view of m->dres). */
+struct tensor model_dres(const struct model *m, int B, int T);
 
 /* Layers of each stage, balanced by cost (first/last stages carry the embedding and
  * the head) or given by cfg.stages "a,b,c". Writes pp+1 boundaries into bounds. */
@@ -105,26 +140,26 @@ void model_backward(struct model *m, int slot, int B, int T);
  * Both views take the model's layer index (0 <= layer < L), which must be on this stage
  * (l0 <= layer < l1). */
 
-/* This rank's shards of one layer's weights, or of their gradients (base = m->params or
- * m->grads): the same pointers into either buffer. */
+/* This rank's shards of one layer's weights, or of their gradients (base = m->w or
+ * m->grads): the same views into either buffer. */
 struct layer_w {
-    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcpw, *fcpb;
+    struct tensor ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fcw, fcb, fcpw, fcpb;
 };
-void layer_w_view(const struct model *m, float *base, int layer, struct layer_w *w);
+void layer_w_view(const struct model *m, struct tensor base, int layer, struct layer_w *w);
 
 /* One layer's activations in a slot, for a micro-batch of B×T (BT = B·T rows). The
  * forward pass writes them, the backward pass reads them: the one place that slices the
  * slot's stacked arrays. */
 struct block_acts {
     int B, T;
-    float *in, *out;                     /* [BT][C] residual stream into / out of the block */
-    float *ln1, *ln1_mean, *ln1_rstd;    /* [BT][C], [BT], [BT] */
-    float *qkv;                          /* [BT][3 Cl] */
-    float *att;                          /* [B][NHl][T][T] attention probabilities */
-    float *atty;                         /* [BT][Cl] attention output, before proj */
-    float *xmid;                         /* [BT][C] residual stream after attention */
-    float *ln2, *ln2_mean, *ln2_rstd;    /* [BT][C], [BT], [BT] */
-    float *fch, *fch_gelu;               /* [BT][Fl] MLP before / after GELU */
+    struct tensor in, out;               /* [BT][C] residual stream into / out of the block */
+    struct tensor ln1, ln1_mean, ln1_rstd; /* [BT][C], [1][BT], [1][BT] */
+    struct tensor qkv;                   /* [BT][3 Cl] */
+    struct tensor att;                   /* [B NHl T][T] attention probabilities */
+    struct tensor atty;                  /* [BT][Cl] attention output, before proj */
+    struct tensor xmid;                  /* [BT][C] residual stream after attention */
+    struct tensor ln2, ln2_mean, ln2_rstd; /* [BT][C], [1][BT], [1][BT] */
+    struct tensor fch, fch_gelu;         /* [BT][Fl] MLP before / after GELU */
 };
 void block_acts_view(const struct model *m, struct acts *a, int layer, int B, int T,
                      struct block_acts *ba);

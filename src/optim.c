@@ -21,16 +21,16 @@ void optim_init(struct optim *o, const struct model *m) {
     o->be = m->be;
     o->n = m->n_local;
     size_t n_bytes = sizeof(float) * (size_t)o->n;
-    o->m = backend_alloc(o->be, n_bytes);
-    o->v = backend_alloc(o->be, n_bytes);
-    backend_memset(o->be, o->m, 0, n_bytes);
-    backend_memset(o->be, o->v, 0, n_bytes);
+    o->m = tensor_1d(backend_alloc(o->be, n_bytes), KDT_F32, o->n);
+    o->v = tensor_1d(backend_alloc(o->be, n_bytes), KDT_F32, o->n);
+    backend_memset(o->be, o->m.data, 0, n_bytes);
+    backend_memset(o->be, o->v.data, 0, n_bytes);
 }
 
 void optim_free(struct optim *o) {
     if (o->be) {
-        backend_free_mem(o->be, o->m);
-        backend_free_mem(o->be, o->v);
+        backend_free_mem(o->be, o->m.data);
+        backend_free_mem(o->be, o->v.data);
     }
     memset(o, 0, sizeof *o);
 }
@@ -40,7 +40,9 @@ double optim_grad_norm(const struct model *m) {
     /* each rank sums the part it owns: every logical element exactly once */
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
-        if (p->own_n) local += m->k->sumsq(m->grads + p->offset + p->own_offset, p->own_n);
+        if (p->own_n)
+            local += m->k->sumsq(m->be, tensor_view(m->grads, p->offset + p->own_offset, 1,
+                                                    p->own_n));
     }
     comm_allreduce(&m->grid->comm, COMM_WORLD, &local, 1, COMM_F64, COMM_SUM);
     return sqrt(local);
@@ -52,8 +54,11 @@ void optim_step(struct optim *o, struct model *m, float lr, float grad_scale) {
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
         if (!p->n_local) continue;
-        m->k->adamw(m->params + p->offset, m->grads + p->offset, o->m + p->offset,
-                    o->v + p->offset, p->n_local, lr, c->beta1, c->beta2, c->adam_eps,
-                    p->decay ? c->weight_decay : 0.0f, grad_scale, o->t);
+        m->k->adamw(m->be, tensor_view(m->params, p->offset, 1, p->n_local),
+                    tensor_view(m->grads, p->offset, 1, p->n_local),
+                    tensor_view(o->m, p->offset, 1, p->n_local),
+                    tensor_view(o->v, p->offset, 1, p->n_local), lr, c->beta1, c->beta2,
+                    c->adam_eps, p->decay ? c->weight_decay : 0.0f, grad_scale, o->t);
     }
+    model_refresh_weights(m);
 }

@@ -9,7 +9,7 @@
 
 struct optim {
     struct backend *be; /* the model's: where m and v live */
-    float  *m, *v;  /* first and second moments, same layout as model.params */
+    struct tensor m, v; /* [1][n] fp32 first and second moments, laid out as model.params */
     int64_t n;
     int     t;      /* optimizer steps taken (AdamW bias correction) */
 };

@@ -4,27 +4,40 @@
 #include "common.h"
 
 /* One tag per (micro-batch, direction): a stage can have several micro-batches in
- * flight, and the two directions share the same pair of ranks. */
+ * flight, and tags keep them apart. */
 static int tag_of(int mb, int backward) { return 2 * (mb % 16000) + backward; }
 
-void p2p_send_fwd(const struct grid *g, const float *x, long n, int mb, struct comm_req *req) {
-    comm_send_start(&g->comm, COMM_PP, x, n, COMM_F32, g->pp_rank + 1, tag_of(mb, 0), req);
+enum comm_dtype p2p_comm_dtype(enum kdtype dt) {
+    switch (dt) {
+    case KDT_F32: return COMM_F32;
+    case KDT_BF16: return COMM_BF16;
+    case KDT_F16: return COMM_F16;
+    case KDT_I32: return COMM_I32;
+    default: TR_ABORT("no communication dtype for %s", kdtype_name(dt));
+    }
 }
 
-double p2p_recv_fwd(const struct grid *g, float *x, long n, int mb) {
+void p2p_send_fwd(const struct grid *g, struct tensor x, int mb, struct comm_req *req) {
+    comm_send_start(&g->comm, COMM_PP, x.data, (long)tensor_numel(x), p2p_comm_dtype(x.dt),
+                    g->pp_rank + 1, tag_of(mb, 0), req);
+}
+
+double p2p_recv_fwd(const struct grid *g, struct tensor x, int mb) {
     double t0 = tr_now();
-    comm_recv(&g->comm, COMM_PP, x, n, COMM_F32, g->pp_rank - 1, tag_of(mb, 0));
+    comm_recv(&g->comm, COMM_PP, x.data, (long)tensor_numel(x), p2p_comm_dtype(x.dt),
+              g->pp_rank - 1, tag_of(mb, 0));
     return tr_now() - t0;
 }
 
-void p2p_send_bwd(const struct grid *g, const float *dx, long n, int mb,
-                  struct comm_req *req) {
-    comm_send_start(&g->comm, COMM_PP, dx, n, COMM_F32, g->pp_rank - 1, tag_of(mb, 1), req);
+void p2p_send_bwd(const struct grid *g, struct tensor dx, int mb, struct comm_req *req) {
+    comm_send_start(&g->comm, COMM_PP, dx.data, (long)tensor_numel(dx), p2p_comm_dtype(dx.dt),
+                    g->pp_rank - 1, tag_of(mb, 1), req);
 }
 
-double p2p_recv_bwd(const struct grid *g, float *dx, long n, int mb) {
+double p2p_recv_bwd(const struct grid *g, struct tensor dx, int mb) {
     double t0 = tr_now();
-    comm_recv(&g->comm, COMM_PP, dx, n, COMM_F32, g->pp_rank + 1, tag_of(mb, 1));
+    comm_recv(&g->comm, COMM_PP, dx.data, (long)tensor_numel(dx), p2p_comm_dtype(dx.dt),
+              g->pp_rank + 1, tag_of(mb, 1));
     return tr_now() - t0;
 }
 

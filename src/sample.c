@@ -91,6 +91,9 @@ int sample_main(int argc, char **argv) {
     for (size_t i = 0; i < plen && n < n_ctx_max / 2; i++) ctx[n++] = (uint8_t)prompt[i];
     struct cand *cands = tr_malloc(sizeof(struct cand) * (size_t)m.Vp);
     float *logits = tr_malloc(sizeof(float) * (size_t)m.Vl);  /* the last position's */
+    /* ... in fp32 on the device, whatever the model's precision */
+    struct tensor last32 = tensor_2d(backend_alloc(be, sizeof(float) * (size_t)m.Vl), KDT_F32,
+                                     1, m.Vl);
     fwrite(prompt, 1, plen, stdout);
     fflush(stdout);
     uint8_t text[64];
@@ -98,11 +101,11 @@ int sample_main(int argc, char **argv) {
         /* the last T tokens are the context (the model has T positions) */
         int len = n < T ? n : T;
         struct acts *a = &m.slots[0];
-        backend_copy_h2d(be, a->tokens, ctx + n - len, sizeof(int32_t) * (size_t)len);
-        backend_memset(be, a->targets, 0, sizeof(int32_t) * (size_t)len);
+        backend_copy_h2d(be, a->tokens.data, ctx + n - len, sizeof(int32_t) * (size_t)len);
+        backend_memset(be, a->targets.data, 0, sizeof(int32_t) * (size_t)len);
         model_forward(&m, 0, 1, len, 0.0f);
-        backend_copy_d2h(be, logits, a->logits + (long)(len - 1) * m.Vl,
-                         sizeof(float) * (size_t)m.Vl);
+        m.k->convert(be, last32, tensor_view(a->logits, (int64_t)(len - 1) * m.Vl, 1, m.Vl));
+        backend_copy_d2h(be, logits, last32.data, sizeof(float) * (size_t)m.Vl);
         double u = rng_uniform(rng_key3((uint64_t)seed, STREAM_SAMPLE, (uint64_t)i));
         int tok = pick(logits, mc.vocab_size, temperature, top_k, u, cands);
         ctx[n++] = tok;
@@ -112,6 +115,7 @@ int sample_main(int argc, char **argv) {
     }
     printf("\n");
     tr_free(logits);
+    backend_free_mem(be, last32.data);
     tr_free(cands);
     tr_free(ctx);
     model_free(&m);

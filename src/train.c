@@ -99,8 +99,12 @@ static void load_slot(struct trainer *t, int slot, const int32_t *windows, int B
     struct acts *a = &t->m.slots[slot];
     for (int b = 0; b < B; b++) {
         const int32_t *w = windows + (long)b * (T + 1);
-        if (t->m.first) memcpy(a->tokens + (long)b * T, w, sizeof(int32_t) * (size_t)T);
-        if (t->m.last) memcpy(a->targets + (long)b * T, w + 1, sizeof(int32_t) * (size_t)T);
+        if (t->m.first)
+            backend_copy_h2d(t->be, tensor_view(a->tokens, (int64_t)b * T, 1, T).data, w,
+                             sizeof(int32_t) * (size_t)T);
+        if (t->m.last)
+            backend_copy_h2d(t->be, tensor_view(a->targets, (int64_t)b * T, 1, T).data, w + 1,
+                             sizeof(int32_t) * (size_t)T);
     }
 }
 
@@ -111,22 +115,19 @@ static double forward_step(struct trainer *t, int mb, int B, int T, float dloss,
                            const int32_t *windows) {
     struct model *m = &t->m;
     int slot = mb % m->n_slots;
-    long n = (long)B * T * m->C;
-    struct acts *a = &m->slots[slot];
     /* the slot's output may still be on its way to the next stage */
     double t0 = tr_now();
     watchdog_beat(&t->wd, t->step + 1, "sending activations to the next pipeline stage");
     t->tm.pipe_wait += p2p_wait(&t->fsend[slot]);
     if (windows) load_slot(t, slot, windows, B, T);
     watchdog_beat(&t->wd, t->step + 1, "waiting for activations from the previous pipeline stage");
-    if (!m->first) t->tm.pipe_wait += p2p_recv_fwd(&t->g, a->x, n, mb);
+    if (!m->first) t->tm.pipe_wait += p2p_recv_fwd(&t->g, model_stage_input(m, slot, B, T), mb);
     watchdog_beat(&t->wd, t->step + 1, "forward pass (tensor-parallel all-reduces inside)");
     double t1 = tr_now();
     trace_add(&t->trace, "wait activations", t0, t1, mb);
     double loss = model_forward(m, slot, B, T, dloss);
     if (mb == 0 && dloss != 0.0f) fault_point("forward", t->step + 1);
-    if (!m->last) p2p_send_fwd(&t->g, a->x + (long)m->nl * m->B * m->T * m->C, n, mb,
-                               &t->fsend[slot]);
+    if (!m->last) p2p_send_fwd(&t->g, model_stage_output(m, slot, B, T), mb, &t->fsend[slot]);
     trace_add(&t->trace, "forward", t1, tr_now(), mb);
     return loss;
 }
@@ -134,10 +135,10 @@ static double forward_step(struct trainer *t, int mb, int B, int T, float dloss,
 static void backward_step(struct trainer *t, int mb, int B, int T) {
     struct model *m = &t->m;
     int slot = mb % m->n_slots;
-    long n = (long)B * T * m->C;
+    struct tensor dres = model_dres(m, B, T);
     double t0 = tr_now();
     watchdog_beat(&t->wd, t->step + 1, "waiting for gradients from the next pipeline stage");
-    if (!m->last) t->tm.pipe_wait += p2p_recv_bwd(&t->g, m->dres, n, mb);
+    if (!m->last) t->tm.pipe_wait += p2p_recv_bwd(&t->g, dres, mb);
     watchdog_beat(&t->wd, t->step + 1, "backward pass (tensor-parallel all-reduces inside)");
     double t1 = tr_now();
     trace_add(&t->trace, "wait gradients", t0, t1, mb);
@@ -147,8 +148,9 @@ static void backward_step(struct trainer *t, int mb, int B, int T) {
     if (!m->first) {
         watchdog_beat(&t->wd, t->step + 1, "sending gradients to the previous pipeline stage");
         t->tm.pipe_wait += p2p_wait(&t->bsend[slot]);
-        memcpy(t->gsend[slot], m->dres, sizeof(float) * (size_t)n);
-        p2p_send_bwd(&t->g, t->gsend[slot], n, mb, &t->bsend[slot]);
+        struct tensor send = tensor_view(t->gsend[slot], 0, dres.rows, dres.cols);
+        backend_copy_d2d(t->be, send.data, dres.data, tensor_bytes(dres));
+        p2p_send_bwd(&t->g, send, mb, &t->bsend[slot]);
     }
     trace_add(&t->trace, "backward", t1, tr_now(), mb);
 }
@@ -203,8 +205,10 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     model_zero_grads(m);
 
     const long tokens = (long)t->cfg.micro_batch * t->cfg.seq_len * t->M * t->g.dp;
-    /* the loss is the mean over every target token of the global batch */
-    float dloss = (float)(1.0 / (double)tokens);
+    /* the loss is the mean over every target token of the global batch; fp16 scales it
+     * so that small gradients survive in 16 bits */
+    t->step_scale = t->fp16 ? t->ls.scale : 1.0;
+    float dloss = (float)(t->step_scale / (double)tokens);
     double loss_local = run_schedule(t, dloss);
     fault_point("step", t->step + 1);
     for (int s = 0; s < m->n_slots; s++) {
@@ -220,7 +224,24 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     trace_add(&t->trace, "gradient reduction", t_dp, t1, -1);
 
     watchdog_beat(&t->wd, t->step + 1, "gradient norm, loss and optimizer");
+    if (fault_armed("overflow", t->step + 1)) {
+        /* in the part of a gradient this rank owns, so the norm sees it */
+        for (int i = 0; i < m->pt.n; i++)
+            if (m->pt.p[i].own_n) {
+                const struct param *p = &m->pt.p[i];
+                fault_overflow(t->be, tensor_view(m->grads, p->offset + p->own_offset, 1,
+                                                  p->own_n), t->step + 1);
+                break;
+            }
+    }
+    /* the norm is summed over every rank, so an inf or NaN anywhere reaches every rank:
+     * with fp16 that is the job-wide overflow verdict, one for all */
     double norm = optim_grad_norm(m);
+    t->overflow = 0;
+    if (t->fp16) {
+        t->overflow = !loss_scale_update(&t->ls, !isfinite(norm));
+        norm /= t->step_scale;
+    }
     /* one scalar per step reaches every rank: the loss, counted by tensor rank 0 of
      * the last stage of each data-parallel replica. It is known before the update, so a
      * diverged step is never applied. */
@@ -229,14 +250,18 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     loss = fault_loss(loss / (double)tokens, (long)data_index(t, t->step) + 1);
     float lr = optim_lr(&t->cfg, t->step);
     char why[400];
-    if (guard_check(&t->guard, loss, norm, why, sizeof why)) {
+    if (t->overflow && isfinite(loss)) {
+        /* skipped: nothing applied; the scale was lowered for the next step */
+        guard_accept(&t->guard, loss);
+        t->last_loss = loss;
+    } else if (guard_check(&t->guard, loss, norm, why, sizeof why)) {
         snprintf(t->diverged, sizeof t->diverged, "step %d diverged: %s", t->step + 1, why);
     } else {
         float scale = 1.0f;
         if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
-        optim_step(&t->o, m, lr, scale);
+        optim_step(&t->o, m, lr, (float)(scale / t->step_scale));
         fault_point("optim", t->step + 1);
-        fault_poison(t->m.params, (long)t->m.n_local, t->step + 1);
+        fault_poison(t->be, t->m.params, t->step + 1);
         guard_accept(&t->guard, loss);
         t->last_loss = loss;
     }
@@ -254,16 +279,17 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
 }
 
 int trainer_state_finite(const struct trainer *t) {
-    const float *bufs[3] = {t->m.params, t->o.m, t->o.v};
-    const int64_t lens[3] = {t->m.n_local, t->o.n, t->o.n};
+    const struct tensor bufs[3] = {t->m.params, t->o.m, t->o.v};
     int ok = 1;
-    for (int b = 0; b < 3; b++) {
-        if (!bufs[b]) continue;
-        int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static)
-        for (int64_t i = 0; i < lens[b]; i++) bad |= !isfinite(bufs[b][i]);
-        ok &= !bad;
-    }
+    for (int b = 0; b < 3; b++) ok &= t->k->count_nonfinite(t->be, bufs[b]) == 0;
+    /* a skipped (fp16 overflow) or rejected step must be skipped everywhere */
+    int lo = t->o.t, hi = t->o.t;
+    comm_allreduce(&t->g.comm, COMM_WORLD, &lo, 1, COMM_I32, COMM_MIN);
+    comm_allreduce(&t->g.comm, COMM_WORLD, &hi, 1, COMM_I32, COMM_MAX);
+    if (lo != hi)
+        tr_fail(TR_EXIT_FAILURE, "this is a bug in trident: report it with the log",
+                "the ranks disagree on the optimizer steps applied (%d to %d): their weights "
+                "have drifted apart; not saving this state", lo, hi);
     comm_allreduce(&t->g.comm, COMM_WORLD, &ok, 1, COMM_I32, COMM_MIN);
     return ok;
 }
@@ -274,6 +300,22 @@ void trainer_ckpt_meta(const struct trainer *t, struct ckpt_meta *meta) {
     meta->loss = t->last_loss;
     meta->n_skips = t->n_skips;
     memcpy(meta->skips, t->skips, sizeof(int64_t) * (size_t)t->n_skips);
+    if (t->fp16) loss_scale_format(&t->ls, meta->loss_scaler, sizeof meta->loss_scaler);
+}
+
+/* The loss scaler of a fresh fp16 run (the config's first scale), or the one a
+ * checkpoint saved (text from ckpt_meta; "" when the run that wrote it had none). */
+static void scaler_restore(struct trainer *t, const char *saved) {
+    if (!t->fp16) return;
+    struct loss_scale_opts o = LOSS_SCALE_OPTS_DEFAULT;
+    o.init_scale = t->cfg.loss_scale;
+    o.growth_interval = t->cfg.loss_scale_window;
+    char err[200];
+    if (loss_scale_init(&t->ls, &o, err, sizeof err) != 0)
+        tr_fail(TR_EXIT_USAGE, "see loss_scale and loss_scale_window in the README", "%s", err);
+    if (saved && saved[0] && loss_scale_parse(&t->ls, saved, err, sizeof err) != 0)
+        tr_warn("the checkpoint's loss scaler state is unreadable (%s): starting from "
+                "loss_scale = %g", err, (double)t->cfg.loss_scale);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -383,11 +425,12 @@ static void check_data(const struct trainer *t) {
 
 static void fresh_state(struct trainer *t) {
     model_init_weights(&t->m, (uint64_t)t->cfg.seed);
-    memset(t->o.m, 0, sizeof(float) * (size_t)t->o.n);
-    memset(t->o.v, 0, sizeof(float) * (size_t)t->o.n);
+    backend_memset(t->be, t->o.m.data, 0, tensor_bytes(t->o.m));
+    backend_memset(t->be, t->o.v.data, 0, tensor_bytes(t->o.v));
     t->o.t = 0;
     t->step = 0;
     t->last_loss = NAN;
+    scaler_restore(t, NULL);
 }
 
 static void resume_or_init(struct trainer *t, int training, char *from, size_t from_len) {
@@ -417,6 +460,7 @@ static void resume_or_init(struct trainer *t, int training, char *from, size_t f
         t->last_loss = meta.loss;
         t->n_skips = meta.n_skips;
         memcpy(t->skips, meta.skips, sizeof(int64_t) * (size_t)meta.n_skips);
+        scaler_restore(t, meta.loss_scaler);
         guard_reset(&t->guard, meta.loss);
         snprintf(from, from_len, "%s", path);
         if (training) tr_info("resumed from %s at step %d", path, step);
@@ -455,6 +499,7 @@ int trainer_rollback(struct trainer *t) {
     else {
         t->step = step;
         t->last_loss = meta.loss;
+        scaler_restore(t, meta.loss_scaler);
     }
     /* the checkpoint's list is a prefix of ours: keep ours */
     t->n_skips = n_skips;
@@ -504,7 +549,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
      * run_dir is touched. The local rank picks the GPU: ranks of a node are consecutive
      * in the grid. */
     t->be = trainer_open_backend(t->cfg.device, t->g.world_rank % t->g.ranks_per_node);
-    t->k = backend_kernels(t->be, KDT_F32);
+    t->k = backend_kernels(t->be);
     /* before anything reads or writes run_dir: one training job per directory */
     if (open_run_dir) take_run_dir(t);
     watchdog_start(&t->wd, &t->g.comm, t->cfg.watchdog_s,
@@ -513,6 +558,8 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     t->last_loss = NAN;
     check_binding(&t->g);
     t->M = t->cfg.grad_accum;
+    t->fp16 = strcmp(t->cfg.precision, "fp16") == 0;
+    t->step_scale = 1.0;
     t->gpipe = strcmp(t->cfg.schedule, "gpipe") == 0;
     if (t->g.pp > 1 && t->M < t->g.pp)
         tr_warn("%d micro-batches for %d pipeline stages: the pipeline is idle %.0f%% of the "
@@ -534,12 +581,14 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     long n_win = (long)TR_MAX(t->M, 1) * B;
     t->batch = tr_malloc(sizeof(int32_t) * (size_t)n_win * (T + 1));
     t->offsets = tr_malloc(sizeof(int64_t) * (size_t)n_win);
-    t->gsend = tr_calloc((size_t)n_slots, sizeof(float *));
+    t->gsend = tr_calloc((size_t)n_slots, sizeof(struct tensor));
     t->fsend = tr_malloc(sizeof(struct comm_req) * (size_t)n_slots);
     t->bsend = tr_malloc(sizeof(struct comm_req) * (size_t)n_slots);
     for (int s = 0; s < n_slots; s++) {
         t->fsend[s] = t->bsend[s] = COMM_REQ_NULL;
-        if (!t->m.first) t->gsend[s] = backend_alloc(t->be, sizeof(float) * (size_t)B * T * t->m.C);
+        if (!t->m.first)
+            t->gsend[s] = tensor_2d(backend_alloc(t->be, kdtype_size(t->m.dt) * (size_t)B * T *
+                                                  t->m.C), t->m.dt, (int64_t)B * T, t->m.C);
     }
     char from[CFG_STR_MAX + 64];
     resume_or_init(t, open_run_dir, from, sizeof from);
@@ -574,7 +623,7 @@ void trainer_free(struct trainer *t) {
     runlock_release(&t->lock);
     trace_free(&t->trace);
     if (t->metrics) fclose(t->metrics);
-    for (int s = 0; s < t->m.n_slots; s++) backend_free_mem(t->be, t->gsend[s]);
+    for (int s = 0; s < t->m.n_slots; s++) backend_free_mem(t->be, t->gsend[s].data);
     tr_free(t->gsend);
     tr_free(t->fsend);
     tr_free(t->bsend);

@@ -29,7 +29,7 @@ struct trainer {
     struct config cfg;
     struct grid   g;
     struct backend *be;      /* this rank's device (cfg.device): owns model and optimizer memory */
-    const struct kernels *k; /* backend_kernels(be, KDT_F32) */
+    const struct kernels *k; /* backend_kernels(be) */
     struct model  m;
     struct optim  o;
     struct dp_reducer dpr;
@@ -41,7 +41,7 @@ struct trainer {
     int  prefetched;         /* step whose windows are being read ahead (-1: none) */
     int32_t *batch;          /* [M*B][T+1] this step's windows (first/last stage) */
     int64_t *offsets;
-    float  **gsend;          /* per slot: gradient being sent to the previous stage */
+    struct tensor *gsend;     /* per slot: gradient being sent to the previous stage */
     struct comm_req *fsend, *bsend;
     struct step_times tm;
     FILE *metrics;           /* run_dir/metrics.jsonl, rank 0 */
@@ -55,6 +55,11 @@ struct trainer {
     int    rollbacks;        /* divergence rollbacks in this invocation */
     int    n_skips;          /* data steps skipped by rollbacks (ascending) */
     int64_t skips[CKPT_MAX_SKIPS];
+    /* mixed precision */
+    int    fp16;             /* precision = fp16: dynamic loss scaling */
+    struct loss_scale ls;    /* the scaler (the same on every rank: one verdict per step) */
+    int    overflow;         /* the last step overflowed and was skipped (fp16) */
+    double step_scale;       /* the loss scale the last step's backward pass used */
 };
 
 /* The backend named by a config's device ("cpu", "cuda"); a device that is unknown or
@@ -68,7 +73,9 @@ void trainer_free(struct trainer *t);
 
 /* One optimizer step; returns the mean training loss of the global batch. When the
  * divergence guard rejects the step, the update is not applied, t->step stays, and
- * t->diverged says why (the same on every rank). */
+ * t->diverged says why (the same on every rank). With fp16, a step whose gradients
+ * overflowed anywhere in the job is skipped by every rank (t->overflow): no update, the
+ * loss scale backs off, and the step counts as done (its data is consumed). */
 double trainer_step(struct trainer *t, double *grad_norm, float *lr);
 
 /* After a divergence: skip the offending step's data from now on, reload the newest good
@@ -76,7 +83,8 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr);
  * went back to. Collective. */
 int trainer_rollback(struct trainer *t);
 
-/* Are all of this job's weights and optimizer moments finite? Collective. */
+/* Are all of this job's weights and optimizer moments finite, and do all ranks count the
+ * same optimizer steps (no rank applied an update that another skipped)? Collective. */
 int trainer_state_finite(const struct trainer *t);
 
 /* The run state that goes into a checkpoint of the current step. */

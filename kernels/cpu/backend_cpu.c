@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "backend_impl.h"
+#include "cpu.h"
 
 static void *cpu_alloc(struct backend *b, size_t n_bytes)
 {
@@ -42,14 +43,10 @@ static double cpu_event_elapsed(struct backend *b, const struct backend_event *s
 
 static void cpu_synchronize(struct backend *b) {}
 
-static const struct kernels *cpu_kernels(const struct backend *b, enum kdtype dt)
-{
-    return kernels_get(KDEV_CPU, dt);
-}
-
 const struct backend_ops backend_cpu_ops = {
     .name          = "cpu",
     .device        = KDEV_CPU,
+    .host_memory   = 1,
     .alloc         = cpu_alloc,
     .free_mem      = cpu_free_mem,
     .memset        = cpu_memset,
@@ -57,5 +54,5 @@ const struct backend_ops backend_cpu_ops = {
     .event_record  = cpu_event_record,
     .event_elapsed = cpu_event_elapsed,
     .synchronize   = cpu_synchronize,
-    .kernels       = cpu_kernels,
+    .kernels       = &cpu_kernels,
 };

@@ -1,5 +1,6 @@
-/* cpu.h — the CPU fp32 backend's functions (private to kernels/). Semantics of each
- * are those of the matching member of struct kernels in kernels.h.
+/* cpu.h — the CPU backend's fp32 kernels (private to kernels/). Semantics of each are
+ * those of the matching member of struct kernels in kernels.h, on float arrays; the
+ * table itself (kernels/cpu/typed.c, cpu_kernels) wraps them for typed tensors.
  *
  * Every kernel is OpenMP-parallel with static schedules and fixed summation orders,
  * so the same inputs give bit-identical outputs from run to run; reductions over rows
@@ -11,7 +12,7 @@
 
 #include "kernels.h"
 
-extern const struct kernels cpu_kernels_f32;
+extern const struct kernels cpu_kernels;
 
 void   cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
                       int M, int K, int N);
