@@ -111,7 +111,7 @@ static uint64_t box_checksum(const int64_t *start, const int64_t *count, const i
 struct checksum_job {
     const struct model *m;
     int n_groups;
-    float *const *data;
+    float *const *host;
     uint64_t *sums;
     int parallel; /* use the OpenMP threads (1) or stay on the calling thread (0) */
 };
@@ -125,7 +125,7 @@ static void *local_checksums(void *arg) {
             if (p->own_n)
                 j->sums[grp * m->pt.n + i] =
                     box_checksum(p->own_start, p->own_count, p->shape,
-                                 j->data[grp] + p->offset + p->own_offset, j->parallel);
+                                 j->host[grp] + p->offset + p->own_offset, j->parallel);
         }
     return NULL;
 }

@@ -44,19 +44,19 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
     struct model_mem mm;
     model_mem_plan(cfg, g, &mm);
     const int64_t B = cfg->micro_batch, T = cfg->seq_len, C = cfg->n_embd;
-    const int64_t f = sizeof(float);
 
     b->bytes[MEM_RUNTIME] = resident_bytes() + RUNTIME_GROWTH_BYTES;
-    b->bytes[MEM_WEIGHTS] = mm.params;
+    b->bytes[MEM_WEIGHTS] = mm.params + mm.weights16;   /* fp32 masters + 16-bit copy */
     b->bytes[MEM_GRADS] = mm.params;
     b->bytes[MEM_OPTIM] = 2 * mm.params;                       /* optim_init: m and v */
     b->bytes[MEM_ACTS] = (int64_t)n_slots * mm.slot;
     /* cmd_train.c's matmul-rate probe runs once the model is allocated: a [M,K] input,
      * a [N,K] weight and a [M,N] output of the model's MLP shape */
+    const int64_t e = (int64_t)kdtype_size(model_dtype(cfg));  /* bytes of an activation */
     int64_t pm = TR_MIN(B * T, 1024), pk = C, pn = 4 * C / g->tp;
-    b->bytes[MEM_WORKSPACE] = mm.scratch + mm.table +
-                              align64(f * pm * pk) + align64(f * pn * pk) + align64(f * pm * pn);
-    if (!mm.first) b->bytes[MEM_PIPE] = (int64_t)n_slots * align64(f * B * T * C);
+    b->bytes[MEM_WORKSPACE] = mm.scratch + mm.table + mm.tp_staging + mm.widen +
+                              align64(e * pm * pk) + align64(e * pn * pk) + align64(e * pm * pn);
+    if (!mm.first) b->bytes[MEM_PIPE] = (int64_t)n_slots * align64(e * B * T * C);
     if (g->dp > 1) {
         /* MPI's non-blocking all-reduces keep temporaries as large as the buckets in
          * flight, up to all of them; measured (Open MPI 4, dp 2, 25M parameters): 0.5x the

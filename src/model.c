@@ -231,6 +231,29 @@ void model_init(struct model *m, const struct config *cfg, const struct grid *g,
 /* backend_alloc counts every block in whole 64-byte units */
 static int64_t alloc_bytes(size_t n_bytes) { return (int64_t)((n_bytes + 63) & ~(size_t)63); }
 
+static int64_t max2(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The high-water mark of the CPU backend's widening workspaces for a 16-bit model: the
+ * largest tensor each workspace slot of kernels/cpu/typed.c receives over one step of
+ * this stage (slot A: a kernel's output or first input; B: the second input or the
+ * attention probabilities; C: the weights or the third input; D: the weights of a
+ * backward GEMM or the saved probabilities; E: the attention backward's scratch), as
+ * fp32. It follows typed.c's assignment of tensors to slots. */
+static int64_t widen_bytes(const struct model *m) {
+    if (m->dt == KDT_F32) return 0;
+    const int64_t BT = (int64_t)m->B * m->T, C = m->C, Cl = m->Cl, Fl = m->Fl;
+    const int64_t att = m->nl ? (int64_t)m->B * m->NHl * m->T * m->T : 0;
+    const int64_t head = m->last ? BT * m->Vl : 0, headw = m->last ? (int64_t)m->Vl * C : 0;
+    const int64_t act = m->nl ? BT * max2(max2(3 * Cl, C), Fl) : BT * C;
+    const int64_t wmax = m->nl ? max2(3 * Cl, Fl) * C : 0;
+    int64_t a = max2(act, head), b = max2(max2(act, head), att);
+    int64_t c = max2(max2(act, wmax), headw), d = max2(max2(wmax, headw), att), e = att;
+    int64_t slots[5] = {a, b, c, d, e}, total = 0;
+    for (int i = 0; i < 5; i++)
+        if (slots[i]) total += alloc_bytes(sizeof(float) * (size_t)slots[i]);
+    return total;
+}
+
 void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm) {
     struct model m;
     model_layout(&m, cfg, g, NULL);
@@ -250,6 +273,7 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
         if (bufs[i].t == &m.tp.f32) mm->tp_staging = alloc_bytes(buf_bytes(&bufs[i]));
         else mm->scratch += alloc_bytes(buf_bytes(&bufs[i]));
     }
+    mm->widen = widen_bytes(&m);
     mm->first = m.first;
     mm->last = m.last;
     params_free(&m.pt);

@@ -88,6 +88,7 @@ struct model_mem {
     int64_t params;      /* the fp32 master weights; the gradients take as much */
     int64_t weights16;   /* the 16-bit compute copy of the weights (0 for fp32) */
     int64_t tp_staging;  /* fp32 staging of 16-bit tensor-parallel sums (0 if none) */
+    int64_t widen;       /* the CPU backend's fp32 workspaces for 16-bit kernels (0: fp32) */
     int64_t table;       /* the parameter table */
     int64_t slot;        /* the activations of one micro-batch in flight */
     int64_t scratch;     /* the backward scratch, shared by the slots */

@@ -19,6 +19,12 @@
 # src/main.c (MPI_Init/Finalize) and io/ckpt.c (HDF5/MPI-IO internals). MPI_Abort,
 # MPI_Comm_rank/size and the like are not transfers and are not flagged (src/watchdog.c
 # and io/dataset.c end a job with MPI_Abort).
+#
+# Only kernels/ touches a tensor's contents: under src/ and io/, no code indexes a
+# tensor's data (t.data[i], t->data[i]), casts it to a typed pointer ((float *)t.data),
+# or keeps it in a typed pointer (float *p = t.data;) to index later. Passing t.data to
+# the comm layer, the backend's copies or HDF5 is not reading it and is not flagged;
+# io/ckpt.c reads host memory only through backend_host_view or staging copies.
 # Each rule is proved by planting a use in a copy of the tree and seeing it caught.
 . "$(dirname "$0")/lib.sh"
 
@@ -59,6 +65,24 @@ scan_mpi() {
             grep -nE "$MPI_RULE" | sed "s#^#$rel:#"
     done
 }
+
+# Tensor contents: indexed, cast to a typed pointer, or kept in one
+TENSOR_RULE='(\.|->)data[[:space:]]*\[|\([[:space:]]*(const[[:space:]]+)?(float|double|u?int(8|16|32|64)_t|char|short|int|long)[[:space:]]*\*[[:space:]]*\)[[:space:]]*\(?[A-Za-z_][A-Za-z_0-9>.-]*(\.|->)data\b|(float|double|u?int(8|16|32|64)_t|short|int|long)[[:space:]]*\*[[:space:]]*(const[[:space:]]+)?[A-Za-z_][A-Za-z_0-9]*[[:space:]]*=[^;=]*(\.|->)data\b'
+
+# scan_tensor ROOT: print "file:line: code" for every use of a tensor's contents outside
+# kernels/
+scan_tensor() {
+    local root=$1 f rel
+    (cd "$root" && find src io -name '*.[ch]' 2>/dev/null | sort) | while read -r rel; do
+        f="$root/$rel"
+        sed -E 's#/\*.*\*/##g; s#^[[:space:]]*(/\*|\*).*##; s#//.*##' "$f" |
+            grep -nE "$TENSOR_RULE" | sed "s#^#$rel:#"
+    done
+}
+
+hits=$(scan_tensor "$ROOT")
+if [ -z "$hits" ]; then pass "no_tensor_contents_touched_outside_kernels"
+else fail "no_tensor_contents_touched_outside_kernels" "$(printf '\n%s' "$hits")"; fi
 
 # The tree as it is: no positional use anywhere.
 hits=$(scan "$ROOT")
@@ -152,5 +176,36 @@ src/common.c|static void f(MPI_Comm c, MPI_Request *r) { MPI_Ibarrier(c, r); }
 io/ckpt.c|static void f(int *n) { MPI_Bcast(n, 1, MPI_INT, 0, MPI_COMM_WORLD); }
 EOF
 [ "$quiet" -eq 1 ] && pass "comm_layer_and_exempt_files_not_flagged"
+
+# Planted reads and writes of tensor contents: each is caught, in the file it is in.
+caught=0
+while IFS='|' read -r file planted; do
+    [ -n "$planted" ] || continue
+    out=$(plant "$file" "$planted" scan_tensor)
+    if printf '%s' "$out" | grep -q "^$file:"; then caught=$((caught + 1))
+    else fail "planted_tensor_access_is_caught" "not flagged in $file: $planted"; fi
+done <<'EOF'
+src/train.c|static float f(const struct model *m) { return ((float *)m->params.data)[0]; }
+src/optim.c|static void f(struct optim *o) { float *m = o->m.data; m[0] = 0; }
+src/model.c|static void f(struct acts *a) { ((int32_t *)a->tokens.data)[3] = 7; }
+io/ckpt.c|static double f(struct tensor t) { const float *x = (const float *)t.data; return x[0]; }
+src/sample.c|static float f(struct tensor t) { float *p = tensor_view(t, 0, 1, 1).data; return *p; }
+src/dp.c|static void f(struct tensor g) { g.data[0] = 0; }
+EOF
+[ "$caught" -eq 6 ] && pass "planted_tensor_access_is_caught"
+
+# Not noise: handing data to the comm layer, the backend's copies and views.
+quiet=1
+while IFS='|' read -r file ok_line; do
+    [ -n "$ok_line" ] || continue
+    out=$(plant "$file" "$ok_line" scan_tensor)
+    if [ -n "$out" ]; then fail "passing_tensor_data_not_flagged" "flagged: $out"; quiet=0; fi
+done <<'EOF'
+src/dp.c|static void f(const struct comm *c, struct tensor g) { comm_allreduce(c, COMM_DP, g.data, 4, COMM_F32, COMM_SUM); }
+src/train.c|static void f(struct backend *b, struct tensor t, const int *w) { backend_copy_h2d(b, t.data, w, 16); }
+src/model.c|static void *f(struct tensor t) { return tensor_view(t, 4, 1, 2).data; }
+io/ckpt.c|/* (float *)t.data would be wrong here */
+EOF
+[ "$quiet" -eq 1 ] && pass "passing_tensor_data_not_flagged"
 
 test_summary
