@@ -24,6 +24,9 @@ struct comm_backend {
     void (*allgatherv)(const struct comm_handle *h, const void *send, int n, void *recv,
                        const int *counts, const int *displs, enum comm_dtype dt,
                        struct comm_req *req);
+    void (*alltoallv)(const struct comm_handle *h, const void *send, const int *scounts,
+                      const int *sdispls, void *recv, const int *rcounts, const int *rdispls,
+                      enum comm_dtype dt, struct comm_req *req);
     void (*bcast)(const struct comm_handle *h, void *buf, int n, enum comm_dtype dt, int root,
                   struct comm_req *req);
     void (*send)(const struct comm_handle *h, const void *buf, int n, enum comm_dtype dt,
@@ -210,6 +213,19 @@ void comm_allgatherv_start(const struct comm *c, enum comm_group grp, const void
                       dt, req);
 }
 
+void comm_alltoallv(const struct comm *c, enum comm_group grp, const void *send,
+                    const int *scounts, const int *sdispls, void *recv, const int *rcounts,
+                    const int *rdispls, enum comm_dtype dt) {
+    c->be->alltoallv(member(c, grp), send, scounts, sdispls, recv, rcounts, rdispls, dt, NULL);
+}
+
+void comm_alltoallv_start(const struct comm *c, enum comm_group grp, const void *send,
+                          const int *scounts, const int *sdispls, void *recv,
+                          const int *rcounts, const int *rdispls, enum comm_dtype dt,
+                          struct comm_req *req) {
+    c->be->alltoallv(member(c, grp), send, scounts, sdispls, recv, rcounts, rdispls, dt, req);
+}
+
 void comm_bcast(const struct comm *c, enum comm_group grp, void *buf, long n,
                 enum comm_dtype dt, int root) {
     const struct comm_handle *h = member(c, grp);
@@ -355,6 +371,17 @@ static void mpi_allgatherv(const struct comm_handle *h, const void *send, int n,
         MPI_CHECK(MPI_Allgatherv(send, n, t, recv, counts, displs, t, h->mpi));
 }
 
+static void mpi_alltoallv(const struct comm_handle *h, const void *send, const int *scounts,
+                          const int *sdispls, void *recv, const int *rcounts,
+                          const int *rdispls, enum comm_dtype dt, struct comm_req *req) {
+    MPI_Datatype t = mpi_type(dt);
+    if (req)
+        MPI_CHECK(MPI_Ialltoallv(send, scounts, sdispls, t, recv, rcounts, rdispls, t, h->mpi,
+                                 mpi_req(req)));
+    else
+        MPI_CHECK(MPI_Alltoallv(send, scounts, sdispls, t, recv, rcounts, rdispls, t, h->mpi));
+}
+
 static void mpi_bcast(const struct comm_handle *h, void *buf, int n, enum comm_dtype dt,
                       int root, struct comm_req *req) {
     if (req) MPI_CHECK(MPI_Ibcast(buf, n, mpi_type(dt), root, h->mpi, mpi_req(req)));
@@ -418,6 +445,7 @@ static const struct comm_backend comm_mpi = {
     .reduce_scatter = mpi_reduce_scatter,
     .allgather = mpi_allgather,
     .allgatherv = mpi_allgatherv,
+    .alltoallv = mpi_alltoallv,
     .bcast = mpi_bcast,
     .send = mpi_send,
     .recv = mpi_recv,

@@ -120,6 +120,16 @@ void comm_allgatherv      (const struct comm *c, enum comm_group grp, const void
 void comm_allgatherv_start(const struct comm *c, enum comm_group grp, const void *send,
                            long n, void *recv, const int *counts, const int *displs,
                            enum comm_dtype dt, struct comm_req *req);
+/* member i sends scounts[j] elements at send + sdispls[j] to member j, and receives
+ * rcounts[j] elements from member j at recv + rdispls[j] (a personalised exchange: the
+ * first half of a reduction whose sum the caller computes itself, e.g. in fp32) */
+void comm_alltoallv      (const struct comm *c, enum comm_group grp, const void *send,
+                          const int *scounts, const int *sdispls, void *recv,
+                          const int *rcounts, const int *rdispls, enum comm_dtype dt);
+void comm_alltoallv_start(const struct comm *c, enum comm_group grp, const void *send,
+                          const int *scounts, const int *sdispls, void *recv,
+                          const int *rcounts, const int *rdispls, enum comm_dtype dt,
+                          struct comm_req *req);
 /* root's n elements to every member (blocking form: any n) */
 void comm_bcast      (const struct comm *c, enum comm_group grp, void *buf, long n,
                       enum comm_dtype dt, int root);

@@ -409,6 +409,11 @@ int config_padded_vocab(const struct config *cfg) {
 
 void config_validate(const struct config *c) {
     char hint[256];
+    if (strcmp(c->grad_reduce, "bf16") == 0 && strcmp(c->allreduce, "hier") == 0)
+        tr_fail(TR_EXIT_USAGE, "use allreduce = flat (or auto) with grad_reduce = bf16, or "
+                "grad_reduce = fp32 with allreduce = hier",
+                "grad_reduce = bf16 has no hierarchical form: it is an all-to-all and an "
+                "all-gather over the data-parallel group");
     if (c->n_embd % c->n_head != 0) {
         int h = c->n_head;
         while (h > 1 && c->n_embd % h) h--;

@@ -1,4 +1,12 @@
-/* dp.c — bucketed, overlapped, flat or hierarchical gradient reduction. */
+/* dp.c — bucketed, overlapped, flat or hierarchical gradient reduction; or with bf16 on
+ * the wire (grad_reduce = bf16):
+ *
+ *   each rank rounds its bucket to bf16 and sends member j its j-th slice (all-to-all);
+ *   each member sums the slices it received in fp32, in rank order, rounds the sum to
+ *   bf16 once, and every member gathers every slice (all-gather), widened back to fp32.
+ *
+ * That moves the bytes of a bf16 reduce-scatter + all-gather (half of fp32's) while the
+ * sum itself is fp32, and every rank ends with the same bits. */
 #include "dp.h"
 
 #include <stdlib.h>
@@ -8,7 +16,8 @@
 
 /* A bucket's reduction: in flight (FLAT, SCATTER, CROSS, GATHER) or waiting for its turn
  * to start the next phase (SCATTERED, CROSSED). */
-enum bucket_state { B_IDLE, B_FLAT, B_SCATTER, B_SCATTERED, B_CROSS, B_CROSSED, B_GATHER, B_DONE };
+enum bucket_state { B_IDLE, B_FLAT, B_SCATTER, B_SCATTERED, B_CROSS, B_CROSSED, B_GATHER, B_DONE,
+                    B_EXCHANGE, B_EXCHANGED };
 
 struct dp_bucket {
     long  off, n;          /* range of model.grads */
@@ -19,9 +28,61 @@ struct dp_bucket {
     /* hierarchical: this rank's chunk after the node-local reduce-scatter */
     float *chunk;
     int   *counts, *displs;
+    /* bf16: the bucket rounded to bf16 (sent, then the gathered result), the slices
+     * received from every member, their fp32 sum and its bf16 rounding */
+    struct tensor wire, recv, sum, mine;
+    int   *rcounts, *rdispls;
+    struct tensor dst;     /* the bucket's fp32 gradients */
+    const struct model *m; /* bf16: whose kernels sum, round and widen (NULL otherwise) */
 };
 
-const char *dpr_algo_name(enum dp_algo a) { return a == DP_HIER ? "hierarchical" : "flat"; }
+const char *dpr_algo_name(enum dp_algo a) {
+    return a == DP_HIER ? "hierarchical" : a == DP_BF16 ? "flat, bf16 on the wire" : "flat";
+}
+
+static struct tensor dev_tensor(struct backend *be, enum kdtype dt, long n) {
+    return tensor_1d(backend_alloc(be, kdtype_size(dt) * (size_t)(n > 0 ? n : 1)), dt, n);
+}
+
+/* bf16: slice j of the bucket goes to DP member j; this rank receives its own slice from
+ * every member */
+static void bucket_plan_bf16(struct dp_bucket *b, const struct grid *g, const struct model *m) {
+    struct backend *be = m->be;
+    int p = comm_size(&g->comm, COMM_DP), me = comm_rank(&g->comm, COMM_DP);
+    b->counts = tr_malloc(sizeof(int) * (size_t)p);
+    b->displs = tr_malloc(sizeof(int) * (size_t)p);
+    b->rcounts = tr_malloc(sizeof(int) * (size_t)p);
+    b->rdispls = tr_malloc(sizeof(int) * (size_t)p);
+    long base = b->n / p, extra = b->n % p, off = 0;
+    for (int i = 0; i < p; i++) {
+        b->counts[i] = (int)(base + (i < extra));
+        b->displs[i] = (int)off;
+        off += b->counts[i];
+    }
+    for (int i = 0; i < p; i++) {
+        b->rcounts[i] = b->counts[me];
+        b->rdispls[i] = i * b->counts[me];
+    }
+    b->m = m;
+    b->wire = dev_tensor(be, KDT_BF16, b->n);
+    b->recv = dev_tensor(be, KDT_BF16, (long)p * b->counts[me]);
+    b->sum = dev_tensor(be, KDT_F32, b->counts[me]);
+    b->mine = dev_tensor(be, KDT_BF16, b->counts[me]);
+}
+
+static void bucket_free(struct dp_bucket *b, struct backend *be) {
+    tr_free(b->chunk);
+    tr_free(b->counts);
+    tr_free(b->displs);
+    tr_free(b->rcounts);
+    tr_free(b->rdispls);
+    if (be) {
+        backend_free_mem(be, b->wire.data);
+        backend_free_mem(be, b->recv.data);
+        backend_free_mem(be, b->sum.data);
+        backend_free_mem(be, b->mine.data);
+    }
+}
 
 static int node_size(const struct grid *g) { return comm_size(&g->comm, COMM_DP_NODE); }
 
@@ -38,11 +99,13 @@ static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g) {
     b->chunk = tr_malloc(sizeof(float) * (size_t)(base + 1));
 }
 
+static void bucket_unpack(struct dp_bucket *b, const struct model *m);
+
 /* Has the bucket's request completed (block = 1: wait for it)? Moves an in-flight
  * bucket to the state after its phase; returns 1 when it did. */
 static int bucket_poll(struct dp_bucket *b, int block) {
     if (b->state != B_FLAT && b->state != B_SCATTER && b->state != B_CROSS &&
-        b->state != B_GATHER)
+        b->state != B_GATHER && b->state != B_EXCHANGE)
         return 0;
     int done = 0;
     if (block) {
@@ -56,9 +119,36 @@ static int bucket_poll(struct dp_bucket *b, int block) {
     case B_FLAT:    b->state = B_DONE; break;
     case B_SCATTER: b->state = B_SCATTERED; break;
     case B_CROSS:   b->state = B_CROSSED; break;
-    default:        b->state = B_DONE; break;
+    case B_EXCHANGE: b->state = B_EXCHANGED; break;
+    default:
+        b->state = B_DONE;
+        if (b->m) bucket_unpack(b, b->m);
+        break;
     }
     return 1;
+}
+
+/* bf16, second phase: sum the received slices in fp32 (rank order), round once, and
+ * start gathering every member's rounded slice into the wire buffer. */
+static void bucket_sum_gather(struct dp_bucket *b, const struct grid *g, const struct comm *gather,
+                              const struct model *m) {
+    const struct kernels *k = m->k;
+    int p = comm_size(&g->comm, COMM_DP), me = comm_rank(&g->comm, COMM_DP);
+    long cnt = b->counts[me];
+    if (cnt > 0) {
+        k->convert(m->be, b->sum, tensor_view(b->recv, 0, 1, cnt));
+        for (int j = 1; j < p; j++)
+            k->accumulate(m->be, b->sum, tensor_view(b->recv, (int64_t)j * cnt, 1, cnt));
+        k->convert(m->be, b->mine, b->sum);
+    }
+    comm_allgatherv_start(gather, COMM_DP, b->mine.data, cnt, b->wire.data, b->counts,
+                          b->displs, COMM_BF16, &b->req);
+    b->state = B_GATHER;
+}
+
+/* bf16, last step once the gather is done: the result, widened, into the gradients */
+static void bucket_unpack(struct dp_bucket *b, const struct model *m) {
+    if (b->n > 0) m->k->convert(m->be, b->dst, b->wire);
 }
 
 static int node_rank(const struct grid *g) { return comm_rank(&g->comm, COMM_DP_NODE); }
@@ -81,8 +171,14 @@ static void bucket_gather(struct dp_bucket *b, const struct grid *g, const struc
 }
 
 static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
-                         struct tensor grads) {
-    if (algo == DP_FLAT) {
+                         struct tensor grads, const struct model *m) {
+    if (algo == DP_BF16) {
+        b->dst = tensor_view(grads, b->off, 1, b->n);
+        if (b->n > 0) m->k->convert(m->be, b->wire, b->dst);
+        comm_alltoallv_start(&g->comm, COMM_DP, b->wire.data, b->counts, b->displs,
+                             b->recv.data, b->rcounts, b->rdispls, COMM_BF16, &b->req);
+        b->state = B_EXCHANGE;
+    } else if (algo == DP_FLAT) {
         comm_allreduce_start(&g->comm, COMM_DP, grad_at(grads, b->off), b->n, COMM_F32, COMM_SUM,
                              &b->req);
         b->state = B_FLAT;
@@ -93,24 +189,27 @@ static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo
     }
 }
 
-void dpr_allreduce(const struct grid *g, enum dp_algo algo, struct tensor x) {
+void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo algo,
+                   struct tensor x) {
     const long n = (long)tensor_numel(x);
     if (g->dp == 1) return;
     const long max_chunk = 1L << 28;
     for (long off = 0; off < n; off += max_chunk) {
         struct dp_bucket b = {.off = off, .n = TR_MIN(max_chunk, n - off)};
         if (algo == DP_HIER) bucket_plan_hier(&b, g);
-        bucket_start(&b, g, algo, x);
+        if (algo == DP_BF16) bucket_plan_bf16(&b, g, m);
+        bucket_start(&b, g, algo, x, m);
         bucket_poll(&b, 1);
         if (b.state == B_SCATTERED) {
             bucket_cross(&b, g);
             bucket_poll(&b, 1);
             bucket_gather(&b, g, &g->comm, x);
             bucket_poll(&b, 1);
+        } else if (b.state == B_EXCHANGED) {
+            bucket_sum_gather(&b, g, &g->comm, m);
+            bucket_poll(&b, 1);
         }
-        tr_free(b.chunk);
-        tr_free(b.counts);
-        tr_free(b.displs);
+        bucket_free(&b, algo == DP_BF16 ? m->be : NULL);
     }
 }
 
@@ -128,6 +227,11 @@ static void issue_in_order(struct dp_reducer *r) {
     while (r->next_gather < r->n_started &&
            r->b[r->order[r->next_gather]].state == B_CROSSED)
         bucket_gather(&r->b[r->order[r->next_gather++]], r->g, &r->gather, r->m->grads);
+    /* bf16: the all-to-alls start in bucket order on COMM_DP; the all-gathers follow in
+     * the same order, on the reducer's duplicate of COMM_DP */
+    while (r->next_gather < r->n_started &&
+           r->b[r->order[r->next_gather]].state == B_EXCHANGED)
+        bucket_sum_gather(&r->b[r->order[r->next_gather++]], r->g, &r->gather, r->m);
 }
 
 static int reduced_by_buckets(const struct model *m, const struct grid *g, int i) {
@@ -142,7 +246,10 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
     r->m = m;
     r->g = g;
     r->algo = DP_FLAT;
-    if (strcmp(cfg->allreduce, "hier") == 0 ||
+    if (strcmp(cfg->grad_reduce, "bf16") == 0) {
+        /* config_validate refuses allreduce = hier with it */
+        r->algo = DP_BF16;
+    } else if (strcmp(cfg->allreduce, "hier") == 0 ||
         (strcmp(cfg->allreduce, "auto") == 0 && g->dp_nodes > 1)) {
         if (g->hier_ok) r->algo = DP_HIER;
         else tr_warn("hierarchical all-reduce needs the same number of data-parallel peers "
@@ -182,18 +289,18 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
         comm_dup(&r->gather, &g->comm, COMM_DP_NODE);
     }
+    if (r->algo == DP_BF16 && g->dp > 1) {
+        for (int i = 0; i < r->n_buckets; i++) bucket_plan_bf16(&r->b[i], g, m);
+        comm_dup(&r->gather, &g->comm, COMM_DP);
+    }
 }
 
 void dpr_free(struct dp_reducer *r) {
-    for (int i = 0; i < r->n_buckets; i++) {
-        tr_free(r->b[i].chunk);
-        tr_free(r->b[i].counts);
-        tr_free(r->b[i].displs);
-    }
+    for (int i = 0; i < r->n_buckets; i++) bucket_free(&r->b[i], r->m->be);
     tr_free(r->b);
     tr_free(r->bucket_of);
     tr_free(r->order);
-    if (r->algo == DP_HIER) comm_free(&r->gather);
+    if (r->algo == DP_HIER || (r->algo == DP_BF16 && r->g->dp > 1)) comm_free(&r->gather);
     memset(r, 0, sizeof *r);
 }
 
@@ -213,7 +320,7 @@ void dpr_ready(struct dp_reducer *r, int first, int n) {
         int b = r->bucket_of[i];
         if (b < 0) continue;
         if (--r->b[b].pending == 0) {
-            bucket_start(&r->b[b], r->g, r->algo, r->m->grads);
+            bucket_start(&r->b[b], r->g, r->algo, r->m->grads, r->m);
             r->order[r->n_started++] = b;
         }
     }
@@ -240,7 +347,7 @@ void dpr_finish(struct dp_reducer *r) {
                 /* every earlier bucket is done, so this one's next phase can start */
                 bucket_poll(b, 1);
                 issue_in_order(r);
-                if (b->state == B_SCATTERED || b->state == B_CROSSED)
+                if (b->state == B_SCATTERED || b->state == B_CROSSED || b->state == B_EXCHANGED)
                     TR_ABORT("gradient bucket %d could not start its next phase", r->order[k]);
             }
         }
@@ -253,7 +360,7 @@ void dpr_finish(struct dp_reducer *r) {
         struct tensor dwte = model_param(m, m->grads, -1, PK_WTE);
         comm_allreduce(&g->comm, COMM_EMB, dwte.data, (long)tensor_numel(dwte), COMM_F32,
                        COMM_SUM);
-        dpr_allreduce(g, r->algo, tensor_reshape(dwte, 1, tensor_numel(dwte)));
+        dpr_allreduce(g, m, r->algo, tensor_reshape(dwte, 1, tensor_numel(dwte)));
     }
     r->t_exposed = tr_now() - t0;
 }

@@ -20,7 +20,7 @@
 #include "comm.h"
 #include "model.h"
 
-enum dp_algo { DP_FLAT = 0, DP_HIER = 1 };
+enum dp_algo { DP_FLAT = 0, DP_HIER = 1, DP_BF16 = 2 };
 
 struct dp_bucket;
 
@@ -56,7 +56,8 @@ void dpr_finish(struct dp_reducer *r);
 
 /* One blocking all-reduce (sum) of n floats with the chosen algorithm — the same code
  * path as the buckets; used by tests and benchmarks. */
-void dpr_allreduce(const struct grid *g, enum dp_algo algo, struct tensor x);
+void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo algo,
+                   struct tensor x);
 
 const char *dpr_algo_name(enum dp_algo a);
 

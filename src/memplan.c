@@ -65,6 +65,11 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
         b->bytes[MEM_REDUCE] = mm.params * 3 / 4;
         if (strcmp(cfg->allreduce, "flat") != 0 && g->ranks_per_node < g->world_size)
             b->bytes[MEM_REDUCE] += mm.params / TR_MAX(g->ranks_per_node, 1);
+        /* bf16 on the wire (dp.c): per bucket, the bucket and the slices received in
+         * bf16 (2 + 2 bytes a gradient) and this rank's slice in fp32 and bf16; no MPI
+         * reduction temporaries (an all-to-all and an all-gather) */
+        if (strcmp(cfg->grad_reduce, "bf16") == 0)
+            b->bytes[MEM_REDUCE] = mm.params + mm.params * 3 / 2 / TR_MAX(g->dp, 1);
     }
     int64_t n_win = (int64_t)TR_MAX(cfg->grad_accum, 1) * B;
     b->bytes[MEM_DATA] = align64(sizeof(int32_t) * n_win * (T + 1)) +

@@ -308,6 +308,47 @@ static void test_allgather_and_allgatherv_place_every_member(void) {
     }
 }
 
+/* personalised exchange: member r sends j + r + 1 elements to member j (pattern r), with
+ * gaps on both sides; every dtype, both forms */
+static void test_alltoallv_delivers_each_pair(void) {
+    const struct comm *c = &cur->comm;
+    for (int gi = 0; gi < N_OF(groups); gi++) {
+        enum comm_group grp = groups[gi];
+        if (!in_group(grp)) continue;
+        int r = comm_rank(c, grp), size = comm_size(c, grp);
+        for (int di = 0; di < N_OF(all_dtypes); di++)
+            for (int mode = 0; mode < 2; mode++) {
+                enum comm_dtype dt = all_dtypes[di];
+                int eb = comm_dtype_bytes(dt);
+                unsigned char send[1024], recv[1024]; /* 4 ranks of 8 bytes: 26 each */
+                int sc[8], sd[8], rc[8], rd[8], sat = 0, rat = 0;
+                for (int j = 0; j < size; j++) {
+                    sc[j] = j + r + 1;
+                    sd[j] = sat;
+                    sat += sc[j] + 1;
+                    rc[j] = r + j + 1;
+                    rd[j] = rat;
+                    rat += rc[j] + 1;
+                }
+                for (int j = 0; j < size; j++) fill_pat(send + (long)sd[j] * eb, r, sc[j], eb);
+                memset(recv, 0xEE, sizeof recv);
+                struct comm_req req = COMM_REQ_NULL;
+                if (mode == 0) comm_alltoallv(c, grp, send, sc, sd, recv, rc, rd, dt);
+                else {
+                    comm_alltoallv_start(c, grp, send, sc, sd, recv, rc, rd, dt, &req);
+                    comm_wait(&req);
+                }
+                for (int j = 0; j < size; j++) {
+                    CHECK_MSG(same_pat(recv + (long)rd[j] * eb, j, rc[j], eb),
+                              "all-to-all group %s dtype %s from member %d",
+                              comm_group_name(grp), comm_dtype_name(dt), j);
+                    const unsigned char *gap = recv + (long)(rd[j] + rc[j]) * eb;
+                    for (int k = 0; k < eb; k++) CHECK(gap[k] == 0xEE);
+                }
+            }
+    }
+}
+
 static void test_bcast_from_every_root(void) {
     const struct comm *c = &cur->comm;
     for (int gi = 0; gi < N_OF(groups); gi++) {
@@ -455,6 +496,7 @@ static void run_all(void) {
     RUN(test_context_on_a_bare_communicator);
     RUN(test_reduce_scatter_gives_each_member_its_sum_slice);
     RUN(test_allgather_and_allgatherv_place_every_member);
+    RUN(test_alltoallv_delivers_each_pair);
     RUN(test_bcast_from_every_root);
     RUN(test_send_recv_match_by_tag_in_order);
     RUN(test_gather_and_gatherv_reach_the_root);
