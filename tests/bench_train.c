@@ -9,6 +9,10 @@
  * (model rate / peak) and BLAS efficiency (model rate / sgemm), and where the time goes.
  *
  *   bin/bench_train [--n_layer=12 --n_embd=768 ... any config key] [--steps=N]
+ *                   [--precision=fp32|bf16|fp16]
+ *
+ * (The sgemm reference is fp32 whatever the precision: on the CPU backend 16-bit
+ * operands are widened to fp32 for the GEMMs, kernels.h.)
  *
  * Like trident, it replaces OpenBLAS' kernels by faster ones the CPU runs (re-exec with
  * OPENBLAS_CORETYPE) unless OPENBLAS_CORETYPE is set: set it to see a slow BLAS in MFU.
@@ -104,9 +108,9 @@ int main(int argc, char **argv) {
     const int B = cfg.micro_batch, T = cfg.seq_len, C = cfg.n_embd, Vp = m.Vp;
     const int BT = B * T;
     printf("bench_train: L=%d heads=%d C=%d T=%d micro-batch=%d vocab=%d (padded %d), "
-           "%.1fM parameters, %d threads, BLAS core '%s'\n",
+           "%.1fM parameters, precision %s, %d threads, BLAS core '%s'\n",
            cfg.n_layer, cfg.n_head, C, T, B, cfg.vocab_size, Vp, m.n_logical / 1e6,
-           kernels_threads(), kernels_blas_corename());
+           kdtype_name(m.dt), kernels_threads(), kernels_blas_corename());
 
     /* --- the machine's sgemm rate on the model's shapes ----------------------------- */
     struct { CBLAS_TRANSPOSE ta, tb; int M, N, K; float beta; int per_layer; } shapes[] = {
@@ -149,12 +153,16 @@ int main(int argc, char **argv) {
     double *step_opt = tr_calloc((size_t)steps, sizeof(double));
     double(*step_kt)[KT_COUNT] = tr_calloc((size_t)steps, sizeof *step_kt);
     for (int s = 0; s < steps; s++) {
-        struct acts *a = &m.slots[0];
+        /* the CPU backend's memory is the host's: the bench writes the token ids in place */
+        int32_t *tokens = backend_host_view(m.be, m.slots[0].tokens.data);
+        int32_t *targets = backend_host_view(m.be, m.slots[0].targets.data);
+        if (!tokens || !targets || m.slots[0].tokens.dt != KDT_I32)
+            TR_ABORT("bench_train needs int32 token ids in host memory");
         for (int i = 0; i < BT; i++) {
-            a->tokens[i] = (int32_t)rng_below(rng_key3(7, (uint64_t)s, (uint64_t)i),
-                                              (uint64_t)cfg.vocab_size);
-            a->targets[i] = (int32_t)rng_below(rng_key3(8, (uint64_t)s, (uint64_t)i),
-                                               (uint64_t)cfg.vocab_size);
+            tokens[i] = (int32_t)rng_below(rng_key3(7, (uint64_t)s, (uint64_t)i),
+                                           (uint64_t)cfg.vocab_size);
+            targets[i] = (int32_t)rng_below(rng_key3(8, (uint64_t)s, (uint64_t)i),
+                                            (uint64_t)cfg.vocab_size);
         }
         model_timers_reset(&m);
         double t0 = tr_now();
