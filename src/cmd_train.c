@@ -246,15 +246,18 @@ static void write_metrics(const struct trainer *t, int step, double loss, float 
                           double peak, double val) {
     FILE *f = t->metrics;
     const struct step_times *m = &v->mean;
+    /* JSON has no inf or NaN: an overflowed fp16 step's norm is written as null */
+    char norm_text[32] = "null";
+    if (isfinite(norm)) snprintf(norm_text, sizeof norm_text, "%.6f", norm);
     fprintf(f,
-            "{\"step\":%d,\"loss\":%.17g,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,"
+            "{\"step\":%d,\"loss\":%.17g,\"lr\":%.6e,\"grad_norm\":%s,\"tokens_per_s\":%.1f,"
             "\"ms_per_step\":%.3f,\"gflops_per_rank\":%.3f,\"mfu\":%.4f,\"blas_eff\":%.4f,"
             "\"peak_gflops_per_rank\":%.1f,"
             "\"t_compute\":%.6f,\"t_tp_comm\":%.6f,\"t_pipe_wait\":%.6f,\"t_dp_exposed\":%.6f,"
             "\"t_optimizer\":%.6f,\"t_data\":%.6f,\"bubble\":%.4f,\"bubble_theory\":%.4f,"
             "\"slowest_ms\":%.3f,\"fastest_ms\":%.3f,\"slowest_rank\":%d,"
             "\"peak_mem_mb_max\":%.1f,\"peak_mem_mb_min\":%.1f,\"device_peak_mb_max\":%.1f",
-            step, loss, lr, norm, tok_s, v->slowest * 1e3, e->gflops, e->mfu, e->blas_eff, peak,
+            step, loss, lr, norm_text, tok_s, v->slowest * 1e3, e->gflops, e->mfu, e->blas_eff, peak,
             m->compute, m->tp_comm,
             m->pipe_wait, m->dp_exposed, m->optimizer, m->data,
             m->total > 0 ? m->pipe_wait / m->total : 0.0,

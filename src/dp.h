@@ -54,8 +54,9 @@ void dpr_progress(struct dp_reducer *r);
  * gradients over the data-parallel group. */
 void dpr_finish(struct dp_reducer *r);
 
-/* One blocking all-reduce (sum) of n floats with the chosen algorithm — the same code
- * path as the buckets; used by tests and benchmarks. */
+/* One blocking all-reduce (sum) of the fp32 tensor x with the chosen algorithm — the same
+ * code path as the buckets; used by tests and benchmarks. m (whose kernels round and sum)
+ * is needed for DP_BF16 only. */
 void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo algo,
                    struct tensor x);
 

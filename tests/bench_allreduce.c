@@ -21,7 +21,7 @@ static double time_one(const struct grid *g, enum dp_algo algo, float *x, long n
         for (long i = 0; i < n; i++) x[i] = (float)(g->world_rank + 1);
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = tr_now();
-        dpr_allreduce(g, algo, tensor_1d(x, KDT_F32, n));
+        dpr_allreduce(g, NULL, algo, tensor_1d(x, KDT_F32, n));
         double dt = tr_now() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         if (dt < best) best = dt;
