@@ -1,9 +1,11 @@
 /* test_backend.c — the backend context: memory round trips, alignment, exact memory
- * statistics, event timing, and a clear refusal of devices this build lacks. */
+ * statistics (workspaces included), event timing, the one kernel table, and a clear
+ * refusal of devices this build lacks. */
 #include <stdint.h>
 #include <string.h>
 
 #include "backend.h"
+#include "backend_impl.h"  /* backend_workspace: private to kernels/, tested here */
 #include "test.h"
 
 static struct backend *cpu(void)
@@ -14,15 +16,18 @@ static struct backend *cpu(void)
     return b;
 }
 
-static void test_cpu_backend_names_itself_and_gives_the_f32_kernels(void)
+static void test_cpu_backend_names_itself_and_gives_the_one_kernel_table(void)
 {
-    struct backend *b = cpu();
-    if (!b) return;
+    struct backend *b = cpu(), *b2 = cpu();
+    if (!b || !b2) { backend_free(b); backend_free(b2); return; }
     CHECK(strcmp(backend_name(b), "cpu") == 0);
     CHECK(backend_device(b) == KDEV_CPU);
-    CHECK(backend_kernels(b, KDT_F32) == kernels_get(KDEV_CPU, KDT_F32));
-    CHECK(backend_kernels(b, KDT_BF16) == NULL);
+    const struct kernels *k = backend_kernels(b);
+    CHECK(k != NULL && k->name != NULL && strcmp(k->name, "cpu") == 0);
+    /* one table for every dtype and every CPU backend */
+    CHECK(backend_kernels(b2) == k);
     backend_free(b);
+    backend_free(b2);
 }
 
 static void test_memset_and_copies_round_trip(void)
@@ -97,6 +102,74 @@ static void test_memory_stats_count_current_and_peak_bytes_exactly(void)
     backend_free(b);
 }
 
+static void test_workspace_is_counted_and_grows_only_when_asked_for_more(void)
+{
+    struct backend *b = cpu();
+    if (!b) return;
+    struct backend_mem s;
+    void *p = backend_workspace(b, 0, 1000);       /* counted as 1024 */
+    backend_mem_stats(b, &s);
+    CHECK(p != NULL && (uintptr_t)p % 64 == 0);
+    CHECK(s.current == 1024 && s.peak == 1024 && s.n_allocs == 1);
+    CHECK(backend_workspace(b, 0, 1000) == p);     /* the same size again: kept */
+    CHECK(backend_workspace(b, 0, 10) == p);       /* less: kept, never shrunk */
+    backend_mem_stats(b, &s);
+    CHECK(s.current == 1024 && s.peak == 1024 && s.n_allocs == 1);
+    void *q = backend_workspace(b, 0, 5000);       /* more: replaced, 5056 counted */
+    backend_mem_stats(b, &s);
+    CHECK(q != NULL && (uintptr_t)q % 64 == 0);
+    CHECK(s.current == 5056 && s.n_allocs == 1);   /* the old buffer went back */
+    CHECK(s.peak >= 5056 && s.peak <= 1024 + 5056);
+    memset(q, 0x5a, 5000);                         /* all of it is usable */
+    void *o = backend_workspace(b, 1, 64);         /* another slot: its own buffer */
+    backend_mem_stats(b, &s);
+    CHECK(o != NULL && o != q && s.current == 5056 + 64 && s.n_allocs == 2);
+    CHECK(backend_workspace(b, 0, 5000) == q);
+    /* workspaces and ordinary allocations are counted together */
+    void *a = backend_alloc(b, 100);
+    backend_mem_stats(b, &s);
+    CHECK(s.current == 5056 + 64 + 128 && s.n_allocs == 3);
+    backend_free_mem(b, a);
+    backend_free(b);  /* the workspaces go with the context */
+}
+
+/* The CPU kernels use the workspace for 16-bit tensors only (widened to fp32 there), and
+ * a call that fits in what the workspaces hold allocates nothing. */
+static void test_16bit_kernels_use_the_workspace_and_fp32_ones_do_not(void)
+{
+    struct backend *b = cpu();
+    if (!b) return;
+    const struct kernels *k = backend_kernels(b);
+    enum { M = 8, K = 16, N = 24 };
+    float *inp = backend_alloc(b, M * K * 4), *w = backend_alloc(b, N * K * 4),
+          *out = backend_alloc(b, M * N * 4);
+    uint16_t *inp16 = backend_alloc(b, M * K * 2), *w16 = backend_alloc(b, N * K * 2),
+             *out16 = backend_alloc(b, M * N * 2);
+    backend_memset(b, inp, 0, M * K * 4);
+    backend_memset(b, w, 0, N * K * 4);
+    backend_memset(b, inp16, 0, M * K * 2);
+    backend_memset(b, w16, 0, N * K * 2);
+    struct backend_mem s0, s1, s2, s3;
+    backend_mem_stats(b, &s0);
+    k->matmul_fwd(b, tensor_2d(out, KDT_F32, M, N), tensor_2d(inp, KDT_F32, M, K),
+                  tensor_2d(w, KDT_F32, N, K), TENSOR_NONE);
+    backend_mem_stats(b, &s1);
+    CHECK(s1.current == s0.current && s1.n_allocs == s0.n_allocs);  /* fp32: in place */
+    k->matmul_fwd(b, tensor_2d(out16, KDT_BF16, M, N), tensor_2d(inp16, KDT_BF16, M, K),
+                  tensor_2d(w16, KDT_BF16, N, K), TENSOR_NONE);
+    backend_mem_stats(b, &s2);
+    /* out, inp, w widened: one fp32 buffer each, in whole 64-byte blocks */
+    CHECK(s2.current == s0.current + (M * N + M * K + N * K) * 4 && s2.n_allocs == s0.n_allocs + 3);
+    CHECK(s2.peak >= s2.current);
+    k->matmul_fwd(b, tensor_2d(out16, KDT_F16, M, N), tensor_2d(inp16, KDT_F16, M, K),
+                  tensor_2d(w16, KDT_F16, N, K), TENSOR_NONE);
+    k->matmul_fwd(b, tensor_2d(out16, KDT_BF16, M / 2, N), tensor_2d(inp16, KDT_BF16, M / 2, K),
+                  tensor_2d(w16, KDT_BF16, N, K), TENSOR_NONE);
+    backend_mem_stats(b, &s3);
+    CHECK(s3.current == s2.current && s3.n_allocs == s2.n_allocs);  /* reused, not grown */
+    backend_free(b);
+}
+
 static void test_events_time_monotonically(void)
 {
     struct backend *b = cpu();
@@ -142,10 +215,12 @@ static void test_unknown_device_is_refused(void)
 
 int main(void)
 {
-    RUN(test_cpu_backend_names_itself_and_gives_the_f32_kernels);
+    RUN(test_cpu_backend_names_itself_and_gives_the_one_kernel_table);
     RUN(test_memset_and_copies_round_trip);
     RUN(test_allocations_are_64_byte_aligned);
     RUN(test_memory_stats_count_current_and_peak_bytes_exactly);
+    RUN(test_workspace_is_counted_and_grows_only_when_asked_for_more);
+    RUN(test_16bit_kernels_use_the_workspace_and_fp32_ones_do_not);
     RUN(test_events_time_monotonically);
     RUN(test_cuda_is_refused_with_the_reason_when_not_built_in);
     RUN(test_unknown_device_is_refused);
