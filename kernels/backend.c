@@ -160,7 +160,7 @@ void *backend_workspace(struct backend *b, int slot, size_t n_bytes)
     if (w->n_bytes < n_bytes) {
         backend_free_mem(b, w->p);
         w->p = backend_alloc(b, n_bytes);
-        w->n_bytes = n_bytes;
+        w->n_bytes = (n_bytes + 63) & ~(size_t)63;  /* what the block really holds */
     }
     return w->p;
 }

@@ -136,7 +136,8 @@ static int slot_arrays(const struct model *m, struct acts *a, struct buf out[]) 
     return n;
 }
 
-/* The backward scratch (shared by all slots) and the tensor-parallel staging: the same
+/* The backward scratch (shared by all slots; dt but for the attention scratch) and the
+ * tensor-parallel staging: the same
  * kind of list. */
 #define SCRATCH_ARRAYS 7
 static int scratch_arrays(struct model *m, struct buf out[]) {
@@ -149,7 +150,9 @@ static int scratch_arrays(struct model *m, struct buf out[]) {
     ARR(dqkv, dt, BT, 3 * m->Cl);
     ARR(datty, dt, BT, m->Cl);
     ARR(dfch, dt, BT, m->Fl);
-    ARR(att_scratch, dt, (int64_t)m->B * m->NHl * m->T, m->T);
+    /* the attention backward's scratch holds nothing between calls: fp32, which the CPU
+     * backend computes in anyway (a 16-bit one would be widened into a workspace) */
+    ARR(att_scratch, KDT_F32, (int64_t)m->B * m->NHl * m->T, m->T);
     /* 16-bit tensor-parallel sums go through fp32: the largest is a [BT][C] activation */
     ARR(tp.f32, KDT_F32, m->grid->tp > 1 && kdtype_is_16bit(dt), BT * m->C);
 #undef ARR
@@ -237,7 +240,7 @@ static int64_t max2(int64_t a, int64_t b) { return a > b ? a : b; }
  * largest tensor each workspace slot of kernels/cpu/typed.c receives over one step of
  * this stage (slot A: a kernel's output or first input; B: the second input or the
  * attention probabilities; C: the weights or the third input; D: the weights of a
- * backward GEMM or the saved probabilities; E: the attention backward's scratch), as
+ * backward GEMM or the saved probabilities; the attention scratch is fp32 already), as
  * fp32. It follows typed.c's assignment of tensors to slots. */
 static int64_t widen_bytes(const struct model *m) {
     if (m->dt == KDT_F32) return 0;
@@ -247,9 +250,9 @@ static int64_t widen_bytes(const struct model *m) {
     const int64_t act = m->nl ? BT * max2(max2(3 * Cl, C), Fl) : BT * C;
     const int64_t wmax = m->nl ? max2(3 * Cl, Fl) * C : 0;
     int64_t a = max2(act, head), b = max2(max2(act, head), att);
-    int64_t c = max2(max2(act, wmax), headw), d = max2(max2(wmax, headw), att), e = att;
-    int64_t slots[5] = {a, b, c, d, e}, total = 0;
-    for (int i = 0; i < 5; i++)
+    int64_t c = max2(max2(act, wmax), headw), d = max2(max2(wmax, headw), att);
+    int64_t slots[4] = {a, b, c, d}, total = 0;
+    for (int i = 0; i < 4; i++)
         if (slots[i]) total += alloc_bytes(sizeof(float) * (size_t)slots[i]);
     return total;
 }
