@@ -9,12 +9,13 @@
 #   5. checkpoint write/read bandwidth vs dd with fsync on the same filesystem
 #   6. data wait as a share of the step on the demo config
 #   7. fault campaign: a 2×2×2 job SIGKILLed 24 times and resumed (tests/fault_campaign.sh)
+#   8. mixed precision: peak memory, tokens/s and MFU of fp32, bf16 and fp16
 # Sections can be picked: tests/bench.sh 1 3
 set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 NCORES=$(nproc)
-SECTIONS=${*:-1 2 3 4 5 6 7}
+SECTIONS=${*:-1 2 3 4 5 6 7 8}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -122,4 +123,28 @@ if want 7; then
     echo
     echo "== 7. fault campaign: 24 SIGKILLs of a 2×2×2 job at random phases, ranks and steps, resumed each time"
     tests/fault_campaign.sh -k 24 -s "${TRIDENT_CAMPAIGN_SEED:-1}" -o "${TRIDENT_CAMPAIGN_DIR:-$TMP/campaign}" | sed -n '/^$/,$p'
+fi
+
+if want 8; then
+    echo
+    echo "== 8. mixed precision on the bench model, 1 rank × $NCORES threads: peak memory, tokens/s, MFU"
+    printf '%-10s %12s %14s %12s %10s %8s %8s %10s\n' precision "device MB" "vs fp32" "RSS MB" tokens/s "vs fp32" MFU "BLAS eff"
+    for p in fp32 bf16 fp16; do
+        OMP_NUM_THREADS=$NCORES bin/trident train inputs/small.conf "${BENCH_MODEL[@]}" --steps=7 \
+            --precision=$p --run_dir="$TMP/prec_$p" >/dev/null 2>&1
+        f="$TMP/prec_$p/metrics.jsonl"
+        dev=$(series device_peak_mb_max "$f" | sort -k2 -g | tail -n 1 | cut -d' ' -f2)
+        rss=$(series peak_mem_mb_max "$f" | sort -k2 -g | tail -n 1 | cut -d' ' -f2)
+        tok=$(series tokens_per_s "$f" | median)
+        mfu=$(series mfu "$f" | median)
+        eff=$(series blas_eff "$f" | median)
+        [ $p = fp32 ] && { dev32=$dev; tok32=$tok; }
+        awk -v p=$p -v d="$dev" -v d0="$dev32" -v r="$rss" -v t="$tok" -v t0="$tok32" -v m="$mfu" -v e="$eff" \
+            'BEGIN { printf "%-10s %12.0f %13.2fx %12.0f %10.0f %7.2fx %7.1f%% %9.1f%%\n", p, d, d / d0, r, t, t / t0, 100 * m, 100 * e }'
+    done
+    echo "(device MB: the backend's peak allocation: weights, gradients, optimizer state,"
+    echo " activations, workspaces. 16-bit keeps fp32 masters and adds a 16-bit copy of the"
+    echo " weights; it halves the activations. On this CPU 16-bit operands are widened to fp32"
+    echo " for the arithmetic (no 16-bit GEMM in use), so 16-bit costs conversions, not saves"
+    echo " FLOPs. BLAS efficiency is against the matmul kernel of the same precision.)"
 fi
