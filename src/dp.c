@@ -40,6 +40,19 @@ const char *dpr_algo_name(enum dp_algo a) {
     return a == DP_HIER ? "hierarchical" : a == DP_BF16 ? "flat, bf16 on the wire" : "flat";
 }
 
+/* The bucket in p contiguous slices, the first n % p one element longer: counts and
+ * displacements (elements) of each. */
+static void split_evenly(struct dp_bucket *b, int p) {
+    b->counts = tr_malloc(sizeof(int) * (size_t)p);
+    b->displs = tr_malloc(sizeof(int) * (size_t)p);
+    long base = b->n / p, extra = b->n % p, off = 0;
+    for (int i = 0; i < p; i++) {
+        b->counts[i] = (int)(base + (i < extra));
+        b->displs[i] = (int)off;
+        off += b->counts[i];
+    }
+}
+
 static struct tensor dev_tensor(struct backend *be, enum kdtype dt, long n) {
     return tensor_1d(backend_alloc(be, kdtype_size(dt) * (size_t)(n > 0 ? n : 1)), dt, n);
 }
@@ -49,16 +62,9 @@ static struct tensor dev_tensor(struct backend *be, enum kdtype dt, long n) {
 static void bucket_plan_bf16(struct dp_bucket *b, const struct grid *g, const struct model *m) {
     struct backend *be = m->be;
     int p = comm_size(&g->comm, COMM_DP), me = comm_rank(&g->comm, COMM_DP);
-    b->counts = tr_malloc(sizeof(int) * (size_t)p);
-    b->displs = tr_malloc(sizeof(int) * (size_t)p);
+    split_evenly(b, p);
     b->rcounts = tr_malloc(sizeof(int) * (size_t)p);
     b->rdispls = tr_malloc(sizeof(int) * (size_t)p);
-    long base = b->n / p, extra = b->n % p, off = 0;
-    for (int i = 0; i < p; i++) {
-        b->counts[i] = (int)(base + (i < extra));
-        b->displs[i] = (int)off;
-        off += b->counts[i];
-    }
     for (int i = 0; i < p; i++) {
         b->rcounts[i] = b->counts[me];
         b->rdispls[i] = i * b->counts[me];
@@ -88,15 +94,8 @@ static int node_size(const struct grid *g) { return comm_size(&g->comm, COMM_DP_
 
 static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g) {
     int ls = node_size(g);
-    b->counts = tr_malloc(sizeof(int) * (size_t)ls);
-    b->displs = tr_malloc(sizeof(int) * (size_t)ls);
-    long base = b->n / ls, extra = b->n % ls, off = 0;
-    for (int i = 0; i < ls; i++) {
-        b->counts[i] = (int)(base + (i < extra));
-        b->displs[i] = (int)off;
-        off += b->counts[i];
-    }
-    b->chunk = tr_malloc(sizeof(float) * (size_t)(base + 1));
+    split_evenly(b, ls);
+    b->chunk = tr_malloc(sizeof(float) * (size_t)(b->n / ls + 1));
 }
 
 static void bucket_unpack(struct dp_bucket *b, const struct model *m);

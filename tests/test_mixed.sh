@@ -39,6 +39,9 @@ if mean > 0.03 or abs(ta - tb) > 0.03:
 EOF
 }
 
+# series_of KEY RUN_DIR: "step value" of every training step
+series_of() { sed -n "s/^{\"step\":\([0-9]*\),.*\"$1\":\([-0-9.e]*\),.*/\1 \2/p" "$2/metrics.jsonl"; }
+
 # --- bf16 and fp16 follow fp32 -------------------------------------------------------
 for lay in 1 222; do
     if [ $lay = 1 ]; then np=1; args=(); else np=8; args=("${L222[@]}"); fi
@@ -53,6 +56,15 @@ for lay in 1 222; do
         else fail "${p}_follows_fp32_curve_layout_$lay" "$why"; fi
     done
 done
+
+# fp16 reports (and clips by) the norm of the unscaled gradient: the first steps' norms
+# are fp32's within 1 % (a missing division by the scale is off by 65536x)
+why=$(paste -d' ' <(series_of grad_norm "$TEST_TMP/curve_1_fp32") <(series_of grad_norm "$TEST_TMP/curve_1_fp16") |
+      head -n 5 | awk '{ n++; r = ($2 - $4) / $2; if (r < 0) r = -r;
+                         if (r > 0.01) { print "step " $1 ": norm " $4 " vs fp32 " $2; bad = 1 } }
+                       END { if (n < 5) { print "only " n " steps"; bad = 1 } exit bad }')
+if [ -z "$why" ]; then pass "fp16_gradient_norm_is_unscaled"
+else fail "fp16_gradient_norm_is_unscaled" "$why"; fi
 
 # --- fp16: a forced overflow at step 7 on the highest rank ---------------------------
 OVF=("${BASE[@]}" "${L222[@]}" --steps=12 --precision=fp16)
