@@ -10,7 +10,18 @@
  * A product is a oneDNN matmul primitive built once per shape (the JIT makes creation
  * cost milliseconds) and kept in a small cache; the arrays are handed to it at each
  * call. oneDNN sums in a fixed order for a given shape and thread count, so the same
- * inputs give the same bits from run to run (not the bits of widen + sgemm).
+ * inputs give the same bits from run to run (not the bits of widen + sgemm: about 0.01%
+ * of bf16 results differ by one ulp, tests/bench_gemm16.c).
+ *
+ * Arithmetic: products of bf16 pairs are exact in fp32 and summed in fp32 (vdpbf16ps),
+ * as in the widened path; a bf16 result is rounded to nearest even once, by oneDNN
+ * (vcvtneps2bf16). Unlike convert.c, that instruction pair treats bf16 subnormal inputs
+ * (below 1.2e-38) as zero and flushes subnormal results to zero: far below anything a
+ * GEMM of activations and weights produces.
+ *
+ * Measured on a 2-core AMD EPYC (Zen 5), M = 1024 and GPT-2 124M's (K, N), one thread:
+ * about 450 GFLOP/s against 220 for widen + AVX-512 sgemm (OpenBLAS "SkylakeX" /
+ * "Cooperlake" kernels) and 115 with its AVX2 "Haswell" kernels.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,8 @@
  * lookup (reads a few rows of the table, not all of it), the non-finite count (looks at
  * exponent bits), and the linear layers on bf16 tensors where the CPU has AVX512_BF16
  * and oneDNN is built in (matmul16.c): their products run on bf16 inputs with fp32
- * sums, 1.6-2x faster than widening + AVX-512 sgemm (tests/bench_gemm16.c). Their bits
+ * sums, 1.5-2x faster than widening + AVX-512 sgemm and 3-4x faster than widening +
+ * OpenBLAS's AVX2 "Haswell" kernels on a Zen 5 (tests/bench_gemm16.c). Their bits
  * differ from the widened path's (another summation order), not from run to run;
  * TRIDENT_BF16_GEMM=0 keeps the widened path.
  *
