@@ -14,6 +14,13 @@ HDF5_CFLAGS ?= $(shell pkg-config --cflags $(HDF5_PC) 2>/dev/null)
 HDF5_LIBS   ?= $(shell pkg-config --libs $(HDF5_PC) 2>/dev/null)
 CFLAGS   += $(HDF5_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS   := $(HDF5_LIBS) -lopenblas -lm
+# oneDNN 2.x (Debian: libdnnl-dev), when installed: bf16 GEMMs on AVX512_BF16 CPUs
+# (kernels/cpu/matmul16.c). Without it trident builds and runs as before. DNNL=0 leaves it out.
+DNNL     ?= $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+ifeq ($(DNNL),1)
+CFLAGS   += -DTR_HAVE_DNNL
+LDLIBS   += -ldnnl
+endif
 
 BUILD    := build
 BIN      := bin

@@ -18,6 +18,20 @@ void   cpu_matmul_fwd(float *out, const float *inp, const float *w, const float 
                       int M, int K, int N);
 void   cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                       const float *inp, const float *w, int M, int K, int N);
+/* dbias[N] += column sums of a bf16 dout[M][N]: the bits of cpu_matmul_bwd's on dout widened */
+void   cpu_matmul_dbias_bf16(float *dbias, const uint16_t *dout, int M, int N);
+/* matmul16.c: bf16 GEMM on AVX512_BF16 (oneDNN), for bf16 tensors.
+ * C[M][N] = op(A)[M][K] @ op(B)[K][N] (+ bias[N]) (+ C when accumulate), row-major; op(X)
+ * is X, or X^T when trans_x (X stored [K][M] or [N][K]); A, B bf16, fp32 sums; C fp32, or
+ * bf16 when c_bf16; bias fp32, or bf16 when bias_bf16. Returns 0 when done, -1 when it
+ * cannot (no oneDNN, no avx512_bf16, TRIDENT_BF16_GEMM=0, or oneDNN refused the shape):
+ * the caller then computes the product its own way. Not thread-safe: one caller. */
+int    cpu_gemm_bf16_ready(void);          /* 1 when cpu_gemm_bf16 computes (CPU + library) */
+const char *cpu_gemm_bf16_impl(void);      /* what it uses, or why not */
+const char *cpu_gemm_bf16_last_impl(void); /* oneDNN's kernel for the last product */
+int    cpu_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const uint16_t *A,
+                     int lda, const uint16_t *B, int ldb, const void *bias, int bias_bf16,
+                     int accumulate, void *C, int c_bf16, int ldc);
 void   cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
                          const float *w, const float *b, int N, int C);
 void   cpu_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout,

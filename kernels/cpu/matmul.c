@@ -1,8 +1,10 @@
-/* matmul.c — linear layers, out = inp @ W^T + bias, on OpenBLAS sgemm. */
+/* matmul.c — linear layers, out = inp @ W^T + bias, on OpenBLAS sgemm (bf16 GEMMs on
+ * AVX512_BF16: matmul16.c). */
 #include <cblas.h>
 #include <string.h>
 
 #include "common.h"
+#include "convert.h"
 #include "cpu.h"
 
 /* Columns per dbias block: 64 floats = four cache lines, and a whole AVX-512 multiple. */
@@ -37,6 +39,25 @@ static void matmul_dbias(float *dbias, const float *dout, int M, int N)
             const float *row = dout + (size_t)i * N + j0;
 #pragma omp simd
             for (int j = 0; j < nj; j++) acc[j] += row[j];
+        }
+        for (int j = 0; j < nj; j++) dbias[j0 + j] += acc[j];
+    }
+}
+
+/* The same sums over a bf16 dout (each value widened exactly as it is read): the same
+ * order, so the same bits as widening dout first and calling matmul_dbias. */
+void cpu_matmul_dbias_bf16(float *dbias, const uint16_t *dout, int M, int N)
+{
+    int n_blocks = (N + MATMUL_COL_BLOCK - 1) / MATMUL_COL_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < n_blocks; blk++) {
+        int j0 = blk * MATMUL_COL_BLOCK;
+        int nj = TR_MIN(MATMUL_COL_BLOCK, N - j0);
+        float acc[MATMUL_COL_BLOCK] = { 0 };
+        for (int i = 0; i < M; i++) {
+            const uint16_t *row = dout + (size_t)i * N + j0;
+#pragma omp simd
+            for (int j = 0; j < nj; j++) acc[j] += cvt_bf16_to_f32_1(row[j]);
         }
         for (int j = 0; j < nj; j++) dbias[j0 + j] += acc[j];
     }

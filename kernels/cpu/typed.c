@@ -4,10 +4,15 @@
  * kernels/cpu/ on them. An fp32 tensor is used in place (the fp32 path is the fp32
  * kernel itself, bit for bit). A 16-bit tensor is widened into one of the backend's
  * workspaces first and, if the kernel writes it, narrowed back (round to nearest even)
- * afterwards: this CPU has no 16-bit arithmetic the BLAS could use, so bf16 and fp16
- * store half the bytes and compute in fp32 (kernels.h). Exceptions that skip the
- * workspace: the embedding lookup (reads a few rows of the table, not all of it) and
- * the non-finite count (looks at exponent bits).
+ * afterwards: OpenBLAS has no 16-bit arithmetic, so bf16 and fp16 store half the bytes
+ * and compute in fp32 (kernels.h). Exceptions that skip the workspace: the embedding
+ * lookup (reads a few rows of the table, not all of it), the non-finite count (looks at
+ * exponent bits), and the linear layers on bf16 tensors where the CPU has AVX512_BF16
+ * and oneDNN is built in (matmul16.c): their products run on bf16 inputs with fp32
+ * sums, 1.5-2x faster than widening + AVX-512 sgemm and 3-4x faster than widening +
+ * OpenBLAS's AVX2 "Haswell" kernels on a Zen 5 (tests/bench_gemm16.c). Their bits
+ * differ from the widened path's (another summation order), not from run to run;
+ * TRIDENT_BF16_GEMM=0 keeps the widened path.
  *
  * Workspace slots: every tensor of one call has its own (WS_*), so in-place arguments
  * (gelu_bwd, residual, xent_bwd) read and write distinct fp32 copies.
@@ -109,6 +114,11 @@ static void t_matmul_fwd(struct backend *b, struct tensor out, struct tensor inp
          out);
     NEED(!bias.data || (is_float(bias) && tensor_numel(bias) == w.rows), kn, "bias", bias);
     const int M = (int)inp.rows, K = (int)inp.cols, N = (int)w.rows;
+    if (inp.dt == KDT_BF16 && w.dt == KDT_BF16 && out.dt == KDT_BF16 &&
+        (!bias.data || bias.dt == KDT_BF16 || bias.dt == KDT_F32) && cpu_gemm_bf16_ready() &&
+        cpu_gemm_bf16(0, 1, M, N, K, inp.data, K, w.data, K, bias.data, bias.dt == KDT_BF16, 0,
+                      out.data, 1, N) == 0)
+        return;
     float *o = wr(b, WS_A, out, 0);
     cpu_matmul_fwd(o, rd(b, WS_B, inp), rd(b, WS_C, w), rd(b, WS_D, bias), M, K, N);
     done(out, o);
@@ -130,6 +140,21 @@ static void t_matmul_bwd(struct backend *b, struct tensor dinp, struct tensor dw
     NEED(!dbias.data || (dbias.dt == KDT_F32 && tensor_numel(dbias) == w.rows), kn, "dbias",
          dbias);
     const int M = (int)inp.rows, K = (int)inp.cols, N = (int)w.rows;
+    if (dout.dt == KDT_BF16 && cpu_gemm_bf16_ready()) {
+        /* each product the bf16 GEMM does is dropped from what the fp32 path does below */
+        if (dinp.data && dinp.dt == KDT_BF16 && w.dt == KDT_BF16 &&
+            cpu_gemm_bf16(0, 0, M, K, N, dout.data, N, w.data, K, NULL, 0, 0, dinp.data, 1,
+                          K) == 0)
+            dinp = TENSOR_NONE;
+        if (dw.data && inp.dt == KDT_BF16 &&
+            cpu_gemm_bf16(1, 0, N, K, M, dout.data, N, inp.data, K, NULL, 0, 1, dw.data, 0,
+                          K) == 0)
+            dw = TENSOR_NONE;
+        if (!dinp.data && !dw.data) {  /* nothing left that needs dout in fp32 */
+            if (dbias.data) cpu_matmul_dbias_bf16(dbias.data, dout.data, M, N);
+            return;
+        }
+    }
     float *di = wr(b, WS_A, dinp, 0);
     cpu_matmul_bwd(di, dw.data, dbias.data, rd(b, WS_B, dout), dw.data ? rd(b, WS_C, inp) : NULL,
                    dinp.data ? rd(b, WS_D, w) : NULL, M, K, N);
