@@ -144,6 +144,11 @@ struct kernels {
     int64_t (*count_nonfinite)(struct backend *b, struct tensor x);
 };
 
+/* How the CPU backend multiplies matrices of dtype dt in this process: 1 when it uses a
+ * native 16-bit GEMM (bf16 through oneDNN on AVX512_BF16 CPUs, kernels/cpu/matmul16.c),
+ * 0 when it widens to fp32 for sgemm; *impl (if not NULL) names the path. */
+int         kernels_native_matmul(enum kdtype dt, const char **impl);
+
 /* The CPU backend's BLAS: its core name (OpenBLAS' openblas_get_corename) and the
  * number of threads it uses. */
 const char *kernels_blas_corename(void);

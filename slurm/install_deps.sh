@@ -4,7 +4,8 @@
 # when available, or prints the exact command to run.
 set -euo pipefail
 PACKAGES=(gcc libc6-dev make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
-          hdf5-tools libopenblas-openmp-dev fortunes gnuplot-nox slurm-wlm munge procps)
+          hdf5-tools libopenblas-openmp-dev libdnnl-dev fortunes gnuplot-nox slurm-wlm munge
+          procps)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -227,6 +227,14 @@ static void print_header(const struct trainer *t, long tokens_per_step) {
             "%ld tokens per step",
             t->m.n_logical / 1e6, c->n_layer, g->pp, g->pp > 1 ? "s" : "",
             (long)c->micro_batch * t->M * g->dp, tokens_per_step);
+    {
+        const char *mm;
+        kernels_native_matmul(t->m.dt, &mm);
+        tr_info("precision %s: fp32 master weights, gradients and optimizer state%s; "
+                "matmuls: %s%s", c->precision,
+                t->m.dt == KDT_F32 ? "" : ", 16-bit weight copy and activations", mm,
+                t->m.dt == KDT_F32 ? "" : "; other kernels compute in fp32 on widened operands");
+    }
     memplan_print(&t->mem);
     if (g->pp > 1 && g->world_rank == 0) {
         int bounds[1025];

@@ -241,7 +241,8 @@ static int64_t max2(int64_t a, int64_t b) { return a > b ? a : b; }
  * this stage (slot A: a kernel's output or first input; B: the second input or the
  * attention probabilities; C: the weights or the third input; D: the weights of a
  * backward GEMM or the saved probabilities; the attention scratch is fp32 already), as
- * fp32. It follows typed.c's assignment of tensors to slots. */
+ * fp32. It follows typed.c's assignment of tensors to slots, and whether the backend has
+ * a native GEMM for the dtype (then matmuls widen nothing). */
 static int64_t widen_bytes(const struct model *m) {
     if (m->dt == KDT_F32) return 0;
     const int64_t BT = (int64_t)m->B * m->T, C = m->C, Cl = m->Cl, Fl = m->Fl;
@@ -251,6 +252,13 @@ static int64_t widen_bytes(const struct model *m) {
     const int64_t wmax = m->nl ? max2(3 * Cl, Fl) * C : 0;
     int64_t a = max2(act, head), b = max2(max2(act, head), att);
     int64_t c = max2(max2(act, wmax), headw), d = max2(max2(wmax, headw), att);
+    if (kernels_native_matmul(m->dt, NULL)) {
+        /* matmuls read 16-bit operands in place: what is left is LayerNorm, attention,
+         * GELU, residual and the cross-entropy */
+        b = max2(BT * max2(C, Fl), att);
+        c = act;
+        d = att;
+    }
     int64_t slots[4] = {a, b, c, d}, total = 0;
     for (int i = 0; i < 4; i++)
         if (slots[i]) total += alloc_bytes(sizeof(float) * (size_t)slots[i]);

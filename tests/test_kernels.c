@@ -1302,6 +1302,63 @@ static void xent16(enum kdtype dt)
     backend_free(b);
 }
 
+/* The native bf16 GEMM (oneDNN, kernels/cpu/matmul16.c) on the model's kind of shapes:
+ * its fp32 sums come in another order than sgemm's, so a bf16 result may round to the
+ * neighbouring bf16 value (one unit in the last place) but never further; the fp32
+ * weight gradient agrees to fp32 accuracy relative to the sum of |products|; dbias is
+ * bit for bit. Skipped where the CPU or the build has no native bf16 GEMM. */
+static void test_matmul_bf16_native_within_one_ulp(void)
+{
+    const char *impl;
+    if (!kernels_native_matmul(KDT_BF16, &impl)) SKIP("no native bf16 GEMM here: %s", impl);
+    printf("       %s\n", impl);
+    const enum kdtype dt = KDT_BF16;
+    struct backend *b = be_new();
+    if (!b) return;
+    const struct kernels *k = backend_kernels(b);
+    struct rng r = { 77 };
+    const int M = 96, Kd = 320, N = 200;
+    struct in16 inp = in16_rand(b, dt, M * Kd, &r, -1, 1), w = in16_rand(b, dt, N * Kd, &r, -1, 1);
+    struct in16 bias = in16_rand(b, dt, N, &r, -1, 1), dout = in16_rand(b, dt, M * N, &r, -1, 1);
+    uint16_t *out = ah(b, M * N), *dinp = ah(b, M * Kd);
+    float *ref = af(b, M * N), *dinp_ref = af(b, M * Kd);
+    float *dw = af_rand(b, N * Kd, &r, -1, 1), *dw_ref = af_copy(b, dw, N * Kd);
+    float *db = af_rand(b, N, &r, -1, 1), *db_ref = af_copy(b, db, N);
+    k->matmul_fwd(b, T16(out, M, N), T16(inp.h, M, Kd), T16(w.h, N, Kd), T16(bias.h, 1, N));
+    k->matmul_fwd(b, F(ref, M, N), F(inp.f, M, Kd), F(w.f, N, Kd), F(bias.f, 1, N));
+    k->matmul_bwd(b, T16(dinp, M, Kd), F(dw, N, Kd), F(db, 1, N), T16(dout.h, M, N),
+                  T16(inp.h, M, Kd), T16(w.h, N, Kd));
+    k->matmul_bwd(b, F(dinp_ref, M, Kd), F(dw_ref, N, Kd), F(db_ref, 1, N), F(dout.f, M, N),
+                  F(inp.f, M, Kd), F(w.f, N, Kd));
+    struct { const char *what; const uint16_t *got; const float *want; long n; } c16[2] = {
+        {"out", out, ref, (long)M * N}, {"dinp", dinp, dinp_ref, (long)M * Kd}};
+    for (int c = 0; c < 2; c++) {
+        long off1 = 0, far = 0;
+        for (long i = 0; i < c16[c].n; i++) {
+            int d = (int)c16[c].got[i] - (int)to16(dt, c16[c].want[i]);
+            off1 += d == 1 || d == -1;
+            far += d > 1 || d < -1;
+        }
+        CHECK_MSG(far == 0, "%s: %ld values more than one bf16 step from the fp32 result",
+                  c16[c].what, far);
+        printf("       %-5s %ld of %ld one step away, none further\n", c16[c].what, off1,
+               c16[c].n);
+    }
+    /* dw[n][k] += sum_m dout[m][n] inp[m][k]: compare to the sum of |terms| */
+    double worst = 0.0;
+    for (int n = 0; n < N; n++)
+        for (int kk = 0; kk < Kd; kk++) {
+            double mag = 1.0;  /* the accumulated starting value is within [-1, 1] */
+            for (int m = 0; m < M; m++) mag += fabs((double)dout.f[m * N + n] * inp.f[m * Kd + kk]);
+            double e = fabs((double)dw[n * Kd + kk] - dw_ref[n * Kd + kk]) / mag;
+            if (e > worst) worst = e;
+        }
+    CHECK_MSG(worst < 1e-6, "dw: error %.3g of the sum of |products|", worst);
+    printf("       dw    worst error %.2g of the sum of |products|\n", worst);
+    eq32("native matmul_bwd dbias (fp32)", db, db_ref, N);
+    backend_free(b);
+}
+
 #define DT_TESTS(fn)                                                                 \
     static void test_##fn##_bf16_is_fp32_rounded_once(void) { fn(KDT_BF16); }        \
     static void test_##fn##_fp16_is_fp32_rounded_once(void) { fn(KDT_F16); }
@@ -1639,6 +1696,7 @@ int main(void)
     RUN(test_sumsq_and_scale);
     RUN(test_results_do_not_depend_on_the_thread_count);
     RUN(test_matmul16_bf16_is_fp32_rounded_once);
+    RUN(test_matmul_bf16_native_within_one_ulp);
     RUN(test_matmul16_fp16_is_fp32_rounded_once);
     RUN(test_layernorm16_bf16_is_fp32_rounded_once);
     RUN(test_layernorm16_fp16_is_fp32_rounded_once);

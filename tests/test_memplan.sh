@@ -28,6 +28,10 @@ predicted_vs_peak one_rank 1 "${MID[@]}" --steps=3
 predicted_vs_peak dp2 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1
 predicted_vs_peak tp2 2 "${MID[@]}" --steps=3 --dp=1 --tp=2 --pp=1
 predicted_vs_peak pp2 2 "${MID[@]}" --steps=3 --dp=1 --tp=1 --pp=2 --grad_accum=4
+predicted_vs_peak bf16 1 "${MID[@]}" --steps=3 --precision=bf16
+predicted_vs_peak fp16_tp2 2 "${MID[@]}" --steps=3 --dp=1 --tp=2 --pp=1 --precision=fp16
+predicted_vs_peak bf16_grad_reduce_dp2 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --precision=bf16 \
+    --grad_reduce=bf16
 predicted_vs_peak larger 1 --n_layer=6 --n_embd=1024 --n_head=16 --micro_batch=2 \
     --seq_len=128 --block_size=128 --steps=2
 
