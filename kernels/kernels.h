@@ -158,5 +158,9 @@ int         kernels_threads(void);
  * by an FMA-throughput probe (kernels/cpu/peak.c; about 0.3 s); *isa_name (if not NULL)
  * says which vector ISA reached it ("avx512", "avx2", "scalar"). 2 FLOPs per FMA lane. */
 double      kernels_peak_flops(const char **isa_name);
+/* The peak of the arithmetic the matmuls of dtype dt use here (kernels_native_matmul):
+ * the bf16 dot-product peak (AVX512_BF16: twice fp32's) for native bf16 GEMMs, else the
+ * fp32 FMA peak ("avx512_bf16" in *isa_name for the former). MFU divides by this. */
+double      kernels_peak_flops_matmul(enum kdtype dt, const char **isa_name);
 
 #endif

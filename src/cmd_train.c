@@ -79,7 +79,8 @@ static void gather_step(const struct trainer *t, int ckpt_due_local, struct step
     v->slowest_rank = slowest_rank;
 }
 
-/* This rank's share of the hardware's peak fp32 GFLOP/s: the reference for MFU.
+/* This rank's share of the hardware's peak GFLOP/s in the arithmetic the model's matmuls
+ * use (fp32 FMAs; bf16 dot products for a native bf16 GEMM): the reference for MFU.
  * TRIDENT_PEAK_GFLOPS (GFLOP/s per rank, e.g. from the CPU's data sheet: cores per rank
  * × clock × FLOPs per cycle) replaces the probe; otherwise every rank runs the FMA probe
  * (kernels_peak_flops) at once, so ranks that share a node's cores share them here too
@@ -100,10 +101,10 @@ static double probe_peak_gflops(const struct trainer *t) {
     }
     comm_barrier(&t->g.comm, COMM_WORLD);
     const char *isa;
-    double rate = kernels_peak_flops(&isa) / 1e9;
+    double rate = kernels_peak_flops_matmul(t->m.dt, &isa) / 1e9;
     comm_allreduce(&t->g.comm, COMM_WORLD, &rate, 1, COMM_F64, COMM_SUM);
     rate /= t->g.world_size;
-    tr_info("peak: %.0f GFLOP/s per rank (%s FMA probe, %d thread%s per rank, all ranks at "
+    tr_info("peak: %.0f GFLOP/s per rank (%s probe, %d thread%s per rank, all ranks at "
             "once; TRIDENT_PEAK_GFLOPS overrides)", rate, isa, kernels_threads(),
             kernels_threads() > 1 ? "s" : "");
     return rate;

@@ -144,7 +144,9 @@ if want 8; then
     done
     echo "(device MB: the backend's peak allocation: weights, gradients, optimizer state,"
     echo " activations, workspaces. 16-bit keeps fp32 masters and adds a 16-bit copy of the"
-    echo " weights; it halves the activations. On this CPU 16-bit operands are widened to fp32"
-    echo " for the arithmetic (no 16-bit GEMM in use), so 16-bit costs conversions, not saves"
-    echo " FLOPs. BLAS efficiency is against the matmul kernel of the same precision.)"
+    echo " weights; it halves the activations. MFU is against the peak of the arithmetic the"
+    echo " matmuls use: bf16 dot products (AVX512_BF16, twice fp32's) where bf16 GEMMs run"
+    echo " natively (oneDNN), else fp32 FMAs: fp16 is widened to fp32 on this CPU. BLAS"
+    echo " efficiency is against the matmul kernel of the same precision on the model's shapes.)"
+ficiency is against the matmul kernel of the same precision.)"
 fi

@@ -63,6 +63,38 @@ static void test_probe_exceeds_sgemm_on_a_large_gemm(void) {
     tr_free(C);
 }
 
+/* The bf16 dot-product probe (the MFU reference of a native bf16 GEMM) beats the native
+ * bf16 GEMM itself, measured in turns like the fp32 one; skipped without one. */
+static void test_bf16_probe_exceeds_the_native_bf16_gemm(void) {
+    const char *impl, *isa = NULL;
+    if (!kernels_native_matmul(KDT_BF16, &impl)) SKIP("no native bf16 GEMM here: %s", impl);
+    const int n = 1024;
+    uint16_t *A = tr_malloc(2 * (size_t)n * n), *B = tr_malloc(2 * (size_t)n * n);
+    float *C = tr_malloc(sizeof(float) * (size_t)n * n);
+    for (long i = 0; i < (long)n * n; i++) {
+        A[i] = 0x3c00 + (uint16_t)(i % 97);  /* bf16 values near 0.0078 */
+        B[i] = 0x3c00 + (uint16_t)(i % 89);
+    }
+    double gemm = 0, peak = 0, peak32 = kernels_peak_flops(NULL);
+    for (int round = 0; round < 3; round++) {
+        for (int r = 0; r < 3; r++) {
+            double t0 = tr_now();
+            CHECK(cpu_gemm_bf16(0, 1, n, n, n, A, n, B, n, NULL, 0, 0, C, 0, n) == 0);
+            double dt = tr_now() - t0;
+            if (2.0 * n * n * n / dt > gemm) gemm = 2.0 * n * n * n / dt;
+        }
+        double p = kernels_peak_flops_matmul(KDT_BF16, &isa);
+        if (p > peak) peak = p;
+    }
+    printf("  bf16 peak %.1f GFLOP/s (%s), native bf16 GEMM %.1f, fp32 peak %.1f\n", peak / 1e9,
+           isa ? isa : "?", gemm / 1e9, peak32 / 1e9);
+    CHECK_MSG(peak >= 0.9 * gemm, "bf16 peak %.1f GFLOP/s below the bf16 GEMM's %.1f",
+              peak / 1e9, gemm / 1e9);
+    tr_free(A);
+    tr_free(B);
+    tr_free(C);
+}
+
 static void test_mfu_is_against_the_peak_and_blas_eff_against_sgemm(void) {
     /* 1.2e12 FLOPs per step in 2 s on 2 ranks: 300 GFLOP/s per rank */
     struct model_eff e = model_efficiency(1.2e12, 2.0, 2, 500.0, 400.0);
@@ -114,6 +146,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     RUN(test_probe_returns_a_finite_positive_rate_and_its_isa);
     RUN(test_probe_exceeds_sgemm_on_a_large_gemm);
+    RUN(test_bf16_probe_exceeds_the_native_bf16_gemm);
     RUN(test_mfu_is_against_the_peak_and_blas_eff_against_sgemm);
     RUN(test_flops_per_token_is_6n_plus_causal_attention);
     int rc = test_summary();

@@ -63,5 +63,8 @@ void   cpu_scale(float *x, float s, long n);
 /* peak.c: the best of `reps` runs of the fp32 FLOP/s of FMA chains on every OpenMP
  * thread at once, on the fastest ISA this CPU has (its name in *isa_name if not NULL). */
 double cpu_peak_flops(int reps, const char **isa_name);
+/* ... of bf16 dot products (vdpbf16ps, 4 FLOPs a lane) where the CPU has AVX512_BF16;
+ * else the fp32 peak */
+double cpu_peak_flops_bf16(int reps, const char **isa_name);
 
 #endif
