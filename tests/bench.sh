@@ -148,5 +148,4 @@ if want 8; then
     echo " matmuls use: bf16 dot products (AVX512_BF16, twice fp32's) where bf16 GEMMs run"
     echo " natively (oneDNN), else fp32 FMAs: fp16 is widened to fp32 on this CPU. BLAS"
     echo " efficiency is against the matmul kernel of the same precision on the model's shapes.)"
-ficiency is against the matmul kernel of the same precision.)"
 fi
