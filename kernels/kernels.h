@@ -13,9 +13,11 @@
  *    cross-entropy's per-row values are always fp32;
  *  - token ids are int32.
  * Arithmetic is fp32 inside every kernel (GEMMs accumulate in fp32, a 16-bit result is
- * rounded to nearest even once, when it is stored). On a CPU without 16-bit arithmetic
- * the CPU backend widens 16-bit inputs to fp32 in a workspace, computes, and narrows the
- * result: 16-bit halves the memory of what is stored, not the arithmetic.
+ * rounded to nearest even once, when it is stored). The CPU backend multiplies bf16
+ * matrices natively where the CPU has AVX512_BF16 and oneDNN is built in (bf16 products,
+ * fp32 sums: kernels_native_matmul); every other 16-bit operand it widens to fp32 in a
+ * workspace, computes, and narrows the result: 16 bits there halve the memory of what is
+ * stored, not the arithmetic.
  *
  * Conventions (shared by every backend):
  *  - activations are row-major [rows][cols]; rows = B*T tokens;
