@@ -17,6 +17,11 @@ struct config {
     int   micro_batch, grad_accum, steps;
     /* optimizer */
     float lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip;
+    char  optimizer[8];   /* "adamw" | "lamb" | "lars" | "sgd" */
+    float momentum;       /* sgd, lars */
+    char  optim_state[8]; /* "fp32" | "bf16" | "int8": element type of the optimizer's moments */
+    char  lr_scaling[8];  /* "none" | "linear" | "sqrt": lr × f(global batch / ref_batch) */
+    int   ref_batch;      /* sequences the given lr is meant for (lr_scaling) */
     int   warmup;
     /* run */
     long  seed;
@@ -39,6 +44,8 @@ struct config {
     char  allreduce[16]; /* "auto" | "flat" | "hier" */
     float bucket_mb;
     char  stages[CFG_STR_MAX]; /* "" = balanced; else layers per stage, e.g. "5,7" */
+    char  recompute[12];  /* "none" | "selective" | "full": activations recomputed in backward */
+    int   zero;           /* 1: masters and optimizer state sharded over data-parallel ranks */
     /* reliability */
     char  on_divergence[16];   /* "stop" | "rollback" */
     float spike_factor;        /* loss > factor × recent median is a divergence (0 = off) */
