@@ -50,8 +50,7 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
     b->bytes[MEM_WEIGHTS] = mm.params + mm.weights16;   /* fp32 masters + 16-bit copy */
     b->bytes[MEM_GRADS] = mm.params;
     /* optim_init: 1 or 2 buffers (optimizer) in fp32, bf16, or int8 codes + block scales */
-    b->bytes[MEM_OPTIM] = optim_state_bytes(cfg, mm.n_local,
-                                            PK_MODEL_COUNT + cfg->n_layer * PK_LAYER_COUNT);
+    b->bytes[MEM_OPTIM] = optim_state_bytes(cfg, mm.n_local);
     b->bytes[MEM_ACTS] = (int64_t)n_slots * mm.slot;
     /* cmd_train.c's matmul-rate probe runs once the model is allocated: a [M,K] input,
      * a [N,K] weight and a [M,N] output of the model's MLP shape */

@@ -52,8 +52,17 @@ static int n_buffers(enum optim_kind k) { return k == OPT_ADAMW || k == OPT_LAMB
 static int64_t n_scales(int64_t n_local, int n_entries) { return n_local / KSTATE_BLOCK + n_entries; }
 static int64_t n_code_words(int64_t n_local) { return (n_local + 3) / 4; }
 
-int64_t optim_state_bytes(const struct config *cfg, int64_t n_local, int n_entries) {
+/* the parameter table's length for n_layer blocks (a count, not a position: optim_init
+ * checks it against the table it is given) */
+static int table_entries(int n_layer) {
+    int n = PK_MODEL_COUNT;
+    for (int l = 0; l < n_layer; l++) n += PK_LAYER_COUNT;
+    return n;
+}
+
+int64_t optim_state_bytes(const struct config *cfg, int64_t n_local) {
     const int64_t nb = n_buffers(optim_kind_of(cfg->optimizer));
+    const int n_entries = table_entries(cfg->n_layer);
     switch (optim_form_of(cfg->optim_state)) {
     case OSF_F32:  return nb * round64(4 * n_local);
     case OSF_BF16: return nb * round64(2 * n_local);
@@ -93,9 +102,10 @@ void optim_init(struct optim *o, const struct model *m) {
     int64_t bytes = 0;
     const struct tensor all[4] = {o->m, o->v, o->mq, o->vq};
     for (int b = 0; b < 4; b++) bytes += round64((int64_t)tensor_bytes(all[b]));
-    if (bytes != optim_state_bytes(c, o->n, m->pt.n))
-        TR_ABORT("optim: %lld bytes of state, the plan says %lld", (long long)bytes,
-                 (long long)optim_state_bytes(c, o->n, m->pt.n));
+    if (m->pt.n != table_entries(c->n_layer) || bytes != optim_state_bytes(c, o->n))
+        TR_ABORT("optim: %lld bytes of state for %d tensors, the plan says %lld for %d",
+                 (long long)bytes, m->pt.n, (long long)optim_state_bytes(c, o->n),
+                 table_entries(c->n_layer));
     if (o->form == OSF_I8)
         for (int i = 0; i < m->pt.n; i++)
             if (m->pt.p[i].n_local && m->pt.p[i].offset % 4)

@@ -44,9 +44,9 @@ float optim_step_lr(const struct optim *o, const struct config *cfg, int step);
 enum optim_kind optim_kind_of(const char *name);  /* "adamw", ...; aborts on another */
 enum optim_form optim_form_of(const char *name);  /* "fp32", "bf16", "int8" */
 /* Bytes optim_init allocates on the backend for a rank with n_local parameter floats
- * and n_entries table entries (each allocation rounded up to 64 bytes, as backend_alloc
- * does): the memory plan's MEM_OPTIM. */
-int64_t optim_state_bytes(const struct config *cfg, int64_t n_local, int n_entries);
+ * (each allocation rounded up to 64 bytes, as backend_alloc does): the memory plan's
+ * MEM_OPTIM. */
+int64_t optim_state_bytes(const struct config *cfg, int64_t n_local);
 
 /* Zeroed state for m's parameters, on m's backend, of the kind and form m->cfg names. */
 void optim_init(struct optim *o, const struct model *m);
