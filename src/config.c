@@ -429,7 +429,7 @@ int config_padded_vocab(const struct config *cfg) {
  * name, until they are. */
 static void refuse_unbuilt(const struct config *c) {
     struct { const char *key, *value, *dflt; } k[] = {
-        {"recompute", c->recompute, "none"}, {"optimizer", c->optimizer, "adamw"},
+        {"optimizer", c->optimizer, "adamw"},
         {"optim_state", c->optim_state, "fp32"}, {"lr_scaling", c->lr_scaling, "none"}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (strcmp(k[i].value, k[i].dflt) != 0)
