@@ -19,7 +19,7 @@ same_as_none() {
     done
     for r in selective full; do
         why=$(same_losses "$TEST_TMP/${name}_none" "$TEST_TMP/${name}_$r" 0) ||
-            { ok=0; echo "  $name $r losses: $why"; }
+            { ok=0; echo "  $name $r losses: $(head -n 2 <<<"$why")"; }
         why=$(same_weights "$(last_ckpt "$TEST_TMP/${name}_none")" \
               "$(last_ckpt "$TEST_TMP/${name}_$r")" 0 2>&1) ||
             { ok=0; echo "  $name $r weights: $(tail -n 1 <<<"$why")"; }
