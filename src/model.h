@@ -45,7 +45,7 @@ struct acts {
  *  RC_NONE:      every activation of every layer stays in the slot;
  *  RC_SELECTIVE: all but the attention probabilities (att, [B·NHl·T][T]) and the GELU
  *                output (fch_gelu), recomputed from the kept qkv and fch: large (att
- *                grows with T²) and cheap (no GEMM, no collective);
+ *                grows with T²) and cheap to recompute (no weight matmul, no collective);
  *  RC_FULL:      only the residual stream at the layer boundaries (x); the block is
  *                recomputed from its input, up to the GELU (its output is in the slot
  *                already), with the attention's tensor-parallel all-reduce.
