@@ -428,13 +428,6 @@ int config_padded_vocab(const struct config *cfg) {
 /* Switches whose value is accepted by the key table but not built yet: refused here, by
  * name, until they are. */
 static void refuse_unbuilt(const struct config *c) {
-    struct { const char *key, *value, *dflt; } k[] = {
-        {"recompute", c->recompute, "none"}};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (strcmp(k[i].value, k[i].dflt) != 0)
-            tr_fail(TR_EXIT_USAGE, "leave it at its default for now",
-                    "%s = %s is not available in this version of trident", k[i].key,
-                    k[i].value);
     if (c->zero)
         tr_fail(TR_EXIT_USAGE, "leave it at its default for now",
                 "zero = 1 is not available in this version of trident");
