@@ -43,7 +43,7 @@ static const struct cfg_key KEYS[] = {
      "micro-batches per step (gradient accumulation; also the pipeline micro-batches)"},
     {"steps", CT_INT, F(steps), "1000", 0, INT_MAX, NULL, "optimizer steps to train"},
     /* optimizer */
-    {"lr", CT_FLOAT, F(lr), "6e-4", 0, 10, NULL, "peak learning rate (AdamW)"},
+    {"lr", CT_FLOAT, F(lr), "6e-4", 0, 10, NULL, "peak learning rate (every optimizer)"},
     {"min_lr", CT_FLOAT, F(min_lr), "6e-5", 0, 10, NULL, "floor of the cosine decay"},
     {"warmup", CT_INT, F(warmup), "100", 0, INT_MAX, NULL, "linear warmup steps"},
     {"weight_decay", CT_FLOAT, F(weight_decay), "0.1", 0, 10, NULL,
