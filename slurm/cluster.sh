@@ -605,8 +605,14 @@ cmd_node() { # nK crash|start
             say "n$k crashed: killed ${pids:-nothing}" ;;
         start)
             if live_daemons | grep -q "^slurmd-n$k "; then die "n$k's slurmd runs already"; fi
+            [ -z "$(ip netns pids "$ns")" ] || die "n$k still runs processes: crash it first"
+            # a crashed node boots clean: the sockets and PMIx directories of the steps it
+            # ran, its scratch (TmpFS) and shared-memory directories are gone. Left, they
+            # make the next step of a requeued job (same job and step ids) fail to start.
+            rm -rf "$DIR/spool/n$k"/n"$k"_* "$DIR/spool/n$k"/stepd.* "$DIR/spool/n$k"/pmix.* \
+                "$DIR/tmp/n$k"/* "/dev/shm/slurm-vader.$CTLD_PORT.n$k".*
             start_slurmd "$k"
-            say "n$k's slurmd started again" ;;
+            say "n$k's slurmd started again (its step files and scratch cleared, as by a reboot)" ;;
         *) die "node: '$2' is not crash or start" ;;
     esac
 }
