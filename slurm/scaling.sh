@@ -656,8 +656,10 @@ if [ "$NETNS" = 1 ]; then
                 -v pre="$mode,$ranks,$nodes,$dp,$tp,$pp,$ms,$dpx" 'BEGIN {
                     mb = b / s / k / 1e6
                     lm = bits > 0 ? b / s / k * 8 / bits * 1000 : 0
-                    printf "%s,%.3f,%s,%s,\n", pre, mb, bits > 0 ? sprintf("%.2f", lm) : "",
-                        bits > 0 && ms > 0 ? sprintf("%.3f", lm / ms) : "" }'
+                    l = ""; sh = ""
+                    if (bits > 0) l = sprintf("%.2f", lm)
+                    if (bits > 0 && ms > 0) sh = sprintf("%.3f", lm / ms)
+                    printf "%s,%.3f,%s,%s,\n", pre, mb, l, sh }'
         done
     } >"$OUT/internode.csv"
 fi
@@ -759,9 +761,11 @@ REPORT=$OUT/report.md
         echo
         echo "| mode | ranks | dp×tp×pp | nodes | step ms | DP exposed ms | MB/step/node | link ms | link share | planned ms |"
         echo "|:---|---:|:---:|---:|---:|---:|---:|---:|---:|---:|"
-        awk -F, 'NR > 1 { printf "| %s | %s | %s×%s×%s | %s | %.1f | %.1f | %.2f | %s | %s | %s |\n",
-            $1, $2, $4, $5, $6, $3, $7, $8, $9, $10 == "" ? "—" : $10,
-            $11 == "" ? "—" : sprintf("%.0f %%", 100 * $11), $12 == "" ? "—" : $12 }' "$OUT/internode.csv"
+        awk -F, 'NR > 1 {
+            l = ($10 == "" ? "—" : $10); sh = ($11 == "" ? "—" : sprintf("%.0f %%", 100 * $11))
+            pl = ($12 == "" ? "—" : $12)
+            printf "| %s | %s | %s×%s×%s | %s | %.1f | %.1f | %.2f | %s | %s | %s |\n",
+                $1, $2, $4, $5, $6, $3, $7, $8, $9, l, sh, pl }' "$OUT/internode.csv"
         echo
     fi
     echo "Plots: parallel efficiency against ranks (\`efficiency.png\`) and the time split of" \
