@@ -155,6 +155,8 @@ if want refusals; then
             why="a latency refused without saying why: '$out'"
         fi
     fi
+    # an up that should have been refused but was not: take its cluster down
+    slurm/cluster.sh down >/dev/null 2>&1 || true
     [ -n "$why" ] || [ -z "$(our_net)" ] || why="a refused up left $(our_net | tr '\n' ' ')"
     if [ -n "$why" ]; then fail netns_refusals "$why"
     else pass netns_refusals; fi
