@@ -18,7 +18,8 @@
 # over the two veths. --link RATE (tc units: 200mbit, 1gbit) puts a token bucket (tbf) on
 # both directions of every node's veth. RATE/LATENCY would add delay, which needs the
 # netem qdisc: refused where the kernel has none. What `up` creates is listed in
-# $TRIDENT_SLURM_DIR/net and removed by `down`, and nothing else.
+# $TRIDENT_SLURM_DIR/net and removed by `down`, and nothing else. TRIDENT_SLURM_NETNS=1
+# (TRIDENT_SLURM_LINK=RATE) makes --netns (--link RATE) the default of `up`.
 #
 # The N nodes (n1..nN) are emulated on this machine: one slurmd per node (Debian's slurmd
 # is built with MULTIPLE_SLURMD), each on its own port with its own spool, TmpFS and log.
@@ -441,7 +442,10 @@ wait_idle() {
 }
 
 cmd_up() {
-    local nodes=2 cpus=4 netns=0 link="" rate="" delay=""
+    # TRIDENT_SLURM_NETNS=1 (and TRIDENT_SLURM_LINK=RATE) make --netns the default: a test
+    # suite that brings up its own cluster then runs on the netns one unchanged
+    local nodes=2 cpus=4 netns=${TRIDENT_SLURM_NETNS:-0} link=${TRIDENT_SLURM_LINK:-} rate="" delay=""
+    [[ $netns =~ ^[01]$ ]] || die "TRIDENT_SLURM_NETNS must be 0 or 1, not '$netns'"
     while [ $# -gt 0 ]; do
         case $1 in
             --nodes) nodes=${2:?--nodes needs a number}; shift 2 ;;

@@ -24,20 +24,22 @@
 #                          really was slow (a shaping that did not happen fails)
 #   netns_down_is_exact    `down` removes every namespace, veth and bridge `up` made (and
 #                          their qdiscs), and leaves everything else as it was
+#   netns_slurm_suite      tests/test_slurm.sh as it is, on a netns cluster with 200-Mbit/s
+#                          links (TRIDENT_SLURM_NETNS=1): each of its cases counted here
 #
 # Without root or permission to create network namespaces (a container), every case is
 # reported as skipped, by name, with the reason. The cluster has its own directory and
 # port (TRIDENT_SLURM_NETNS_DIR, default /tmp/trident-slurm-netns; TRIDENT_SLURM_NETNS_PORT,
 # 18817), apart from the other suites' clusters; one of yours on that port is restarted. NETNS_CASES="traffic straggler" runs only those.
-# Every wait has a time limit. About 4 minutes on 2 cores.
+# Every wait has a time limit. About 6 minutes on 2 cores.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 DATA=$(sample_data)
 export TRIDENT_SLURM_DIR=${TRIDENT_SLURM_NETNS_DIR:-/tmp/trident-slurm-netns}
 export TRIDENT_SLURM_PORT=${TRIDENT_SLURM_NETNS_PORT:-18817}
 export SLURM_CONF=$TRIDENT_SLURM_DIR/slurm.conf
-CASES=${NETNS_CASES:-refusals traffic link_cut node_crash straggler down_is_exact}
-ALL=(refusals traffic_crosses link_cut node_crash straggler down_is_exact)
+CASES=${NETNS_CASES:-refusals traffic link_cut node_crash straggler down_is_exact slurm_suite}
+ALL=(refusals traffic_crosses link_cut node_crash straggler down_is_exact slurm_suite)
 WORK=$TEST_TMP
 T0=$SECONDS
 CLUSTER_UP=0
@@ -332,6 +334,27 @@ if want down_is_exact; then
     [ ! -d "$TRIDENT_SLURM_DIR" ] || why="${why}$TRIDENT_SLURM_DIR still there"
     if [ -n "$why" ]; then fail netns_down_is_exact "$why"
     else pass "netns_down_is_exact (removed: $made)"; fi
+fi
+
+# the Slurm suite (tests/test_slurm.sh) unchanged, on a netns cluster of its own making
+if want slurm_suite; then
+    progress "netns_slurm_suite: tests/test_slurm.sh on a netns cluster (links 200mbit)"
+    if [ "$CLUSTER_UP" = 1 ]; then slurm/cluster.sh down >/dev/null 2>&1; CLUSTER_UP=0; fi
+    TRIDENT_SLURM_NETNS=1 TRIDENT_SLURM_LINK=200mbit TRIDENT_SLURM_TEST_DIR=$TRIDENT_SLURM_DIR \
+        TRIDENT_SLURM_TEST_PORT=$P timeout -k 10 600 tests/test_slurm.sh >"$WORK/slurm_suite.log" 2>&1
+    n_ok=0
+    while read -r line; do
+        case $line in
+            "ok   "*) pass "netns_slurm_suite ${line#ok   }"; n_ok=$((n_ok + 1)) ;;
+            "FAIL "*) fail "netns_slurm_suite ${line#FAIL }" "(tests/test_slurm.sh on the netns cluster)" ;;
+        esac
+    done <"$WORK/slurm_suite.log"
+    if ! grep -q 'in namespaces trident-' "$WORK/slurm_suite.log"; then
+        fail netns_slurm_suite "its cluster was not a netns one: $(grep -m1 'cluster.sh: up' "$WORK/slurm_suite.log")"
+    elif [ "$n_ok" -eq 0 ] && ! grep -q '^FAIL ' "$WORK/slurm_suite.log"; then
+        fail netns_slurm_suite "tests/test_slurm.sh reported nothing: $(tail -n 3 "$WORK/slurm_suite.log" | tr '\n' ' ')"
+    fi
+    [ -z "$(our_net)" ] || fail netns_slurm_suite "its cluster left $(our_net | tr '\n' ' ')"
 fi
 
 test_summary
