@@ -606,6 +606,11 @@ cmd_node() { # nK crash|start
             pids=$(ip netns pids "$ns" | tr '\n' ' ')
             # shellcheck disable=SC2086
             [ -z "${pids// /}" ] || kill -KILL $pids 2>/dev/null || true
+            # until they are gone (a killed process lingers until its parent reaps it)
+            for _ in $(seq 1 100); do
+                [ -z "$(ip netns pids "$ns")" ] && ! live_daemons | grep -q "^slurmd-n$k " && break
+                sleep 0.1
+            done
             say "n$k crashed: killed ${pids:-nothing}" ;;
         start)
             if live_daemons | grep -q "^slurmd-n$k "; then die "n$k's slurmd runs already"; fi
@@ -613,7 +618,7 @@ cmd_node() { # nK crash|start
             # a crashed node boots clean: the sockets and PMIx directories of the steps it
             # ran, its scratch (TmpFS) and shared-memory directories are gone. Left, they
             # make the next step of a requeued job (same job and step ids) fail to start.
-            rm -rf "$DIR/spool/n$k"/n"$k"_* "$DIR/spool/n$k"/stepd.* "$DIR/spool/n$k"/pmix.* \
+            rm -rf "$DIR/spool/n$k/n${k}_"* "$DIR/spool/n$k/stepd."* "$DIR/spool/n$k/pmix."* \
                 "$DIR/tmp/n$k"/* "/dev/shm/slurm-vader.$CTLD_PORT.n$k".*
             start_slurmd "$k"
             say "n$k's slurmd started again (its step files and scratch cleared, as by a reboot)" ;;
@@ -635,10 +640,12 @@ cmd_status() {
         echo "links (bytes the node received / sent; qdisc on the root end):"
         local k nodes
         nodes=$(cut -d' ' -f1 "$DIR/shape")
+        local got sent
         for k in $(seq 1 "$nodes"); do
+            read -r got sent < <(link_bytes "$k")
             printf '  n%s %s %s in %s: %s / %s bytes; %s\n' "$k" "$(node_veth "$k")" \
                 "$(cat "/sys/class/net/$(node_veth "$k")/operstate" 2>/dev/null)" "$(node_ns "$k")" \
-                $(link_bytes "$k") "$(tc qdisc show dev "$(node_veth "$k")" | head -n 1)"
+                "$got" "$sent" "$(tc qdisc show dev "$(node_veth "$k")" | head -n 1)"
         done
     fi
 }

@@ -645,7 +645,7 @@ if [ "$NETNS" = 1 ]; then
         echo "mode,ranks,nodes,dp,tp,pp,ms_per_step,dp_exposed_ms,mb_per_step_per_node,link_ms,link_share,planned_ms"
         for ((i = 0; i < N_RUNS; i++)); do
             row=$(awk -v n=$((i + 2)) 'NR == n' "$CSV")
-            IFS=, read -r mode ranks nodes dp tp pp _ _ _ _ ms _ _ _ _ _ _ dpx _ status_rest <<<"$row"
+            IFS=, read -r mode ranks nodes dp tp pp _ _ _ _ ms _ _ _ _ _ _ dpx _ <<<"$row"
             [ -n "${NET_BYTES[i]:-}" ] && [ -n "$ms" ] && [ "${nodes:-0}" -gt 0 ] || continue
             # the bytes of the whole run (all steps, plus the start and the final
             # evaluation: a small share) over STEPS steps and the nodes of the job; the

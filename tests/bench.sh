@@ -179,7 +179,6 @@ if want 9; then
         # 2(n-1)/n·S over the one link): k·2(n-1)/n·S, so hierarchical moves 1/k of it and
         # the bandwidth-bound ratio is k·(n-1)/n·N/(N-1). A node-aware ring (the ring
         # leaves each node once) would send only 2(n-1)/n·S: ratio (n-1)/n·N/(N-1).
-        B9_ROWS=""
         for nodes in 2 4; do
             b9 slurm/cluster.sh up --nodes "$nodes" --cpus 2 --netns --link "$link" >"$TMP/b9-up.log" 2>&1 ||
                 { echo "cluster.sh up --netns failed:"; tail -n 5 "$TMP/b9-up.log"; break; }

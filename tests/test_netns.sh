@@ -33,7 +33,7 @@
 # 18817), apart from the other suites' clusters; one of yours on that port is restarted. NETNS_CASES="traffic straggler" runs only those.
 # Every wait has a time limit. About 6 minutes on 2 cores.
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 DATA=$(sample_data)
 export TRIDENT_SLURM_DIR=${TRIDENT_SLURM_NETNS_DIR:-/tmp/trident-slurm-netns}
 export TRIDENT_SLURM_PORT=${TRIDENT_SLURM_NETNS_PORT:-18817}
