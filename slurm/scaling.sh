@@ -27,7 +27,8 @@
 # Out dir (default runs/scaling-<date>): results.csv (medians over the steps after the
 # first 2, which are warm-up), report.md, efficiency.png, breakdown.png, and per run
 # runs/<name>/ (metrics.jsonl, config.txt; checkpoints deleted unless --keep-ckpt) and
-# logs/<name>.log. The trident arguments after `--` go to every run (not the layout,
+# logs/<name>.log. On a cluster of `slurm/cluster.sh up --netns` also internode.csv and a
+# table of what each run sent between the nodes (the veths' byte counters). The trident arguments after `--` go to every run (not the layout,
 # batch, steps or run_dir keys: the driver sets those). Exit: 0 all runs ok, 1 some
 # failed (everything is still written), 2 bad input.
 set -euo pipefail
@@ -201,6 +202,32 @@ if [ "$LAUNCHER" = sbatch ]; then
         EMULATED=0
     fi
 fi
+
+# A cluster of slurm/cluster.sh up --netns (its directory holds the file `netns`): every
+# node has its own network namespace and a veth trPORTnK whose byte counters count what
+# crosses between nodes. Each run's traffic is then measured (runs go one at a time) and
+# the report gets an inter-node table: MB each node sent per step, and the time the link
+# (its rate from --link) needs for them as a share of the step.
+NETNS=0
+NET_DIR="" NET_PORT="" NET_BITS=""
+if [ "$LAUNCHER" = sbatch ] && [ -n "${SLURM_CONF:-}" ] && [ -f "$(dirname "$SLURM_CONF")/netns" ]; then
+    NET_DIR=$(dirname "$SLURM_CONF")
+    NET_PORT=$(sed -n 's/^SlurmctldPort=//p' "$SLURM_CONF")
+    NET_RATE=$(cut -d/ -f1 "$NET_DIR/link" 2>/dev/null || true)
+    NET_BITS=$(awk -v r="${NET_RATE,,}" 'BEGIN {
+        if (match(r, /^[0-9]+/)) { n = substr(r, 1, RLENGTH); u = substr(r, RLENGTH + 1) } else exit
+        m = u == "bit" ? 1 : u == "kbit" ? 1e3 : u == "mbit" ? 1e6 : u == "gbit" ? 1e9 : u == "tbit" ? 1e12 : 0
+        if (m) printf "%.0f", n * m }')
+    NETNS=1
+fi
+# bytes all nodes of the netns cluster have sent so far (the root ends' rx counters)
+net_sent() {
+    local f sum=0
+    for f in /sys/class/net/tr"${NET_PORT}"n*/statistics/rx_bytes; do
+        [ -f "$f" ] && sum=$((sum + $(cat "$f")))
+    done
+    echo "$sum"
+}
 
 # ---------------------------------------------------------------------------------------
 # the plan: one run per (mode, layout)
@@ -532,7 +559,9 @@ for ((i = 0; i < N_RUNS; i++)); do
         RUN_STATUS=failed
         RUN_WHY="${P_WHY[i]} (not run)"
     else
+        [ "$NETNS" = 0 ] || net0=$(net_sent)
         run_one "$i"
+        [ "$NETNS" = 0 ] || NET_BYTES[i]=$(($(net_sent) - net0))
     fi
     log=$OUT/logs/${P_NAME[i]}.log
     metrics=""
@@ -607,6 +636,33 @@ awk '
             print out "," (why == "" ? "" : "\"" why "\"")
         }
     }' "$ROWS" >"$CSV"
+
+# ---------------------------------------------------------------------------------------
+# internode.csv (netns clusters only): what crossed between nodes, per run
+
+if [ "$NETNS" = 1 ]; then
+    {
+        echo "mode,ranks,nodes,dp,tp,pp,ms_per_step,dp_exposed_ms,mb_per_step_per_node,link_ms,link_share,planned_ms"
+        for ((i = 0; i < N_RUNS; i++)); do
+            row=$(awk -v n=$((i + 2)) 'NR == n' "$CSV")
+            IFS=, read -r mode ranks nodes dp tp pp _ _ _ _ ms _ _ _ _ _ _ dpx _ <<<"$row"
+            [ -n "${NET_BYTES[i]:-}" ] && [ -n "$ms" ] && [ "${nodes:-0}" -gt 0 ] || continue
+            # the bytes of the whole run (all steps, plus the start and the final
+            # evaluation: a small share) over STEPS steps and the nodes of the job; the
+            # link time at the shaped rate is a lower bound on what crossing nodes costs
+            # PLANNER: planned_ms is left empty for src/plan.c's predicted step time (the
+            # planner is being built; fill this column from its output when it lands)
+            awk -v b="${NET_BYTES[i]}" -v s="$STEPS" -v k="$nodes" -v bits="${NET_BITS:-0}" -v ms="$ms" \
+                -v pre="$mode,$ranks,$nodes,$dp,$tp,$pp,$ms,$dpx" 'BEGIN {
+                    mb = b / s / k / 1e6
+                    lm = bits > 0 ? b / s / k * 8 / bits * 1000 : 0
+                    l = ""; sh = ""
+                    if (bits > 0) l = sprintf("%.2f", lm)
+                    if (bits > 0 && ms > 0) sh = sprintf("%.3f", lm / ms)
+                    printf "%s,%.3f,%s,%s,\n", pre, mb, l, sh }'
+        done
+    } >"$OUT/internode.csv"
+fi
 
 # ---------------------------------------------------------------------------------------
 # report.md
@@ -689,6 +745,27 @@ REPORT=$OUT/report.md
             split($1, f, ","); printf "* %s, %s ranks, %s×%s×%s: %s\n", f[1], f[2], f[4], f[5], f[6], $2 }' "$CSV"
         echo
         echo "Their logs are in \`logs/\` next to this report."
+        echo
+    fi
+    if [ "$NETNS" = 1 ]; then
+        echo "## Between the nodes (network namespaces, links ${NET_RATE:-not shaped})"
+        echo
+        echo "Each node of this cluster has its own network stack; ranks on different nodes" \
+            "talk over a veth shaped to ${NET_RATE:-(no rate)} both ways, ranks of one node through" \
+            "shared memory. *MB/step* is what each node sent to the others per step (the" \
+            "veths' byte counters over the whole run ÷ steps ÷ nodes); *link ms* is the time" \
+            "the link needs for it at its rate, and *link share* that time over the step: the" \
+            "inter-node part of the step when nothing hides it (the DP-exposed column is what" \
+            "the backward pass did not hide). *planned ms* is reserved for the planner's" \
+            "predicted step time (src/plan.c, not yet built): empty."
+        echo
+        echo "| mode | ranks | dp×tp×pp | nodes | step ms | DP exposed ms | MB/step/node | link ms | link share | planned ms |"
+        echo "|:---|---:|:---:|---:|---:|---:|---:|---:|---:|---:|"
+        awk -F, 'NR > 1 {
+            l = ($10 == "" ? "—" : $10); sh = ($11 == "" ? "—" : sprintf("%.0f %%", 100 * $11))
+            pl = ($12 == "" ? "—" : $12)
+            printf "| %s | %s | %s×%s×%s | %s | %.1f | %.1f | %.2f | %s | %s | %s |\n",
+                $1, $2, $4, $5, $6, $3, $7, $8, $9, l, sh, pl }' "$OUT/internode.csv"
         echo
     fi
     echo "Plots: parallel efficiency against ranks (\`efficiency.png\`) and the time split of" \

@@ -15,7 +15,7 @@ set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 NCORES=$(nproc)
-SECTIONS=${*:-1 2 3 4 5 6 7 8}
+SECTIONS=${*:-1 2 3 4 5 6 7 8 9}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -148,4 +148,74 @@ if want 8; then
     echo " matmuls use: bf16 dot products (AVX512_BF16, twice fp32's) where bf16 GEMMs run"
     echo " natively (oneDNN), else fp32 FMAs: fp16 is widened to fp32 on this CPU. BLAS"
     echo " efficiency is against the matmul kernel of the same precision on the model's shapes.)"
+fi
+
+if want 9; then
+    # 9. hierarchical vs flat all-reduce across real, shaped links: a Slurm cluster whose
+    # nodes each have their own network namespace (slurm/cluster.sh up --netns), joined by
+    # veths shaped to TRIDENT_BENCH_LINK (default 200mbit) both ways; inside a node the
+    # ranks share memory. bench_allreduce under srun on 2 and 4 nodes × 2 ranks; the veth
+    # byte counters show what crossed. Needs root and `ip netns add`; skipped otherwise.
+    echo
+    echo "== 9. hierarchical vs flat all-reduce across shaped links (netns cluster, nodes × 2 ranks)"
+    link=${TRIDENT_BENCH_LINK:-200mbit}
+    b9_port=${TRIDENT_BENCH_SLURM_PORT:-18817}
+    b9_dir=${TRIDENT_BENCH_SLURM_DIR:-/tmp/trident-slurm-netns}
+    b9_mib=${TRIDENT_BENCH_ALLREDUCE_MIB:-16}
+    b9() { TRIDENT_SLURM_PORT=$b9_port TRIDENT_SLURM_DIR=$b9_dir SLURM_CONF=$b9_dir/slurm.conf "$@"; }
+    b9_why=""
+    [ "$(id -u)" -eq 0 ] || b9_why="needs root"
+    if [ -z "$b9_why" ] && ! b9_err=$(ip netns add "trident-$b9_port-probe" 2>&1); then
+        b9_why="'ip netns add' is not permitted here ($b9_err)"
+    fi
+    [ -n "$b9_why" ] || ip netns del "trident-$b9_port-probe"
+    if [ -n "$b9_why" ]; then
+        echo "skipped: $b9_why"
+    else
+        # the α–β model: an all-reduce of S bytes over n = N·k ranks (N nodes of k) costs
+        # α per round plus the bytes one node sends over its link / B. Hierarchical: each
+        # of the k ranks all-reduces its 1/k chunk across the N nodes, so a node sends
+        # 2(N-1)/N·S. Flat, rank-oblivious (the k ranks of a node each send their own
+        # 2(n-1)/n·S over the one link): k·2(n-1)/n·S, so hierarchical moves 1/k of it and
+        # the bandwidth-bound ratio is k·(n-1)/n·N/(N-1). A node-aware ring (the ring
+        # leaves each node once) would send only 2(n-1)/n·S: ratio (n-1)/n·N/(N-1).
+        for nodes in 2 4; do
+            b9 slurm/cluster.sh up --nodes "$nodes" --cpus 2 --netns --link "$link" >"$TMP/b9-up.log" 2>&1 ||
+                { echo "cluster.sh up --netns failed:"; tail -n 5 "$TMP/b9-up.log"; break; }
+            s0=0
+            for k in $(seq 1 "$nodes"); do s0=$((s0 + $(cat "/sys/class/net/tr${b9_port}n$k/statistics/rx_bytes"))); done
+            t0=$SECONDS
+            b9 timeout -k 10 900 srun --mpi=pmix -N "$nodes" --ntasks-per-node=2 --cpus-per-task=1 \
+                bin/bench_allreduce --max_mib="$b9_mib" >"$TMP/b9-$nodes.txt" 2>&1
+            s1=0
+            for k in $(seq 1 "$nodes"); do s1=$((s1 + $(cat "/sys/class/net/tr${b9_port}n$k/statistics/rx_bytes"))); done
+            b9 slurm/cluster.sh down >/dev/null 2>&1
+            echo "-- $nodes nodes × 2 ranks, links $link both ways ($((SECONDS - t0)) s; $(((s1 - s0) / 1000000)) MB crossed the veths in all)"
+            grep -E '^ *[0-9]+ ' "$TMP/b9-$nodes.txt" >"$TMP/b9-$nodes.dat" ||
+                { echo "bench_allreduce failed:"; tail -n 5 "$TMP/b9-$nodes.txt"; continue; }
+            awk -v N="$nodes" -v k=2 '
+                { b[NR] = $1; f[NR] = $2; h[NR] = $3; r[NR] = $4 }
+                END {
+                    n = N * k
+                    printf "%10s %12s %12s %10s\n", "bytes", "flat GB/s", "hier GB/s", "hier/flat"
+                    for (i = 1; i <= NR; i++) printf "%10d %12.4f %12.4f %10.2f\n", b[i], f[i], h[i], r[i]
+                    # crossover: the smallest size from which hierarchical is never slower
+                    c = ""
+                    for (i = NR; i >= 1 && r[i] >= 1; i--) c = b[i]
+                    hi = k * (n - 1) / n * N / (N - 1); lo = (n - 1) / n * N / (N - 1)
+                    printf "crossover: hierarchical wins from %s bytes up\n", c == "" ? "no size" : c
+                    printf "largest size: measured hier/flat %.2f; α–β bandwidth-bound prediction %.2f " \
+                           "(flat sends every rank'"'"'s share over the link: hierarchical moves 1/%d of it), " \
+                           "%.2f against a node-aware ring\n", r[NR], hi, k, lo
+                    printf "ROW %d %s %.2f %.2f %.2f %.4f %.4f\n", N, c == "" ? "-" : c, r[NR], hi, lo, f[NR], h[NR] > "/dev/stderr"
+                }' "$TMP/b9-$nodes.dat" 2>>"$TMP/b9-rows"
+        done
+        if [ -s "$TMP/b9-rows" ]; then
+            echo "-- summary (largest size $b9_mib MiB)"
+            printf "%6s %12s %12s %12s %14s %12s %12s\n" nodes crossover "hier/flat" "model 1/k" "model ring" "flat GB/s" "hier GB/s"
+            awk '$1 == "ROW" { printf "%6d %12s %12.2f %12.2f %14.2f %12.4f %12.4f\n", $2, $3, $4, $5, $6, $7, $8 }' "$TMP/b9-rows"
+            echo "(the link: tbf at $link on both ends of each node's veth, ~90 % of it reaches TCP;"
+            echo " 2 cores run all the ranks, so small sizes are bound by the CPU, not the link.)"
+        fi
+    fi
 fi
