@@ -196,6 +196,19 @@ static void layer_act_bytes(const struct config *cfg, int tp, int64_t *all, int6
     *all = ln_stats + rest + *sel;
 }
 
+struct mem_key {
+    struct config cfg;
+    int dp, tp, pp, rpn, stage, tp_rank, n_slots;
+};
+#define MEM_CACHE 4096
+static struct mem_cache {
+    int used;
+    struct mem_key key;
+    struct model_mem mm;
+    struct mem_breakdown b;
+    int nl;
+} mem_cache[MEM_CACHE];
+
 /* One stage's (and tensor rank's) plan under the wanted switches. */
 struct stage_mem {
     struct mem_breakdown b;
@@ -218,15 +231,41 @@ static void stage_memory(const struct config *want, int built, int dp, int tp, i
     int M = TR_MAX(c.grad_accum, 1);
     int n_slots = strcmp(c.schedule, "gpipe") == 0 ? M : TR_MIN(M, pp - stage);
     struct model_mem mm;
-    model_mem_plan(&c, &g, &mm);
-    memplan_rank(&c, &g, n_slots, &sm->b);
-    if (runtime_bytes >= 0) sm->b.bytes[MEM_RUNTIME] = (int64_t)runtime_bytes;
+    /* a search asks for the same (layout, batch, precision, stage) once per switch
+     * setting: memplan's part is remembered (the last 4096, by everything it reads) */
+    struct mem_key key;
+    memset(&key, 0, sizeof key);
+    key.cfg = c;
+    key.dp = dp; key.tp = tp; key.pp = pp; key.rpn = rpn; key.stage = stage;
+    key.tp_rank = tp_rank; key.n_slots = n_slots;
+    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *kb = (const unsigned char *)&key;
+    for (size_t i = 0; i < sizeof key; i++) h = (h ^ kb[i]) * 1099511628211ULL;
+    struct mem_cache *e = &mem_cache[h % MEM_CACHE];
+    if (e->used && memcmp(&e->key, &key, sizeof key) == 0) {
+        mm = e->mm;
+        sm->b = e->b;
+        sm->nl = e->nl;
+    } else {
+        model_mem_plan(&c, &g, &mm);
+        memplan_rank(&c, &g, n_slots, &sm->b);
+        int *bounds = tr_malloc(sizeof(int) * (size_t)(pp + 1));
+        model_stage_bounds(&c, pp, bounds);
+        sm->nl = bounds[stage + 1] - bounds[stage];
+        tr_free(bounds);
+        e->used = 1;
+        e->key = key;
+        e->mm = mm;
+        e->b = sm->b;
+        e->nl = sm->nl;
+    }
+    if (runtime_bytes >= 0) {
+        sm->b.total -= sm->b.bytes[MEM_RUNTIME];
+        sm->b.bytes[MEM_RUNTIME] = (int64_t)runtime_bytes;
+        sm->b.total += sm->b.bytes[MEM_RUNTIME];
+    }
     sm->n_local = mm.n_local;
     sm->weights16 = mm.weights16;
-    int *bounds = tr_malloc(sizeof(int) * (size_t)(pp + 1));
-    model_stage_bounds(&c, pp, bounds);
-    sm->nl = bounds[stage + 1] - bounds[stage];
-    tr_free(bounds);
 
     int64_t *x = sm->b.bytes;
     if (!(built & PLAN_SW_RECOMPUTE) && strcmp(want->recompute, "none") != 0 && sm->nl > 0) {
@@ -290,24 +329,37 @@ void plan_memory(const struct config *cfg, int dp, int tp, int pp, int ranks_per
                  double runtime_bytes, struct plan_mem *pm, int64_t *stage_total) {
     memset(pm, 0, sizeof *pm);
     int built = switches_built(cfg);
+    /* Which ranks to plan. Tensor rank 0 is the largest of its stage (the others differ
+     * only by not holding the data buffers). Middle stages with the same number of layers
+     * differ only in their micro-batches in flight, which fall with the stage (1F1B:
+     * pp - s), so the first of them is the largest and every item of it too; the search
+     * (stage_total NULL) plans only the first and last stage and the first middle stage
+     * of each size: the same peak and item maxima as planning every stage. */
+    struct config c = *cfg;
+    int *bounds = tr_malloc(sizeof(int) * (size_t)(pp + 1));
+    model_stage_bounds(&c, pp, bounds);
+    int seen_nl[4] = {-1, -1, -1, -1};
     for (int s = 0; s < pp; s++) {
-        int64_t st = 0;
-        /* tensor rank 0 holds the data buffers of the first and last stage; the others
-         * are alike */
-        for (int tr = 0; tr < (tp > 1 ? 2 : 1); tr++) {
-            struct stage_mem sm;
-            stage_memory(cfg, built, dp, tp, pp, ranks_per_node, s, tr, runtime_bytes, &sm,
-                         &pm->analytic);
-            for (int i = 0; i < MEM_COUNT; i++)
-                pm->item_max[i] = TR_MAX(pm->item_max[i], sm.b.bytes[i]);
-            if (sm.b.total > pm->peak.total) {
-                pm->peak = sm.b;
-                pm->peak_stage = s;
-            }
-            st = TR_MAX(st, sm.b.total);
+        int nl = bounds[s + 1] - bounds[s];
+        if (!stage_total && s > 0 && s < pp - 1) {
+            int dup = 0;
+            for (int k = 0; k < 4; k++) dup |= seen_nl[k] == nl;
+            if (dup) continue;
+            for (int k = 0; k < 4; k++)
+                if (seen_nl[k] < 0) { seen_nl[k] = nl; break; }
         }
-        if (stage_total) stage_total[s] = st;
+        struct stage_mem sm;
+        stage_memory(cfg, built, dp, tp, pp, ranks_per_node, s, 0, runtime_bytes, &sm,
+                     &pm->analytic);
+        for (int i = 0; i < MEM_COUNT; i++)
+            pm->item_max[i] = TR_MAX(pm->item_max[i], sm.b.bytes[i]);
+        if (sm.b.total > pm->peak.total) {
+            pm->peak = sm.b;
+            pm->peak_stage = s;
+        }
+        if (stage_total) stage_total[s] = sm.b.total;
     }
+    tr_free(bounds);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -338,7 +390,7 @@ struct cand {
     int64_t stage_total[512];
     int fits;
     struct plan_time t;
-    double tok_s, flops_dev, mfu;
+    double tok_s, flops_dev, hw_flops_dev, mfu;
     int intrusive;           /* how far the switches stray from plain fp32 training */
 };
 
@@ -491,16 +543,23 @@ static void cand_config(const struct plan_req *r, const struct cand *c, struct c
     out->zero = c->zero;
 }
 
-static void evaluate(const struct plan_req *r, struct cand *c) {
+static void evaluate(const struct plan_req *r, struct cand *c, int all_stages) {
     struct config cfg;
     cand_config(r, c, &cfg);
-    plan_memory(&cfg, c->dp, c->tp, c->pp, r->rpn, r->hw.runtime_bytes, &c->mem, c->stage_total);
+    plan_memory(&cfg, c->dp, c->tp, c->pp, r->rpn, r->hw.runtime_bytes, &c->mem,
+                all_stages ? c->stage_total : NULL);
     c->fits = r->mem_limit <= 0 || c->mem.peak.total <= r->mem_limit;
     plan_time(&cfg, &r->hw, c->dp, c->tp, c->pp, r->rpn, &c->t);
     double tokens = (double)c->mb * c->ga * c->dp * cfg.seq_len;
     c->tok_s = tokens / c->t.step;
     c->flops_dev = model_flops_per_token(&cfg) * c->tok_s / r->world;
     c->mfu = c->flops_dev / r->hw.peak[c->prec];
+    /* what the hardware computes, recomputation included (Megatron-LM's count): full
+     * recomputes each layer's forward, selective the attention core's */
+    double C = cfg.n_embd, L = cfg.n_layer, T = cfg.seq_len;
+    double extra = strcmp(c->recompute, "full") == 0 ? L * (24.0 * C * C + 2.0 * C * (T + 1))
+                   : strcmp(c->recompute, "selective") == 0 ? L * 2.0 * C * (T + 1) : 0.0;
+    c->hw_flops_dev = (model_flops_per_token(&cfg) + extra) * c->tok_s / r->world;
     c->intrusive = intrusiveness(c);
 }
 
@@ -547,7 +606,7 @@ static int best_switches(const struct plan_req *r, struct cand *base, struct can
         for (int i = 0; i < n; i++) {
             if (all[i].intrusive != level) continue;
             struct cand *c = &all[i];
-            evaluate(r, c);
+            evaluate(r, c, 0);
             int better = !have ||
                          (c->fits && !out->fits) ||
                          (c->fits && out->fits && c->tok_s > 1.05 * out->tok_s) ||
@@ -658,6 +717,8 @@ static void search(const struct plan_req *r, struct plan_result *res) {
         }
     }
     qsort(res->c, (size_t)res->n, sizeof *res->c, cand_cmp);
+    /* what is shown gets every stage planned */
+    for (int i = 0; i < res->n && i < r->top; i++) evaluate(r, &res->c[i], 1);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -695,10 +756,12 @@ static void print_json(const struct plan_req *r, const struct plan_result *res, 
                (c->mem.analytic & PLAN_SW_ZERO) ? "\"zero\"," : "",
                (c->mem.analytic & PLAN_SW_OPTIM_STATE) ? "\"optim_state\"," : "");
         printf("\"fits\":%s,\"step_s\":%.6g,\"tokens_per_s\":%.6g,\"model_flops_per_device\":%.6g,"
+               "\"hw_flops_per_device\":%.6g,"
                "\"mfu\":%.4f,\"time\":{\"matmul\":%.6g,\"other_kernels\":%.6g,\"tp_comm\":%.6g,"
                "\"pp_p2p\":%.6g,\"bubble\":%.6g,\"dp_comm\":%.6g,\"dp_exposed\":%.6g,"
                "\"optimizer\":%.6g,\"zero_gather\":%.6g}}",
-               c->fits ? "true" : "false", c->t.step, c->tok_s, c->flops_dev, c->mfu, c->t.matmul,
+               c->fits ? "true" : "false", c->t.step, c->tok_s, c->flops_dev, c->hw_flops_dev, c->mfu,
+               c->t.matmul,
                c->t.other, c->t.tp_comm, c->t.p2p, c->t.bubble, c->t.dp_comm, c->t.dp_exposed,
                c->t.optimizer, c->t.zero_gather);
         shown++;
@@ -714,8 +777,9 @@ static void print_json(const struct plan_req *r, const struct plan_result *res, 
         if (dup) continue;
         const struct cand *c = &res->c[i];
         printf("%s{\"dp\":%d,\"tp\":%d,\"pp\":%d,\"fits\":%s,\"tokens_per_s\":%.6g,"
-               "\"model_flops_per_device\":%.6g,\"memory\":%lld}", nl++ ? "," : "", c->dp,
-               c->tp, c->pp, c->fits ? "true" : "false", c->tok_s, c->flops_dev,
+               "\"model_flops_per_device\":%.6g,\"hw_flops_per_device\":%.6g,\"memory\":%lld}",
+               nl++ ? "," : "", c->dp, c->tp, c->pp, c->fits ? "true" : "false", c->tok_s,
+               c->flops_dev, c->hw_flops_dev,
                (long long)c->mem.peak.total);
     }
     printf("],\"rejected\":[");

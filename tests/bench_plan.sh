@@ -12,7 +12,7 @@ HW=${1:-inputs/hardware/this-machine.hw}
 NCORES=$(nproc)
 TMP=$(mktemp -d /tmp/trident-bench-plan.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-[ -f data/fortunes.h5 ] || bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
+[ -f data/fortunes.h5 ] || mkdir -p data && bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
 # median of column 2 of "step value" lines, skipping the first (warm-up) step
 median() { awk 'NR > 1 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "nan" }'; }
 field() { sed -n "s/.*\"$1\":\\([-0-9.e]*\\).*/\\1/p" "$2"; }
@@ -31,7 +31,7 @@ predicted() {
 printf '%-28s %12s %12s %8s\n' "run ($PRECISION)" "predicted s" "measured s" "error"
 one() { # NAME NP THREADS LAYOUT ARGS...
     local name=$1 np=$2 th=$3 lay=$4; shift 4
-    local dir="$TMP/$name" pred meas
+    local dir="$TMP/run$np" pred meas
     pred=$(predicted "$np" "$lay")
     if [ "$np" = 1 ]; then
         OMP_NUM_THREADS=$th bin/trident train inputs/small.conf "${MODEL[@]}" "${RUN[@]}" \
