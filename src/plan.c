@@ -752,9 +752,13 @@ static void print_json(const struct plan_req *r, const struct plan_result *res, 
             printf("%s\"%s\":%lld", k ? "," : "", JSON_ITEMS[k], (long long)c->mem.item_max[k]);
         printf("},\"stages\":[");
         for (int s = 0; s < c->pp; s++) printf("%s%lld", s ? "," : "", (long long)c->stage_total[s]);
-        printf("],\"analytic\":[%s%s%s]},", (c->mem.analytic & PLAN_SW_RECOMPUTE) ? "\"recompute\"," : "",
-               (c->mem.analytic & PLAN_SW_ZERO) ? "\"zero\"," : "",
-               (c->mem.analytic & PLAN_SW_OPTIM_STATE) ? "\"optim_state\"," : "");
+        /* the switches whose memory comes from this file's formulas */
+        printf("],\"analytic\":[");
+        const char *sep = "";
+        static const char *const SW[3] = {"recompute", "zero", "optim_state"};
+        for (int k = 0; k < 3; k++)
+            if (c->mem.analytic & (1 << k)) { printf("%s\"%s\"", sep, SW[k]); sep = ","; }
+        printf("]},");
         printf("\"fits\":%s,\"step_s\":%.6g,\"tokens_per_s\":%.6g,\"model_flops_per_device\":%.6g,"
                "\"hw_flops_per_device\":%.6g,"
                "\"mfu\":%.4f,\"time\":{\"matmul\":%.6g,\"other_kernels\":%.6g,\"tp_comm\":%.6g,"
