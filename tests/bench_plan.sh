@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # bench_plan.sh — the planner's predicted step time against measured training, on the bench
 # model (tests/bench.sh section 3): 1 rank × all cores' threads, and 2 ranks × 1 thread.
-# A benchmark, not a test: it times things. Run `trident calibrate` (under
-# `mpirun -np 2`, with OMP_NUM_THREADS=1) first, on a quiet machine, with
-# `env -u OPENBLAS_CORETYPE` as for every benchmark here. Target: within 25 %.
-#   tests/bench_plan.sh [HARDWARE_FILE]     (default inputs/hardware/this-machine.hw)
+# A benchmark, not a test: it times things. Without an argument it first calibrates the
+# machine (`mpirun -np 2 trident calibrate`, 1 thread a rank) into a temporary hardware
+# file, so that prediction and measurement see the same machine minutes apart (a shared
+# machine's speed drifts by more than the model's error over an hour); with one, it uses
+# that file. Run it with `env -u OPENBLAS_CORETYPE` as every benchmark here, on a quiet
+# machine. Target: within 25 %.
+#   tests/bench_plan.sh [HARDWARE_FILE]
 set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-HW=${1:-inputs/hardware/this-machine.hw}
 NCORES=$(nproc)
 TMP=$(mktemp -d /tmp/trident-bench-plan.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
+HW=${1:-}
+if [ -z "$HW" ]; then
+    HW=$TMP/this-machine.hw
+    OMP_NUM_THREADS=1 mpirun -np 2 bin/trident calibrate --out "$HW" | sed 's/^/  /'
+fi
 [ -f data/fortunes.h5 ] || mkdir -p data && bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
 # median of column 2 of "step value" lines, skipping the first (warm-up) step
 median() { awk 'NR > 1 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "nan" }'; }
