@@ -440,10 +440,15 @@ static void plan_time(const struct config *cfg, const struct hardware *hw, int d
         if (pp > 1) {
             /* a boundary crosses nodes when the stage's block of tp·dp ranks does not sit
              * in whole nodes with its neighbour */
-            int block = tp * dp, cross = block >= rpn || rpn % block != 0 ||
-                                         (s * block) / rpn != ((s + 1) * block - 1) / rpn;
+            /* stage s holds ranks [s·b, (s+1)·b) (b = tp·dp) and sends rank r's
+             * activations to r + b: a boundary crosses nodes when some r and r + b sit on
+             * different nodes, i.e. a node boundary lies in (s·b, (s+2)·b − 1]; the
+             * boundary to the previous stage likewise */
+            long block = (long)tp * dp, lo = last ? s - 1 : s;
+            int cross = block >= rpn || ((lo + 2) * block - 1) / rpn > (lo * block) / rpn ||
+                        (!first && !last && ((long)(s + 1) * block - 1) / rpn > ((long)(s - 1) * block) / rpn);
             double lat = cross ? hw->inter_latency : hw->intra_latency;
-            double lbw = cross ? hw->inter_bandwidth / TR_MIN(rpn, block) : hw->intra_bandwidth;
+            double lbw = cross ? hw->inter_bandwidth / (double)TR_MIN(rpn, block) : hw->intra_bandwidth;
             double one = lat + e * act_bytes / lbw;
             p2p = (first || last ? 1.0 : 2.0) * one;   /* fwd out + bwd out (ends: one way each) */
         }
@@ -728,11 +733,25 @@ static const char *const JSON_ITEMS[MEM_COUNT] = {
     "runtime", "weights", "gradients", "optimizer", "activations", "workspace", "pipeline",
     "reduction", "data"};
 
+/* a JSON string: quotes, backslashes and control characters escaped */
+static void json_str(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
 static void print_json(const struct plan_req *r, const struct plan_result *res, const char *why) {
-    printf("{\"hardware\":\"%s\",\"nodes\":%d,\"ranks_per_node\":%d,\"world\":%d,"
+    printf("{\"hardware\":");
+    json_str(r->hw.name);
+    printf(",\"nodes\":%d,\"ranks_per_node\":%d,\"world\":%d,"
            "\"mem_per_rank\":%lld,\"global_batch\":%lld,\"seq_len\":%d,"
            "\"model_flops_per_token\":%.6g,\"analytic_switches\":\"%s\",\"candidates\":[",
-           r->hw.name, r->nodes, r->rpn, r->world, (long long)r->mem_limit,
+           r->nodes, r->rpn, r->world, (long long)r->mem_limit,
            r->fix_batch ? -1LL : (long long)r->global, r->cfg.seq_len,
            model_flops_per_token(&r->cfg),
            "recompute, zero and optim_state bf16/int8 follow the standard formulas while memplan does not model them");
@@ -787,11 +806,15 @@ static void print_json(const struct plan_req *r, const struct plan_result *res, 
                (long long)c->mem.peak.total);
     }
     printf("],\"rejected\":[");
-    for (int i = 0; i < res->n_rej; i++)
-        printf("%s{\"dp\":%d,\"tp\":%d,\"pp\":%d,\"why\":\"%s\"}", i ? "," : "", res->rej[i].dp,
-               res->rej[i].tp, res->rej[i].pp, res->rej[i].why);
+    for (int i = 0; i < res->n_rej; i++) {
+        printf("%s{\"dp\":%d,\"tp\":%d,\"pp\":%d,\"why\":", i ? "," : "", res->rej[i].dp,
+               res->rej[i].tp, res->rej[i].pp);
+        json_str(res->rej[i].why);
+        printf("}");
+    }
     printf("],\"why_none\":");
-    if (why) printf("\"%s\"}\n", why); else printf("null}\n");
+    if (why) json_str(why); else printf("null");
+    printf("}\n");
 }
 
 static void print_text(const struct plan_req *r, const struct plan_result *res, const char *why) {

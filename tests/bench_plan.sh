@@ -19,7 +19,7 @@ if [ -z "$HW" ]; then
     HW=$TMP/this-machine.hw
     OMP_NUM_THREADS=1 mpirun -np 2 bin/trident calibrate --out "$HW" | sed 's/^/  /'
 fi
-[ -f data/fortunes.h5 ] || mkdir -p data && bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
+[ -f data/fortunes.h5 ] || { mkdir -p data && bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null; }
 # median of column 2 of "step value" lines, skipping the first (warm-up) step
 median() { awk 'NR > 1 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "nan" }'; }
 field() { sed -n "s/.*\"$1\":\\([-0-9.e]*\\).*/\\1/p" "$2"; }
