@@ -24,7 +24,7 @@ RUNS=(
 "Llama 3 405B, 8K GPUs|llama3-405b-8k|1024|$H100|64x8x16|430|model|--precision=bf16 --zero=1"
 "Llama 3 405B, 16K GPUs|llama3-405b-16k|2048|$H100|128x8x16|400|model|--precision=bf16 --zero=1"
 )
-printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' model GPUs "layout dp×tp×pp" \
+printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' model GPUs "layout dp×tp×pp" \
     "published TFLOP/s per GPU" "predicted" error "published layout fits" "its rank (layouts searched)" "where the predicted step goes"
 printf '|---|---|---|---|---|---|---|---|---|\n'
 for run in "${RUNS[@]}"; do
