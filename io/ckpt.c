@@ -29,9 +29,20 @@
 /* The three groups of tensors a checkpoint holds, all with the model's table. */
 static const char *const GROUPS[3] = {"model", "optim/m", "optim/v"};
 
-static struct tensor group_tensor(const struct model *m, const struct optim *o, int grp) {
+/* The optimizer's state is written as fp32 at its logical shape whatever its form: fp32
+ * state is written from its own buffers; bf16 or int8 state, and the second moment of an
+ * optimizer with one buffer (LARS, SGD: written as zeros), go through fp32 copies on the
+ * backend (conv[grp]), made by host_groups and stored back into the state's form by
+ * host_groups_done. */
+static int state_is_f32(const struct optim *o, int grp) {
+    return o->form == OSF_F32 && grp - 1 < o->n_buf;
+}
+
+static struct tensor group_tensor(const struct model *m, const struct optim *o, int grp,
+                                  const struct tensor conv[3]) {
     if (grp == 0) return m->params;
     if (!o) return TENSOR_NONE;
+    if (!state_is_f32(o, grp)) return conv[grp];
     return grp == 1 ? o->m : o->v;
 }
 
@@ -39,9 +50,12 @@ static struct tensor group_tensor(const struct model *m, const struct optim *o, 
  * themselves where the backend's memory is host memory (CPU), else staging copies,
  * filled from the device when `fetch`. */
 static void host_groups(const struct model *m, const struct optim *o, int n_groups, int fetch,
-                        float *h[3]) {
+                        float *h[3], struct tensor conv[3]) {
     for (int grp = 0; grp < 3; grp++) {
-        struct tensor t = group_tensor(m, o, grp);
+        conv[grp] = TENSOR_NONE;
+        if (o && grp > 0 && grp < n_groups && !state_is_f32(o, grp))
+            conv[grp] = optim_state_f32(o, m, grp - 1);
+        struct tensor t = group_tensor(m, o, grp, conv);
         h[grp] = NULL;
         if (grp >= n_groups || !t.data) continue;
         h[grp] = backend_host_view(m->be, t.data);
@@ -51,14 +65,21 @@ static void host_groups(const struct model *m, const struct optim *o, int n_grou
     }
 }
 
-/* Done with host_groups' views: staged copies go back to the device when `store`. */
+/* Done with host_groups' views: staged copies go back to the device when `store`, and
+ * fp32 copies of the optimizer's state into the state's form when `store` and
+ * `store_state`. */
 static void host_groups_done(const struct model *m, const struct optim *o, int n_groups,
-                             int store, float *h[3]) {
+                             int store, int store_state, float *h[3], struct tensor conv[3]) {
     for (int grp = 0; grp < n_groups; grp++) {
-        struct tensor t = group_tensor(m, o, grp);
-        if (!t.data || h[grp] == backend_host_view(m->be, t.data)) continue;
-        if (store) backend_copy_h2d(m->be, t.data, h[grp], tensor_bytes(t));
-        tr_free(h[grp]);
+        struct tensor t = group_tensor(m, o, grp, conv);
+        if (t.data && h[grp] != backend_host_view(m->be, t.data)) {
+            if (store) backend_copy_h2d(m->be, t.data, h[grp], tensor_bytes(t));
+            tr_free(h[grp]);
+        }
+        if (conv[grp].data) {
+            if (store && store_state) optim_state_set_f32(o, m, grp - 1, conv[grp]);
+            backend_free_mem(m->be, conv[grp].data);
+        }
     }
 }
 
@@ -355,7 +376,8 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     ckpt_path(final, sizeof final, run_dir, step, "");
     int n_groups = o ? 3 : 1;
     float *data[3];
-    host_groups(m, o, n_groups, 1, data);
+    struct tensor conv[3];
+    host_groups(m, o, n_groups, 1, data, conv);
     /* The checksums are computed on a thread of their own while this one writes: the
      * write waits on memory copies and the disk, the checksum on arithmetic. */
     uint64_t *sums = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
@@ -405,7 +427,7 @@ void ckpt_save(const char *run_dir, const struct ckpt_meta *meta, const struct m
     H5Pclose(lcpl);
     H5Pclose(dxpl);
     if (threaded) pthread_join(cks_thread, NULL);
-    host_groups_done(m, o, n_groups, 0, data);
+    host_groups_done(m, o, n_groups, 0, 0, data, conv);
     reduce_checksums(m, n_groups, sums);
     /* the tensor list: every name with its shape and checksum, covered by meta_checksum */
     char *tensors = NULL;
@@ -639,6 +661,8 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
     hid_t file = open_checked(path, err, err_len);
     if (file < 0) return -1;
     struct meta_text mt;
+    char saved_optimizer[sizeof m->cfg.optimizer] = "adamw";
+    int other_optimizer = 0;  /* the checkpoint's optimizer is another than this run's */
     int verified = read_meta(file, path, &mt, err, err_len);
     int bad = verified < 0;
     if (!bad && (mt.step < 0 || !mt.config)) {
@@ -664,6 +688,8 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
         config_defaults(&saved);
         config_from_string(&saved, mt.config, path);
         char why[256];
+        snprintf(saved_optimizer, sizeof saved_optimizer, "%s", saved.optimizer);
+        other_optimizer = strcmp(saved.optimizer, m->cfg.optimizer) != 0;
         if (arch_mismatch(&saved, &m->cfg, why, sizeof why)) {
             snprintf(err, err_len, "'%s' is a checkpoint of another architecture: %s", path, why);
             bad = 2;
@@ -687,7 +713,8 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
     comm_allreduce(&m->grid->comm, COMM_WORLD, &bad, 1, COMM_I32, COMM_MAX);
     int n_groups = o ? 3 : 1;
     float *data[3];
-    host_groups(m, o, n_groups, 0, data);
+    struct tensor conv[3];
+    host_groups(m, o, n_groups, 0, data, conv);
     uint64_t *stored = tr_calloc((size_t)n_groups * m->pt.n, sizeof(uint64_t));
     hid_t dxpl = collective_dxpl();
     for (int grp = 0; grp < n_groups && !bad; grp++)
@@ -773,10 +800,19 @@ static int load_impl(const char *path, struct model *m, struct optim *o,
         snprintf(err, err_len, "'%s' could not be read on another rank", path);
     }
     tr_free(stored);
-    host_groups_done(m, o, n_groups, !bad, data);
+    host_groups_done(m, o, n_groups, !bad, !other_optimizer, data, conv);
     if (bad) return bad == 2 ? -2 : -1;
     model_refresh_weights(m);
     if (o) o->t = (int)opt_step;
+    if (o && other_optimizer) {
+        /* another optimizer's state means nothing to this one: its weights are kept */
+        if (m->grid->world_rank == 0)
+            tr_warn("'%s' was written by optimizer %s, this run uses %s: its weights are "
+                    "loaded, the optimizer state starts at zero", path, saved_optimizer,
+                    m->cfg.optimizer);
+        optim_zero(o);
+        o->t = 0;
+    }
     return (int)step;
 }
 

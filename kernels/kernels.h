@@ -40,6 +40,24 @@ enum kdevice { KDEV_CPU = 0, KDEV_CUDA = 1 };
 
 struct backend;
 
+/* One optimizer state buffer (a moment) of n elements, as the update kernels take it:
+ *  - fp32 or bf16: q is a [1][n] tensor of that dtype, scale is absent (bf16 is rounded
+ *    to nearest even after each update);
+ *  - int8: q holds n bytes packed four to an int32 ([1][>= ceil(n/4)], KDT_I32), in blocks
+ *    of KSTATE_BLOCK elements from the buffer's start, scale ([1][ceil(n/KSTATE_BLOCK)],
+ *    fp32) is each block's largest magnitude A (NaN when the block holds a NaN or inf).
+ *    Codes are companded so that small values keep a relative precision:
+ *      first moment, momentum (signed): x = sign(c) (c/127)^2 A,   c in [-127, 127];
+ *      second moment (role 1, >= 0):    x = (c/255)^4 A,          c in [0, 255] (unsigned).
+ *    Encoding rounds the companded value to nearest; the block's largest element gets the
+ *    largest code, so decoding and encoding again gives the same codes and scale (a
+ *    checkpoint's fp32 copy of the state restores it bit for bit).
+ * An update kernel decodes a block, updates it in fp32 and encodes it again. */
+enum { KSTATE_BLOCK = 256 };
+struct kstate {
+    struct tensor q, scale;
+};
+
 struct kernels {
     const char *name;  /* "cpu" */
 
@@ -131,6 +149,38 @@ struct kernels {
     void (*adamw)(struct backend *b, struct tensor p, struct tensor grad, struct tensor m,
                   struct tensor v, float lr, float b1, float b2, float eps, float wd,
                   float grad_scale, int t);
+
+    /* The same AdamW step on state of any form (struct kstate; m: role 0, v: role 1).
+     * With fp32 state it is `adamw`, bit for bit. The step uses the fp32 moments before
+     * they are stored in their form. */
+    void (*adamw_state)(struct backend *b, struct tensor p, struct tensor grad,
+                        struct kstate m, struct kstate v, float lr, float b1, float b2,
+                        float eps, float wd, float grad_scale, int t);
+    /* LAMB, in two calls per tensor with a reduction of the norms between them:
+     *  lamb_moments: g = grad * grad_scale; m, v as AdamW's, stored in their form; returns
+     *    the sum of squares (double, fixed summation order) over elements [own0, own0+own_n)
+     *    of r = (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd * p, r computed from the
+     *    stored m, v;
+     *  lamb_apply: p -= lr * r, r computed from the stored m, v the same way (the caller
+     *    passes lr times the trust ratio ||p|| / ||r||). */
+    double (*lamb_moments)(struct backend *b, struct tensor p, struct tensor grad,
+                           struct kstate m, struct kstate v, float b1, float b2, float eps,
+                           float wd, float grad_scale, int t, int64_t own0, int64_t own_n);
+    void (*lamb_apply)(struct backend *b, struct tensor p, struct kstate m, struct kstate v,
+                       float lr, float b1, float b2, float eps, float wd, int t);
+    /* LARS: g = grad * grad_scale; mom = momentum * mom + local_lr * (g + wd * p);
+     * p -= lr * mom (local_lr: the caller's trust * ||p|| / (||g|| + wd ||p||)). */
+    void (*lars_update)(struct backend *b, struct tensor p, struct tensor grad,
+                        struct kstate mom, float lr, float local_lr, float momentum, float wd,
+                        float grad_scale);
+    /* SGD with momentum: g = grad * grad_scale; mom = momentum * mom + g + wd * p;
+     * p -= lr * mom. */
+    void (*sgd_update)(struct backend *b, struct tensor p, struct tensor grad,
+                       struct kstate mom, float lr, float momentum, float wd, float grad_scale);
+    /* dst (fp32 [1][n]) = the values of state src (role 0: signed, 1: second moment) */
+    void (*state_to_f32)(struct backend *b, struct tensor dst, struct kstate src, int role);
+    /* state dst = src (fp32 [1][n]) in dst's form: rounded (bf16) or encoded (int8) */
+    void (*state_from_f32)(struct backend *b, struct kstate dst, struct tensor src, int role);
 
     /* sum of squares in double, over an fp32 or 16-bit tensor (the gradient norm) */
     double (*sumsq)(struct backend *b, struct tensor x);

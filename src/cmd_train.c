@@ -229,6 +229,20 @@ static void print_header(const struct trainer *t, long tokens_per_step) {
             t->m.n_logical / 1e6, c->n_layer, g->pp, g->pp > 1 ? "s" : "",
             (long)c->micro_batch * t->M * g->dp, tokens_per_step);
     {
+        const double f = t->o.lr_factor;
+        if (strcmp(c->lr_scaling, "none") != 0 && c->ref_batch > 0)
+            tr_info("optimizer %s, state %s: lr %.4g, min_lr %.4g (lr_scaling %s: x%.4g = "
+                    "global batch %ld / ref_batch %d%s)", c->optimizer, c->optim_state,
+                    c->lr * f, c->min_lr * f, c->lr_scaling, f,
+                    (long)c->micro_batch * t->M * g->dp, c->ref_batch,
+                    strcmp(c->lr_scaling, "sqrt") == 0 ? ", square root" : "");
+        else
+            tr_info("optimizer %s, state %s: lr %.4g, min_lr %.4g%s", c->optimizer,
+                    c->optim_state, c->lr, c->min_lr,
+                    strcmp(c->lr_scaling, "none") != 0 ? " (lr_scaling: ref_batch = 0, "
+                    "no scaling)" : "");
+    }
+    {
         const char *mm;
         kernels_native_matmul(t->m.dt, &mm);
         tr_info("precision %s: fp32 master weights, gradients and optimizer state%s; "

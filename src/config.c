@@ -43,7 +43,7 @@ static const struct cfg_key KEYS[] = {
      "micro-batches per step (gradient accumulation; also the pipeline micro-batches)"},
     {"steps", CT_INT, F(steps), "1000", 0, INT_MAX, NULL, "optimizer steps to train"},
     /* optimizer */
-    {"lr", CT_FLOAT, F(lr), "6e-4", 0, 10, NULL, "peak learning rate (AdamW)"},
+    {"lr", CT_FLOAT, F(lr), "6e-4", 0, 10, NULL, "peak learning rate (every optimizer)"},
     {"min_lr", CT_FLOAT, F(min_lr), "6e-5", 0, 10, NULL, "floor of the cosine decay"},
     {"warmup", CT_INT, F(warmup), "100", 0, INT_MAX, NULL, "linear warmup steps"},
     {"weight_decay", CT_FLOAT, F(weight_decay), "0.1", 0, 10, NULL,
@@ -428,14 +428,6 @@ int config_padded_vocab(const struct config *cfg) {
 /* Switches whose value is accepted by the key table but not built yet: refused here, by
  * name, until they are. */
 static void refuse_unbuilt(const struct config *c) {
-    struct { const char *key, *value, *dflt; } k[] = {
-        {"recompute", c->recompute, "none"}, {"optimizer", c->optimizer, "adamw"},
-        {"optim_state", c->optim_state, "fp32"}, {"lr_scaling", c->lr_scaling, "none"}};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (strcmp(k[i].value, k[i].dflt) != 0)
-            tr_fail(TR_EXIT_USAGE, "leave it at its default for now",
-                    "%s = %s is not available in this version of trident", k[i].key,
-                    k[i].value);
     if (c->zero)
         tr_fail(TR_EXIT_USAGE, "leave it at its default for now",
                 "zero = 1 is not available in this version of trident");

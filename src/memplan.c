@@ -10,6 +10,7 @@
 #include "common.h"
 #include "dataset.h"
 #include "model.h"
+#include "optim.h"
 #include "plan.h"
 
 const char *const MEM_ITEM_NAMES[MEM_COUNT] = {
@@ -49,7 +50,8 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
     b->bytes[MEM_RUNTIME] = resident_bytes() + RUNTIME_GROWTH_BYTES;
     b->bytes[MEM_WEIGHTS] = mm.params + mm.weights16;   /* fp32 masters + 16-bit copy */
     b->bytes[MEM_GRADS] = mm.params;
-    b->bytes[MEM_OPTIM] = 2 * mm.params;                       /* optim_init: m and v */
+    /* optim_init: 1 or 2 buffers (optimizer) in fp32, bf16, or int8 codes + block scales */
+    b->bytes[MEM_OPTIM] = optim_state_bytes(cfg, mm.n_local);
     b->bytes[MEM_ACTS] = (int64_t)n_slots * mm.slot;
     /* cmd_train.c's matmul-rate probe runs once the model is allocated: a [M,K] input,
      * a [N,K] weight and a [M,N] output of the model's MLP shape */

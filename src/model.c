@@ -100,29 +100,62 @@ static size_t buf_bytes(const struct buf *b) {
     return (size_t)(b->rows * b->cols) * kdtype_size(b->dt);
 }
 
+/* The per-layer arrays of a slot, in the order of layer_arrays' list. */
+enum { LA_LN1, LA_LN1_MEAN, LA_LN1_RSTD, LA_QKV, LA_ATT, LA_ATTY, LA_XMID, LA_LN2,
+       LA_LN2_MEAN, LA_LN2_RSTD, LA_FCH, LA_FCH_GELU, LA_COUNT };
+
+/* Whether a slot keeps per-layer array j (LA_*) under the model's recompute mode; what it
+ * does not keep, m->rc holds for one layer. */
+static int slot_keeps(const struct model *m, int j) {
+    switch (m->recompute) {
+    case RC_NONE: return 1;
+    case RC_SELECTIVE: return j != LA_ATT && j != LA_FCH_GELU;
+    case RC_FULL: return 0;
+    }
+    return 1;
+}
+
+/* The per-layer arrays of a, stacked over nl layers: one list for the slots (nl = the
+ * stage's layers, the arrays the mode keeps) and for m->rc (nl = 1, the others). An
+ * array left out has 0 rows. */
+static int layer_arrays(const struct model *m, struct acts *a, int64_t nl, int keep,
+                        struct buf out[]) {
+    const int64_t BT = (int64_t)m->B * m->T, C = m->C, Cl = m->Cl, Fl = m->Fl;
+    const int64_t NT = (int64_t)m->B * m->NHl * m->T;
+    const enum kdtype dt = m->dt, f = KDT_F32;
+    int n = 0;
+    /* layers of array j in this list */
+#define NL(j) (slot_keeps(m, j) == keep ? nl : 0)
+#define ARR(field, type, r, c) (out[n++] = (struct buf){&a->field, type, r, c})
+    ARR(ln1, dt, NL(LA_LN1) * BT, C);
+    ARR(ln1_mean, f, 1, NL(LA_LN1_MEAN) * BT);
+    ARR(ln1_rstd, f, 1, NL(LA_LN1_RSTD) * BT);
+    ARR(qkv, dt, NL(LA_QKV) * BT, 3 * Cl);
+    ARR(att, dt, NL(LA_ATT) * NT, m->T);
+    ARR(atty, dt, NL(LA_ATTY) * BT, Cl);
+    ARR(xmid, dt, NL(LA_XMID) * BT, C);
+    ARR(ln2, dt, NL(LA_LN2) * BT, C);
+    ARR(ln2_mean, f, 1, NL(LA_LN2_MEAN) * BT);
+    ARR(ln2_rstd, f, 1, NL(LA_LN2_RSTD) * BT);
+    ARR(fch, dt, NL(LA_FCH) * BT, Fl);
+    ARR(fch_gelu, dt, NL(LA_FCH_GELU) * BT, Fl);
+#undef ARR
+#undef NL
+    return n;
+}
+
 /* The arrays of one activation slot, in one list that alloc_slot allocates and
  * model_mem_plan counts: the memory plan cannot drift from the allocation. Returns the
  * number of arrays. */
-#define SLOT_ARRAYS 22
+#define SLOT_ARRAYS (10 + LA_COUNT)
 static int slot_arrays(const struct model *m, struct acts *a, struct buf out[]) {
-    const int64_t BT = (int64_t)m->B * m->T, nl = m->nl, C = m->C, Cl = m->Cl, Fl = m->Fl;
-    const int64_t first = m->first, last = m->last, NT = (int64_t)m->B * m->NHl * m->T;
+    const int64_t BT = (int64_t)m->B * m->T, nl = m->nl, C = m->C;
+    const int64_t first = m->first, last = m->last;
     const enum kdtype dt = m->dt, f = KDT_F32;
     int n = 0;
 #define ARR(field, type, r, c) (out[n++] = (struct buf){&a->field, type, r, c})
     ARR(x, dt, (nl + 1) * BT, C);
-    ARR(ln1, dt, nl * BT, C);
-    ARR(ln1_mean, f, 1, nl * BT);
-    ARR(ln1_rstd, f, 1, nl * BT);
-    ARR(qkv, dt, nl * BT, 3 * Cl);
-    ARR(att, dt, nl * NT, m->T);
-    ARR(atty, dt, nl * BT, Cl);
-    ARR(xmid, dt, nl * BT, C);
-    ARR(ln2, dt, nl * BT, C);
-    ARR(ln2_mean, f, 1, nl * BT);
-    ARR(ln2_rstd, f, 1, nl * BT);
-    ARR(fch, dt, nl * BT, Fl);
-    ARR(fch_gelu, dt, nl * BT, Fl);
+    n += layer_arrays(m, a, nl, 1, out + n);
     ARR(tokens, KDT_I32, first * m->B, m->T);
     ARR(lnf, dt, last * BT, C);
     ARR(lnf_mean, f, last, BT);
@@ -136,10 +169,10 @@ static int slot_arrays(const struct model *m, struct acts *a, struct buf out[]) 
     return n;
 }
 
-/* The backward scratch (shared by all slots; dt but for the attention scratch) and the
- * tensor-parallel staging: the same
+/* The backward scratch (shared by all slots; dt but for the attention scratch), one
+ * layer of what the slots do not keep (m->rc) and the tensor-parallel staging: the same
  * kind of list. */
-#define SCRATCH_ARRAYS 7
+#define SCRATCH_ARRAYS (7 + LA_COUNT)
 static int scratch_arrays(struct model *m, struct buf out[]) {
     const int64_t BT = (int64_t)m->B * m->T;
     const enum kdtype dt = m->dt;
@@ -153,6 +186,8 @@ static int scratch_arrays(struct model *m, struct buf out[]) {
     /* the attention backward's scratch holds nothing between calls: fp32, which the CPU
      * backend computes in anyway (a 16-bit one would be widened into a workspace) */
     ARR(att_scratch, KDT_F32, (int64_t)m->B * m->NHl * m->T, m->T);
+    /* the arrays that the slots leave out, for one layer */
+    n += layer_arrays(m, &m->rc, m->nl > 0, 0, out + n);
     /* 16-bit tensor-parallel sums go through fp32: the largest is a [BT][C] activation */
     ARR(tp.f32, KDT_F32, m->grid->tp > 1 && kdtype_is_16bit(dt), BT * m->C);
 #undef ARR
@@ -184,6 +219,9 @@ static void model_layout(struct model *m, const struct config *cfg, const struct
     m->be = be;
     m->k = be ? backend_kernels(be) : NULL;
     m->dt = model_dtype(cfg);
+    m->recompute = strcmp(cfg->recompute, "full") == 0        ? RC_FULL
+                   : strcmp(cfg->recompute, "selective") == 0 ? RC_SELECTIVE
+                                                              : RC_NONE;
     m->C = cfg->n_embd;
     m->NH = cfg->n_head;
     m->V = cfg->vocab_size;
@@ -281,8 +319,13 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
     n = scratch_arrays(&m, bufs);
     for (int i = 0; i < n; i++) {
         if (bufs[i].rows <= 0 || bufs[i].cols <= 0) continue;
-        if (bufs[i].t == &m.tp.f32) mm->tp_staging = alloc_bytes(buf_bytes(&bufs[i]));
-        else mm->scratch += alloc_bytes(buf_bytes(&bufs[i]));
+        if (bufs[i].t == &m.tp.f32) {
+            mm->tp_staging = alloc_bytes(buf_bytes(&bufs[i]));
+            continue;
+        }
+        mm->scratch += alloc_bytes(buf_bytes(&bufs[i]));
+        if ((char *)bufs[i].t >= (char *)&m.rc && (char *)bufs[i].t < (char *)(&m.rc + 1))
+            mm->recompute += alloc_bytes(buf_bytes(&bufs[i]));
     }
     mm->widen = widen_bytes(&m);
     mm->first = m.first;
@@ -396,12 +439,12 @@ static struct tensor vec_at(struct tensor t, int64_t i, int64_t stride, int64_t 
     return tensor_view(t, i * stride, 1, n);
 }
 
-/* The slot's per-layer arrays are stacked over the stage's layers, each sized for the
- * largest micro-batch (m->B × m->T) whatever the B × T of this one. */
-void block_acts_view(const struct model *m, struct acts *a, int layer, int B, int T,
-                     struct block_acts *ba) {
-    check_stage_layer(m, layer);
-    const int64_t i = layer - m->l0, BTmax = (int64_t)m->B * m->T, BT = (int64_t)B * T;
+/* The per-layer arrays of a are stacked over layers, each sized for the largest
+ * micro-batch (m->B × m->T) whatever the B × T of this one: layer i's views (absent where
+ * a does not hold the array). */
+static void layer_view(const struct model *m, const struct acts *a, int64_t i, int B, int T,
+                       struct block_acts *ba) {
+    const int64_t BTmax = (int64_t)m->B * m->T, BT = (int64_t)B * T;
     const int64_t NTmax = (int64_t)m->B * m->NHl * m->T;
     ba->B = B;
     ba->T = T;
@@ -420,6 +463,24 @@ void block_acts_view(const struct model *m, struct acts *a, int layer, int B, in
     ba->ln2_rstd = vec_at(a->ln2_rstd, i, BTmax, BT);
     ba->fch = rows_at(a->fch, i, BTmax, BT);
     ba->fch_gelu = rows_at(a->fch_gelu, i, BTmax, BT);
+}
+
+void block_acts_view(const struct model *m, struct acts *a, int layer, int B, int T,
+                     struct block_acts *ba) {
+    check_stage_layer(m, layer);
+    layer_view(m, a, layer - m->l0, B, T, ba);
+    if (m->recompute == RC_NONE) return;
+    /* what the slot does not keep: the one layer of m->rc (x is always the slot's) */
+    struct block_acts r;
+    layer_view(m, &m->rc, 0, B, T, &r);
+    struct tensor *dst[LA_COUNT] = {&ba->ln1, &ba->ln1_mean, &ba->ln1_rstd, &ba->qkv,
+                                    &ba->att, &ba->atty, &ba->xmid, &ba->ln2,
+                                    &ba->ln2_mean, &ba->ln2_rstd, &ba->fch, &ba->fch_gelu};
+    const struct tensor src[LA_COUNT] = {r.ln1, r.ln1_mean, r.ln1_rstd, r.qkv, r.att,
+                                         r.atty, r.xmid, r.ln2, r.ln2_mean, r.ln2_rstd,
+                                         r.fch, r.fch_gelu};
+    for (int j = 0; j < LA_COUNT; j++)
+        if (!slot_keeps(m, j)) *dst[j] = src[j];
 }
 
 struct tensor model_stage_input(const struct model *m, int slot, int B, int T) {
@@ -482,10 +543,38 @@ void block_forward(struct model *m, const struct layer_w *w, const struct block_
     m->t_tp_comm += tp_copy_fwd(tp, ba->ln2);
     TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, ba->fch, ba->ln2, w->fcw, w->fcb));
     TIMED(m, KT_GELU_F, k->gelu_fwd(be, ba->fch_gelu, ba->fch));
+    /* a recomputation: what the backward reads is there */
+    if (!tensor_present(ba->out)) return;
     TIMED(m, KT_MATMUL_F, k->matmul_fwd(be, ba->out, ba->fch_gelu, w->fcpw,
                                         tp0 ? w->fcpb : TENSOR_NONE));
     m->t_tp_comm += tp_reduce_fwd(tp, ba->out);
     TIMED(m, KT_RESID, k->residual_fwd(be, ba->out, ba->out, ba->xmid));
+}
+
+void block_recompute(struct model *m, const struct layer_w *w, int slot, int layer, int B,
+                     int T, struct block_acts *ba) {
+    const struct kernels *k = m->k;
+    struct backend *be = m->be;
+    block_acts_view(m, &m->slots[slot], layer, B, T, ba);
+    switch (m->recompute) {
+    case RC_NONE:
+        break;
+    case RC_SELECTIVE:
+        /* attention_fwd also writes the attention output, which the slot kept: this copy
+         * (the same bits) goes to m->datty, which block_backward overwrites before it
+         * reads it */
+        TIMED(m, KT_ATTN_F, k->attention_fwd(be, first_rows(m->datty, (int64_t)B * T),
+                                             ba->att, ba->qkv, B, m->NHl));
+        TIMED(m, KT_GELU_F, k->gelu_fwd(be, ba->fch_gelu, ba->fch));
+        break;
+    case RC_FULL:
+        /* the block's output is in the slot (the next layer's input): stop at the GELU,
+         * which saves the MLP projection and its all-reduce; the attention projection's
+         * all-reduce runs, in the same order on every tensor rank */
+        ba->out = TENSOR_NONE;
+        block_forward(m, w, ba);
+        break;
+    }
 }
 
 /* m->dres is the gradient of the residual stream; LayerNorm backward adds each branch's
@@ -608,7 +697,7 @@ void model_backward(struct model *m, int slot, int B, int T) {
         struct block_acts ba;
         layer_w_view(m, m->w, l, &w);
         layer_w_view(m, m->grads, l, &dw);
-        block_acts_view(m, a, l, B, T, &ba);
+        block_recompute(m, &w, slot, l, B, T, &ba);
         block_backward(m, &w, &dw, &ba);
         layer_grads_ready(m, l);
     }

@@ -27,7 +27,8 @@
 #include "tp.h"
 
 /* Activations of one micro-batch on this stage (one "slot"), each sized for the largest
- * micro-batch (B×T rows) and, per layer, stacked over the stage's layers. */
+ * micro-batch (B×T rows) and, per layer, stacked over the stage's layers. What the
+ * recompute mode does not keep is absent from the slot (see enum recompute). */
 struct acts {
     struct tensor x;     /* [(nl+1) BT][C] residual stream at each local layer boundary */
     struct tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, xmid;
@@ -36,6 +37,21 @@ struct acts {
     struct tensor rowmax, sumexp, tlogit;                    /* [1][BT] fp32 */
     struct tensor tokens, targets;                           /* [B][T] int32 */
 };
+
+/* What the backward pass recomputes instead of keeping (cfg.recompute). The forward
+ * pass writes what a slot does not keep into one layer's worth of shared buffers
+ * (m->rc), overwritten layer after layer; the backward pass recomputes it there, one
+ * layer at a time, just before block_backward reads it.
+ *  RC_NONE:      every activation of every layer stays in the slot;
+ *  RC_SELECTIVE: all but the attention probabilities (att, [B·NHl·T][T]) and the GELU
+ *                output (fch_gelu), recomputed from the kept qkv and fch: large (att
+ *                grows with T²) and cheap to recompute (no weight matmul, no collective);
+ *  RC_FULL:      only the residual stream at the layer boundaries (x); the block is
+ *                recomputed from its input, up to the GELU (its output is in the slot
+ *                already), with the attention's tensor-parallel all-reduce.
+ * The recomputed values are the stored ones bit for bit (the kernels and the sums are
+ * deterministic), so losses and weights do not depend on the mode. */
+enum recompute { RC_NONE = 0, RC_SELECTIVE = 1, RC_FULL = 2 };
 
 struct model {
     struct config cfg;
@@ -52,8 +68,12 @@ struct model {
     int64_t n_logical;               /* parameters of the whole model */
     struct tensor params, grads;     /* [1][n_local] fp32 master weights, their gradients */
     struct tensor w;                 /* [1][n_local] weights in dt (= params for fp32) */
+    enum recompute recompute;        /* cfg.recompute */
     int n_slots;
     struct acts *slots;
+    /* one layer's arrays that the slots do not keep (recompute != none), shared by all
+     * slots and layers: only the per-layer arrays that the mode leaves out are present */
+    struct acts rc;
     /* backward scratch (dt), shared by all slots */
     struct tensor dres, dqkv, datty, dfch, dln, att_scratch;
     struct tp_ctx tp;                /* tensor-parallel sums (fp32 staging for 16-bit) */
@@ -92,6 +112,7 @@ struct model_mem {
     int64_t table;       /* the parameter table */
     int64_t slot;        /* the activations of one micro-batch in flight */
     int64_t scratch;     /* the backward scratch, shared by the slots */
+    int64_t recompute;   /* one layer's recomputed activations, shared (0: recompute none) */
     int     first, last; /* this rank holds stage 0 / the last stage */
 };
 void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm);
@@ -150,7 +171,9 @@ void layer_w_view(const struct model *m, struct tensor base, int layer, struct l
 
 /* One layer's activations in a slot, for a micro-batch of B×T (BT = B·T rows). The
  * forward pass writes them, the backward pass reads them: the one place that slices the
- * slot's stacked arrays. */
+ * slot's stacked arrays. An array the recompute mode does not keep in the slot is a view
+ * of m->rc instead, shared by every slot and layer: it holds this layer's values only
+ * until the next block_forward or block_recompute (block_recompute restores them). */
 struct block_acts {
     int B, T;
     struct tensor in, out;               /* [BT][C] residual stream into / out of the block */
@@ -166,8 +189,19 @@ void block_acts_view(const struct model *m, struct acts *a, int layer, int B, in
                      struct block_acts *ba);
 
 /* Forward of one block: reads ba->in, writes every other array of the view (ba->out
- * last), with the tensor-parallel pairs of src/tp.h. */
+ * last), with the tensor-parallel pairs of src/tp.h. An absent ba->out stops it after
+ * the GELU: everything block_backward reads is written, without the MLP projection and
+ * its all-reduce (the recomputation). */
 void block_forward(struct model *m, const struct layer_w *w, const struct block_acts *ba);
+
+/* The view block_backward needs for layer `layer` of the micro-batch in slot `slot`:
+ * block_acts_view of the slot, with what the recompute mode did not keep recomputed into
+ * m->rc (from the kept qkv and fch, or the whole block from its input). With tp > 1 it
+ * runs the tensor-parallel sums of the block's forward (recompute = full): every rank of
+ * the tensor-parallel group must call it for the same layers in the same order. ba->out
+ * is absent for recompute = full (the backward never reads it). */
+void block_recompute(struct model *m, const struct layer_w *w, int slot, int layer, int B,
+                     int T, struct block_acts *ba);
 
 /* Backward of one block: m->dres holds d(out) on entry and d(in) on return; adds the
  * layer's weight gradients into dw (+=: they accumulate over micro-batches). Uses the

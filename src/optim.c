@@ -1,4 +1,5 @@
-/* optim.c — learning-rate schedule, gradient norm, AdamW over the parameter table. */
+/* optim.c — learning-rate schedule and scaling, gradient norm, and the optimizers over the
+ * parameter table (the update arithmetic is the kernels': kernels/cpu/optimizers.c). */
 #include "optim.h"
 
 #include <math.h>
@@ -16,23 +17,153 @@ float optim_lr(const struct config *cfg, int step) {
     return (float)(cfg->min_lr + coeff * (cfg->lr - cfg->min_lr));
 }
 
+double optim_lr_factor(const struct config *cfg, long global_batch) {
+    if (cfg->ref_batch <= 0 || strcmp(cfg->lr_scaling, "none") == 0) return 1.0;
+    double r = (double)global_batch / (double)cfg->ref_batch;
+    return strcmp(cfg->lr_scaling, "sqrt") == 0 ? sqrt(r) : r;
+}
+
+float optim_step_lr(const struct optim *o, const struct config *cfg, int step) {
+    /* warmup and cosine are linear in (lr, min_lr): scaling both scales the schedule */
+    float lr = optim_lr(cfg, step);
+    return o->lr_factor == 1.0 ? lr : (float)(lr * o->lr_factor);
+}
+
+enum optim_kind optim_kind_of(const char *name) {
+    if (strcmp(name, "adamw") == 0) return OPT_ADAMW;
+    if (strcmp(name, "lamb") == 0) return OPT_LAMB;
+    if (strcmp(name, "lars") == 0) return OPT_LARS;
+    if (strcmp(name, "sgd") == 0) return OPT_SGD;
+    TR_ABORT("unknown optimizer '%s'", name);
+}
+
+enum optim_form optim_form_of(const char *name) {
+    if (strcmp(name, "fp32") == 0) return OSF_F32;
+    if (strcmp(name, "bf16") == 0) return OSF_BF16;
+    if (strcmp(name, "int8") == 0) return OSF_I8;
+    TR_ABORT("unknown optim_state '%s'", name);
+}
+
+static int64_t round64(int64_t b) { return (b + 63) / 64 * 64; }
+
+static int n_buffers(enum optim_kind k) { return k == OPT_ADAMW || k == OPT_LAMB ? 2 : 1; }
+
+/* int8: scale floats of a buffer (see struct optim) and code words */
+static int64_t n_scales(int64_t n_local, int n_entries) { return n_local / KSTATE_BLOCK + n_entries; }
+static int64_t n_code_words(int64_t n_local) { return (n_local + 3) / 4; }
+
+/* the parameter table's length for n_layer blocks (a count, not a position: optim_init
+ * checks it against the table it is given) */
+static int table_entries(int n_layer) {
+    int n = PK_MODEL_COUNT;
+    for (int l = 0; l < n_layer; l++) n += PK_LAYER_COUNT;
+    return n;
+}
+
+int64_t optim_state_bytes(const struct config *cfg, int64_t n_local) {
+    const int64_t nb = n_buffers(optim_kind_of(cfg->optimizer));
+    const int n_entries = table_entries(cfg->n_layer);
+    switch (optim_form_of(cfg->optim_state)) {
+    case OSF_F32:  return nb * round64(4 * n_local);
+    case OSF_BF16: return nb * round64(2 * n_local);
+    case OSF_I8:
+        return nb * (round64(4 * n_code_words(n_local)) +
+                     round64(4 * n_scales(n_local, n_entries)));
+    }
+    return 0;
+}
+
+static struct tensor zeroed(struct backend *be, enum kdtype dt, int64_t n) {
+    size_t bytes = kdtype_size(dt) * (size_t)n;
+    struct tensor t = tensor_1d(backend_alloc(be, bytes), dt, n);
+    backend_memset(be, t.data, 0, bytes);
+    return t;
+}
+
 void optim_init(struct optim *o, const struct model *m) {
     memset(o, 0, sizeof *o);
+    const struct config *c = &m->cfg;
     o->be = m->be;
     o->n = m->n_local;
-    size_t n_bytes = sizeof(float) * (size_t)o->n;
-    o->m = tensor_1d(backend_alloc(o->be, n_bytes), KDT_F32, o->n);
-    o->v = tensor_1d(backend_alloc(o->be, n_bytes), KDT_F32, o->n);
-    backend_memset(o->be, o->m.data, 0, n_bytes);
-    backend_memset(o->be, o->v.data, 0, n_bytes);
+    o->kind = optim_kind_of(c->optimizer);
+    o->form = optim_form_of(c->optim_state);
+    o->n_buf = n_buffers(o->kind);
+    o->lr_factor = optim_lr_factor(c, (long)c->micro_batch * c->grad_accum * m->grid->dp);
+    o->norms = tr_calloc(2 * (size_t)TR_MAX(m->pt.n, 1), sizeof(double));
+    struct tensor *st[2] = {&o->m, &o->v}, *code[2] = {&o->mq, &o->vq};
+    for (int b = 0; b < o->n_buf; b++) {
+        if (o->form == OSF_F32) *st[b] = zeroed(o->be, KDT_F32, o->n);
+        else if (o->form == OSF_BF16) *st[b] = zeroed(o->be, KDT_BF16, o->n);
+        else {
+            *st[b] = zeroed(o->be, KDT_F32, n_scales(o->n, m->pt.n));
+            *code[b] = zeroed(o->be, KDT_I32, n_code_words(o->n));
+        }
+    }
+    int64_t bytes = 0;
+    const struct tensor all[4] = {o->m, o->v, o->mq, o->vq};
+    for (int b = 0; b < 4; b++) bytes += round64((int64_t)tensor_bytes(all[b]));
+    if (m->pt.n != table_entries(c->n_layer) || bytes != optim_state_bytes(c, o->n))
+        TR_ABORT("optim: %lld bytes of state for %d tensors, the plan says %lld for %d",
+                 (long long)bytes, m->pt.n, (long long)optim_state_bytes(c, o->n),
+                 table_entries(c->n_layer));
+    if (o->form == OSF_I8)
+        for (int i = 0; i < m->pt.n; i++)
+            if (m->pt.p[i].n_local && m->pt.p[i].offset % 4)
+                TR_ABORT("optim: tensor %s starts at float %lld, not a multiple of 4",
+                         m->pt.p[i].name, (long long)m->pt.p[i].offset);
 }
 
 void optim_free(struct optim *o) {
     if (o->be) {
-        backend_free_mem(o->be, o->m.data);
-        backend_free_mem(o->be, o->v.data);
+        struct tensor *all[4] = {&o->m, &o->v, &o->mq, &o->vq};
+        for (int b = 0; b < 4; b++)
+            if (all[b]->data) backend_free_mem(o->be, all[b]->data);
     }
+    tr_free(o->norms);
     memset(o, 0, sizeof *o);
+}
+
+void optim_zero(const struct optim *o) {
+    const struct tensor all[4] = {o->m, o->v, o->mq, o->vq};
+    for (int b = 0; b < 4; b++)
+        if (all[b].data) backend_memset(o->be, all[b].data, 0, tensor_bytes(all[b]));
+}
+
+struct kstate optim_kstate(const struct optim *o, const struct param *p, int i, int which) {
+    struct kstate s = {TENSOR_NONE, TENSOR_NONE};
+    if (which >= o->n_buf || !p->n_local) return s;
+    const struct tensor st = which ? o->v : o->m, code = which ? o->vq : o->mq;
+    if (o->form != OSF_I8) {
+        s.q = tensor_view(st, p->offset, 1, p->n_local);
+    } else {
+        s.q = tensor_view(code, p->offset / 4, 1, (p->n_local + 3) / 4);
+        s.scale = tensor_view(st, p->offset / KSTATE_BLOCK + i, 1,
+                              (p->n_local + KSTATE_BLOCK - 1) / KSTATE_BLOCK);
+    }
+    return s;
+}
+
+struct tensor optim_state_f32(const struct optim *o, const struct model *m, int which) {
+    struct tensor t = zeroed(o->be, KDT_F32, o->n);
+    if (which >= o->n_buf) return t;
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
+        if (p->n_local)
+            m->k->state_to_f32(o->be, tensor_view(t, p->offset, 1, p->n_local),
+                               optim_kstate(o, p, i, which), which);
+    }
+    return t;
+}
+
+void optim_state_set_f32(const struct optim *o, const struct model *m, int which,
+                         struct tensor src) {
+    if (which >= o->n_buf) return;
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
+        if (p->n_local)
+            m->k->state_from_f32(o->be, optim_kstate(o, p, i, which),
+                                 tensor_view(src, p->offset, 1, p->n_local), which);
+    }
 }
 
 double optim_grad_norm(const struct model *m) {
@@ -48,17 +179,82 @@ double optim_grad_norm(const struct model *m) {
     return sqrt(local);
 }
 
+/* sum of squares of the part of tensor p of `base` this rank owns (0 if none) */
+static double owned_sumsq(const struct model *m, struct tensor base, const struct param *p) {
+    if (!p->own_n) return 0.0;
+    return m->k->sumsq(m->be, tensor_view(base, p->offset + p->own_offset, 1, p->own_n));
+}
+
 void optim_step(struct optim *o, struct model *m, float lr, float grad_scale) {
     const struct config *c = &m->cfg;
+    const struct kernels *k = m->k;
+    const int n = m->pt.n;
     o->t++;
-    for (int i = 0; i < m->pt.n; i++) {
-        const struct param *p = &m->pt.p[i];
-        if (!p->n_local) continue;
-        m->k->adamw(m->be, tensor_view(m->params, p->offset, 1, p->n_local),
-                    tensor_view(m->grads, p->offset, 1, p->n_local),
-                    tensor_view(o->m, p->offset, 1, p->n_local),
-                    tensor_view(o->v, p->offset, 1, p->n_local), lr, c->beta1, c->beta2,
-                    c->adam_eps, p->decay ? c->weight_decay : 0.0f, grad_scale, o->t);
+    double *nrm = o->norms;
+    /* LAMB and LARS: per-tensor norms of the logical tensors, summed over the parts each
+     * rank owns, in one all-reduce of 2 values a tensor: the same on every layout */
+    if (o->kind == OPT_LAMB) {
+        for (int i = 0; i < n; i++) {
+            const struct param *p = &m->pt.p[i];
+            nrm[2 * i] = nrm[2 * i + 1] = 0.0;
+            if (!p->n_local) continue;
+            nrm[2 * i] = owned_sumsq(m, m->params, p);
+            nrm[2 * i + 1] = k->lamb_moments(
+                m->be, tensor_view(m->params, p->offset, 1, p->n_local),
+                tensor_view(m->grads, p->offset, 1, p->n_local), optim_kstate(o, p, i, 0),
+                optim_kstate(o, p, i, 1), c->beta1, c->beta2, c->adam_eps,
+                p->decay ? c->weight_decay : 0.0f, grad_scale, o->t, p->own_offset, p->own_n);
+        }
+        comm_allreduce(&m->grid->comm, COMM_WORLD, nrm, 2 * n, COMM_F64, COMM_SUM);
+        for (int i = 0; i < n; i++) {
+            const struct param *p = &m->pt.p[i];
+            if (!p->n_local) continue;
+            double wn = sqrt(nrm[2 * i]), rn = sqrt(nrm[2 * i + 1]);
+            double phi = wn > 0 && rn > 0 ? wn / rn : 1.0;
+            k->lamb_apply(m->be, tensor_view(m->params, p->offset, 1, p->n_local),
+                          optim_kstate(o, p, i, 0), optim_kstate(o, p, i, 1),
+                          (float)(lr * phi), c->beta1, c->beta2, c->adam_eps,
+                          p->decay ? c->weight_decay : 0.0f, o->t);
+        }
+    } else if (o->kind == OPT_LARS) {
+        for (int i = 0; i < n; i++) {
+            const struct param *p = &m->pt.p[i];
+            nrm[2 * i] = owned_sumsq(m, m->params, p);
+            nrm[2 * i + 1] = owned_sumsq(m, m->grads, p);
+        }
+        comm_allreduce(&m->grid->comm, COMM_WORLD, nrm, 2 * n, COMM_F64, COMM_SUM);
+        for (int i = 0; i < n; i++) {
+            const struct param *p = &m->pt.p[i];
+            if (!p->n_local) continue;
+            /* biases and LayerNorm (no decay in the table) skip the adaptation */
+            double local_lr = 1.0, wd = 0.0;
+            if (p->decay) {
+                double wn = sqrt(nrm[2 * i]), gn = sqrt(nrm[2 * i + 1]) * fabs(grad_scale);
+                wd = c->weight_decay;
+                if (wn > 0 && gn > 0) local_lr = OPTIM_LARS_TRUST * wn / (gn + wd * wn);
+            }
+            k->lars_update(m->be, tensor_view(m->params, p->offset, 1, p->n_local),
+                           tensor_view(m->grads, p->offset, 1, p->n_local),
+                           optim_kstate(o, p, i, 0), lr, (float)local_lr, c->momentum,
+                           (float)wd, grad_scale);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            const struct param *p = &m->pt.p[i];
+            if (!p->n_local) continue;
+            struct tensor w = tensor_view(m->params, p->offset, 1, p->n_local);
+            struct tensor g = tensor_view(m->grads, p->offset, 1, p->n_local);
+            float wd = p->decay ? c->weight_decay : 0.0f;
+            if (o->kind == OPT_SGD)
+                k->sgd_update(m->be, w, g, optim_kstate(o, p, i, 0), lr, c->momentum, wd,
+                              grad_scale);
+            else if (o->form == OSF_F32)  /* the fp32 path of every earlier version */
+                k->adamw(m->be, w, g, optim_kstate(o, p, i, 0).q, optim_kstate(o, p, i, 1).q,
+                         lr, c->beta1, c->beta2, c->adam_eps, wd, grad_scale, o->t);
+            else
+                k->adamw_state(m->be, w, g, optim_kstate(o, p, i, 0), optim_kstate(o, p, i, 1),
+                               lr, c->beta1, c->beta2, c->adam_eps, wd, grad_scale, o->t);
+        }
     }
     model_refresh_weights(m);
 }

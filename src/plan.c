@@ -1,9 +1,10 @@
 /* plan.c — the planner (`trident plan`), hardware files, and the pre-flight's fit hint.
  *
  * Memory: memplan_rank on a planning grid (memplan_grid), for every pipeline stage, so the
- * planner's numbers are the pre-flight's. Three switches are not in memplan yet; while its
- * numbers do not change with a switch (plan_switch_built), this file models it with the
- * standard formulas (apply_analytic) and says so in its output:
+ * planner's numbers are the pre-flight's. For a switch memplan does not model (its numbers
+ * do not change with it: plan_switch_built; zero = 1 at the time of writing, recompute and
+ * optim_state were built since), this file models it with the standard formulas
+ * (stage_memory) and says so in its output:
  *   zero = 1           ZeRO stage 1 (Rajbhandari et al. 2020): the optimizer moments, and
  *                      the fp32 masters when a 16-bit copy computes, are split over the dp
  *                      ranks: each rank keeps 1/dp of them. Gradients stay whole.

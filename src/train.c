@@ -248,7 +248,7 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     double loss = (m->last && t->g.tp_rank == 0) ? loss_local : 0.0;
     comm_allreduce(&t->g.comm, COMM_WORLD, &loss, 1, COMM_F64, COMM_SUM);
     loss = fault_loss(loss / (double)tokens, (long)data_index(t, t->step) + 1);
-    float lr = optim_lr(&t->cfg, t->step);
+    float lr = optim_step_lr(&t->o, &t->cfg, t->step);
     char why[400];
     if (t->overflow && isfinite(loss)) {
         /* skipped: nothing applied; the scale was lowered for the next step */
@@ -425,8 +425,7 @@ static void check_data(const struct trainer *t) {
 
 static void fresh_state(struct trainer *t) {
     model_init_weights(&t->m, (uint64_t)t->cfg.seed);
-    backend_memset(t->be, t->o.m.data, 0, tensor_bytes(t->o.m));
-    backend_memset(t->be, t->o.v.data, 0, tensor_bytes(t->o.v));
+    optim_zero(&t->o);
     t->o.t = 0;
     t->step = 0;
     t->last_loss = NAN;

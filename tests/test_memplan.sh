@@ -32,6 +32,15 @@ predicted_vs_peak bf16 1 "${MID[@]}" --steps=3 --precision=bf16
 predicted_vs_peak fp16_tp2 2 "${MID[@]}" --steps=3 --dp=1 --tp=2 --pp=1 --precision=fp16
 predicted_vs_peak bf16_grad_reduce_dp2 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --precision=bf16 \
     --grad_reduce=bf16
+# recompute: the slots shrink and one shared layer of recomputed activations appears; on
+# a model whose activations dominate (T = 256), so that a slot or the shared layer
+# counted wrong (a layer here is about a quarter of full's total) misses by more than 10 %
+ACTS=(--n_layer=8 --n_embd=256 --n_head=8 --seq_len=256 --block_size=256 --micro_batch=8)
+predicted_vs_peak recompute_none_acts 1 "${ACTS[@]}" --steps=2
+predicted_vs_peak recompute_selective 1 "${ACTS[@]}" --steps=2 --recompute=selective
+predicted_vs_peak recompute_full 1 "${ACTS[@]}" --steps=2 --recompute=full
+predicted_vs_peak recompute_full_tp2_pp2_bf16 4 "${ACTS[@]}" --steps=2 --dp=1 --tp=2 --pp=2 \
+    --grad_accum=4 --micro_batch=4 --recompute=full --precision=bf16
 predicted_vs_peak larger 1 --n_layer=6 --n_embd=1024 --n_head=16 --micro_batch=2 \
     --seq_len=128 --block_size=128 --steps=2
 

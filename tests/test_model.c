@@ -3,7 +3,8 @@
  * initialisation, stage balancing, learning-rate schedule, the global gradient norm and
  * which parameters weight decay touches; one block (block_forward / block_backward) against
  * the reference's block; mixed precision (bf16, fp16): the 16-bit compute copy of the
- * weights, the loss and gradients against fp32's, and the memory plan. One rank.
+ * weights, the loss and gradients against fp32's, and the memory plan; the recompute
+ * modes against recompute = none, bit for bit. One rank.
  *
  * The model's buffers are typed tensors on the CPU backend, whose memory is the host's:
  * the test reads and writes them directly (F32, I32, U16 below), as only tests may. */
@@ -873,6 +874,92 @@ static void test_16bit_memory_plan_halves_activations_and_weights(void) {
     grid_free(&g);
 }
 
+/* recompute = selective and full: one micro-batch's loss and every parameter gradient are
+ * recompute = none's bit for bit (fp32 and bf16; the largest micro-batch and a smaller
+ * one, B' x T' = 1 x 5, whose arrays are packed differently), two micro-batches in flight
+ * so that the shared recompute layer serves two slots. The slots keep what the mode says,
+ * and model_init allocates what the plan counts, less for selective, less still for full. */
+static void test_recompute_modes_are_bit_identical_to_none(void) {
+    const char *mode[3] = {"none", "selective", "full"}, *prec[2] = {"fp32", "bf16"};
+    for (int p = 0; p < 2; p++) {
+        double loss[3][2];
+        float *grad[3] = {NULL, NULL, NULL};
+        int64_t n = 0;
+        struct model_mem mm[3];
+        for (int k = 0; k < 3; k++) {
+            struct config cfg = tiny_config_in(prec[p]);
+            cfg.n_layer = 3;
+            config_set(&cfg, "recompute", mode[k], "test");
+            struct grid g;
+            grid_init(&g, &cfg);
+            model_mem_plan(&cfg, &g, &mm[k]);
+            struct backend_mem s0, s1;
+            backend_mem_stats(cpu_backend(), &s0);
+            struct model m;
+            model_init(&m, &cfg, &g, cpu_backend(), 2);
+            backend_mem_stats(cpu_backend(), &s1);
+            int64_t want = 2 * mm[k].params + mm[k].weights16 + 2 * mm[k].slot +
+                           mm[k].scratch + mm[k].tp_staging;
+            CHECK_MSG(s1.current - s0.current == want, "%s %s: model_init allocated %lld "
+                      "bytes, the plan says %lld", prec[p], mode[k],
+                      (long long)(s1.current - s0.current), (long long)want);
+            CHECK(m.recompute == (enum recompute)k);
+            const struct acts *a = &m.slots[1];
+            CHECK(tensor_present(a->x) && tensor_present(a->logits));
+            CHECK(tensor_present(a->att) == (k == 0) && tensor_present(a->fch_gelu) == (k == 0));
+            CHECK(tensor_present(a->qkv) == (k < 2) && tensor_present(a->fch) == (k < 2) &&
+                  tensor_present(a->atty) == (k < 2) && tensor_present(a->ln1_mean) == (k < 2));
+            CHECK(tensor_present(m.rc.att) == (k > 0) && tensor_present(m.rc.qkv) == (k == 2));
+            CHECK((mm[k].recompute > 0) == (k > 0));
+            random_weights(&m);
+            random_batch(&m);
+            memcpy(I32(m.slots[1].tokens), I32(m.slots[0].tokens), tensor_bytes(a->tokens));
+            memcpy(I32(m.slots[1].targets), I32(m.slots[0].targets), tensor_bytes(a->targets));
+            /* both slots forward, then both backward (1F1B's warm-up shape): slot 1's
+             * forward overwrote the shared layer after slot 0's */
+            const int size[2][2] = {{m.B, m.T}, {1, m.T - 3}};
+            n = m.n_local;
+            grad[k] = malloc(sizeof(float) * (size_t)n * 2);
+            for (int z = 0; z < 2; z++) {
+                const int B = size[z][0], T = size[z][1], BT = B * T;
+                model_zero_grads(&m);
+                double l0 = model_forward(&m, 0, B, T, 1.0f / BT);
+                double l1 = model_forward(&m, 1, B, T, 1.0f / BT);
+                model_backward(&m, 0, B, T);
+                model_backward(&m, 1, B, T);
+                CHECK(l0 == l1);
+                loss[k][z] = l0;
+                memcpy(grad[k] + z * n, F32(m.grads), sizeof(float) * (size_t)n);
+            }
+            model_free(&m);
+            grid_free(&g);
+        }
+        for (int k = 1; k < 3; k++) {
+            int64_t differ = 0, at = -1;
+            for (int64_t j = 0; j < 2 * n; j++)
+                if (memcmp(&grad[k][j], &grad[0][j], sizeof(float)) != 0) {
+                    if (at < 0) at = j;
+                    differ++;
+                }
+            CHECK_MSG(differ == 0, "%s %s: %lld of %lld gradients differ from none's (first "
+                      "[%lld]: %.9g vs %.9g)", prec[p], mode[k], (long long)differ,
+                      (long long)(2 * n), (long long)at, at >= 0 ? grad[k][at] : 0.0,
+                      at >= 0 ? grad[0][at] : 0.0);
+            for (int z = 0; z < 2; z++)
+                CHECK_MSG(loss[k][z] == loss[0][z], "%s %s: loss %.17g vs none's %.17g",
+                          prec[p], mode[k], loss[k][z], loss[0][z]);
+        }
+        CHECK(mm[1].slot < mm[0].slot && mm[2].slot < mm[1].slot);
+        CHECK(2 * mm[1].slot + mm[1].scratch < 2 * mm[0].slot + mm[0].scratch &&
+              2 * mm[2].slot + mm[2].scratch < 2 * mm[1].slot + mm[1].scratch);
+        printf("       %s: slot %lld / %lld / %lld bytes, recompute layer 0 / %lld / %lld "
+               "(none / selective / full)\n", prec[p], (long long)mm[0].slot,
+               (long long)mm[1].slot, (long long)mm[2].slot, (long long)mm[1].recompute,
+               (long long)mm[2].recompute);
+        for (int k = 0; k < 3; k++) free(grad[k]);
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     RUN(test_whole_model_gradient_matches_finite_differences);
@@ -885,6 +972,7 @@ int main(int argc, char **argv) {
     RUN(test_16bit_weights_are_a_separate_copy_rounded_to_nearest_even);
     RUN(test_16bit_loss_and_gradients_track_fp32);
     RUN(test_16bit_memory_plan_halves_activations_and_weights);
+    RUN(test_recompute_modes_are_bit_identical_to_none);
     int rc = test_summary();
     MPI_Finalize();
     return rc;

@@ -57,6 +57,22 @@ void   cpu_xent_bwd(float *logits, const float *rowmax, const float *sumexp,
                     const int32_t *targets, float dloss, int N, int Vl, int v0, int V);
 void   cpu_adamw(float *p, const float *grad, float *m, float *v, long n, float lr,
                  float b1, float b2, float eps, float wd, float grad_scale, int t);
+/* optimizers.c: the optimizer-state kernels of the table, on typed tensors (kernels.h) */
+void   cpu_t_adamw_state(struct backend *b, struct tensor p, struct tensor grad,
+                         struct kstate m, struct kstate v, float lr, float b1, float b2,
+                         float eps, float wd, float grad_scale, int t);
+double cpu_t_lamb_moments(struct backend *b, struct tensor p, struct tensor grad,
+                          struct kstate m, struct kstate v, float b1, float b2, float eps,
+                          float wd, float grad_scale, int t, int64_t own0, int64_t own_n);
+void   cpu_t_lamb_apply(struct backend *b, struct tensor p, struct kstate m, struct kstate v,
+                        float lr, float b1, float b2, float eps, float wd, int t);
+void   cpu_t_lars_update(struct backend *b, struct tensor p, struct tensor grad,
+                         struct kstate mom, float lr, float local_lr, float momentum, float wd,
+                         float grad_scale);
+void   cpu_t_sgd_update(struct backend *b, struct tensor p, struct tensor grad,
+                        struct kstate mom, float lr, float momentum, float wd, float grad_scale);
+void   cpu_t_state_to_f32(struct backend *b, struct tensor dst, struct kstate src, int role);
+void   cpu_t_state_from_f32(struct backend *b, struct kstate dst, struct tensor src, int role);
 double cpu_sumsq(const float *x, long n);
 void   cpu_scale(float *x, float s, long n);
 
