@@ -9,6 +9,7 @@
 #include "common.h"
 #include "config.h"
 #include "kernels.h"
+#include "plan.h"
 #include "prep.h"
 #include "sample.h"
 #include "train.h"
@@ -24,6 +25,12 @@ static void usage(FILE *f) {
             "                 [--top_k K] [--seed S]     generate text\n"
             "  trident prep --out FILE.h5 [--force] [--shards N] [--val-fraction F]\n"
             "               [--split-on LINE] TEXT...    make a token file (--force: replace)\n"
+            "  trident plan CONFIG --nodes N --ranks-per-node K [--hardware FILE]\n"
+            "               [--mem-per-rank SIZE] [--layout DPxTPxPP] [--json] [--top N]\n"
+            "               [--key=value ...]            layouts, batch and switches that fit,\n"
+            "                                            best first, with memory and step time\n"
+            "  trident calibrate [--out FILE]            measure this machine into a hardware\n"
+            "                                            file (under mpirun -np 2: its links too)\n"
             "  trident help [keys]                       this text / every config key\n"
             "\n"
             "Run under mpirun or srun for more than one rank. Exit codes: 0 done, 1 failed,\n"
@@ -83,10 +90,12 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) rc = train_main(argc - 1, argv + 1);
     else if (strcmp(cmd, "eval") == 0) rc = eval_main(argc - 1, argv + 1);
     else if (strcmp(cmd, "sample") == 0) rc = sample_main(argc - 1, argv + 1);
+    else if (strcmp(cmd, "plan") == 0) rc = plan_main(argc - 1, argv + 1);
+    else if (strcmp(cmd, "calibrate") == 0) rc = calibrate_main(argc - 1, argv + 1);
     else {
         if (rank == 0) {
             fprintf(stderr, "trident: error: unknown command '%s'\n"
-                            "HINT: the commands are train, eval, sample, prep and help\n", cmd);
+                            "HINT: the commands are train, eval, sample, prep, plan, calibrate and help\n", cmd);
         }
         rc = TR_EXIT_USAGE;
     }

@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "model.h"
 #include "optim.h"
+#include "plan.h"
 
 const char *const MEM_ITEM_NAMES[MEM_COUNT] = {
     "runtime (MPI, BLAS, HDF5)", "weights", "gradients", "optimizer state (AdamW m, v)",
@@ -276,6 +277,7 @@ void memplan_check(const struct config *cfg, const struct grid *g, int n_slots,
              worst, 100.0 * state / (double)s[MEM_COUNT], 100.0 * acts / (double)s[MEM_COUNT],
              g->pp > 1 && strcmp(cfg->schedule, "gpipe") == 0 ? " or schedule = 1f1b" : "",
              source);
+    plan_print_fit_hint(cfg, g, plan->node_limit / TR_MAX(plan->node_ranks, 1));
     tr_fail(TR_EXIT_USAGE, hint,
             "not enough memory: node %d's %d rank%s would use %.0f MB, more than the %.0f MB "
             "it may use (%s)", (int)info[2 * (MEM_COUNT + 1) + 2], plan->node_ranks,
@@ -291,4 +293,33 @@ void memplan_print(const struct mem_plan *p) {
     else
         tr_info("memory: %.0f MB per rank predicted (largest rank), %.0f MB on the fullest "
                 "node (no check: %s)", mb(p->rank_max), mb(p->node_total), p->limit_source);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* planning without MPI                                                                 */
+
+void memplan_grid(struct grid *g, int dp, int tp, int pp, int ranks_per_node, int dp_rank,
+                  int tp_rank, int pp_rank) {
+    memset(g, 0, sizeof *g);
+    g->dp = dp;
+    g->tp = tp;
+    g->pp = pp;
+    g->world_size = dp * tp * pp;
+    g->dp_rank = dp_rank;
+    g->tp_rank = tp_rank;
+    g->pp_rank = pp_rank;
+    g->world_rank = grid_rank_of(g, dp_rank, tp_rank, pp_rank);
+    g->ranks_per_node = TR_MIN(TR_MAX(ranks_per_node, 1), g->world_size);
+    g->node_id = g->world_rank / g->ranks_per_node;
+    g->n_nodes = (g->world_size + g->ranks_per_node - 1) / g->ranks_per_node;
+    g->tp_comm = g->dp_comm = g->pp_comm = g->emb_comm = MPI_COMM_NULL;
+    g->node_comm = g->dp_node_comm = g->dp_cross_comm = MPI_COMM_NULL;
+    /* dp peers of this cell are tp apart: the group spans nodes when it covers more
+     * ranks than a node holds */
+    int span = tp * (dp - 1) + 1;
+    g->dp_nodes = TR_MAX(1, (span + g->ranks_per_node - 1) / g->ranks_per_node);
+    g->hier_ok = g->dp_nodes > 1 && (g->ranks_per_node % tp == 0) &&
+                 dp % TR_MAX(1, g->ranks_per_node / tp) == 0;
+    g->tp_spans_nodes = (g->world_rank - tp_rank) / g->ranks_per_node !=
+                        (g->world_rank - tp_rank + tp - 1) / g->ranks_per_node;
 }

@@ -73,4 +73,11 @@ void memplan_check(const struct config *cfg, const struct grid *g, int n_slots,
 /* One line for the run header (rank 0): predicted per-rank and node totals. */
 void memplan_print(const struct mem_plan *plan);
 
+/* The planning fields of a struct grid for a layout that does not exist (the planner,
+ * `trident plan`): sizes, this cell's coordinates, the world and node sizes, the node of
+ * this rank and whether data parallelism spans nodes; no communicators (MPI_COMM_NULL)
+ * and no comm layer. Enough for memplan_rank and model_mem_plan, nothing that talks. */
+void memplan_grid(struct grid *g, int dp, int tp, int pp, int ranks_per_node, int dp_rank,
+                  int tp_rank, int pp_rank);
+
 #endif
