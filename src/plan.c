@@ -755,7 +755,8 @@ static void print_json(const struct plan_req *r, const struct plan_result *res, 
            r->nodes, r->rpn, r->world, (long long)r->mem_limit,
            r->fix_batch ? -1LL : (long long)r->global, r->cfg.seq_len,
            model_flops_per_token(&r->cfg),
-           "recompute, zero and optim_state bf16/int8 follow the standard formulas while memplan does not model them");
+           "a candidate's memory is the train pre-flight's plan, except for the switches in "
+           "its \"analytic\" list, which follow the standard formulas");
     int shown = 0;
     for (int i = 0; i < res->n && shown < r->top; i++) {
         const struct cand *c = &res->c[i];
