@@ -438,12 +438,9 @@ void model_timers_reset(struct model *m) {
 
 void model_init_weights(struct model *m, uint64_t seed) {
     double resid_scale = 1.0 / sqrt(2.0 * m->L);
-    /* sliced masters: every tensor of the shard is computed into a full-size staging
-     * buffer, which sets the slice's masters and all of the compute weights */
-    struct tensor dst = m->params;
-    if (masters_sliced(m))
-        dst = tensor_1d(backend_alloc(m->be, sizeof(float) * (size_t)m->n_local), KDT_F32,
-                        m->n_local);
+    /* sliced masters: each tensor goes through a staging buffer of its own size, which
+     * sets the compute weights and the slice's part of the masters */
+    const int sliced = masters_sliced(m);
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
         if (!p->n_local) continue;
@@ -470,16 +467,25 @@ void model_init_weights(struct model *m, uint64_t seed) {
                     }
                     w[local] = v;
                 }
-        backend_copy_h2d(m->be, tensor_view(dst, p->offset, 1, 1).data, w,
-                         sizeof(float) * (size_t)p->n_local);
+        if (!sliced) {
+            backend_copy_h2d(m->be, model_param(m, m->params, p->layer, p->kind).data, w,
+                             sizeof(float) * (size_t)p->n_local);
+        } else {
+            struct tensor stage = tensor_1d(backend_alloc(m->be, sizeof(float) * (size_t)p->n_local),
+                                         KDT_F32, p->n_local);
+            backend_copy_h2d(m->be, stage.data, w, sizeof(float) * (size_t)p->n_local);
+            m->k->convert(m->be, tensor_view(m->w, p->offset, 1, p->n_local), stage);
+            int64_t lo = TR_MAX(m->z.lo, p->offset);
+            int64_t hi = TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local);
+            if (hi > lo)
+                backend_copy_d2d(m->be, tensor_view(m->params, lo - m->z.lo, 1, 1).data,
+                                 tensor_view(stage, lo - p->offset, 1, 1).data,
+                                 sizeof(float) * (size_t)(hi - lo));
+            backend_free_mem(m->be, stage.data);
+        }
         tr_free(w);
     }
-    if (dst.data != m->params.data) {
-        model_masters_set_full(m, dst);
-        backend_free_mem(m->be, dst.data);
-        return;
-    }
-    model_refresh_weights(m);
+    if (!sliced) model_refresh_weights(m);
 }
 
 /* ------------------------------------------------------------------------------------ */
