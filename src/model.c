@@ -471,9 +471,9 @@ void model_init_weights(struct model *m, uint64_t seed) {
             backend_copy_h2d(m->be, model_param(m, m->params, p->layer, p->kind).data, w,
                              sizeof(float) * (size_t)p->n_local);
         } else {
-            struct tensor stage = tensor_1d(backend_alloc(m->be, sizeof(float) * (size_t)p->n_local),
-                                         KDT_F32, p->n_local);
-            backend_copy_h2d(m->be, stage.data, w, sizeof(float) * (size_t)p->n_local);
+            size_t bytes = sizeof(float) * (size_t)p->n_local;
+            struct tensor stage = tensor_1d(backend_alloc(m->be, bytes), KDT_F32, p->n_local);
+            backend_copy_h2d(m->be, stage.data, w, bytes);
             m->k->convert(m->be, tensor_view(m->w, p->offset, 1, p->n_local), stage);
             int64_t lo = TR_MAX(m->z.lo, p->offset);
             int64_t hi = TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local);
