@@ -228,10 +228,18 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
 
     watchdog_beat(&t->wd, t->step + 1, "gradient norm, loss and optimizer");
     if (fault_armed("overflow", t->step + 1)) {
-        /* in the part of a gradient this rank owns, so the norm sees it (zero = 1: the
-         * first float of its slice, counted unless it is a tp-replicated tensor's) */
-        if (m->z.on && m->z.n)
-            fault_overflow(t->be, tensor_view(m->z.grads, 0, 1, 1), t->step + 1);
+        /* in the part of a gradient this rank owns, so the norm sees it (zero = 1: in
+         * its slice, of a tensor that the norm counts on every rank holding it: neither
+         * tp-replicated nor the last stage's copy of wte) */
+        for (int i = 0; i < m->pt.n && m->z.on; i++) {
+            const struct param *p = &m->pt.p[i];
+            int64_t lo = TR_MAX(m->z.lo, p->offset);
+            if (p->tp_replicated || (p->kind == PK_WTE && !m->first) || !p->n_local ||
+                lo >= TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local))
+                continue;
+            fault_overflow(t->be, tensor_view(m->z.grads, lo - m->z.lo, 1, 1), t->step + 1);
+            break;
+        }
         for (int i = 0; i < m->pt.n && !m->z.on; i++)
             if (m->pt.p[i].own_n) {
                 const struct param *p = &m->pt.p[i];
@@ -267,6 +275,8 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
         if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
         optim_step(&t->o, m, lr, (float)(scale / t->step_scale));
         fault_point("optim", t->step + 1);
+        /* zero = 1: the poison must land after the weights' all-gather, not under it */
+        if (fault_armed("nanweights", t->step + 1)) optim_gather_wait(&t->o);
         fault_poison(t->be, t->m.params, t->step + 1);
         guard_accept(&t->guard, loss);
         t->last_loss = loss;

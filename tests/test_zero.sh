@@ -12,6 +12,8 @@
 #    to the uninterrupted zero = 1 run (fp32 and bf16 precision);
 #  - the memory: device_peak_mb_max on dp 2 drops by the optimizer state / 2 (and the
 #    16-bit masters / 2) less the slice's reduced gradients (grads / 2), within 15 %;
+#  - fault tolerance: an fp16 overflow in one rank's slice skips that step on every rank;
+#    NaN weights in one rank's slice are never published (fp32 and bf16);
 #  - the combinations not built (LAMB, LARS, int8 state, allreduce = hier, grad_reduce =
 #    bf16) are refused at start with a message naming zero.
 source "$(dirname "$0")/lib.sh"
@@ -137,6 +139,44 @@ for p in fp32 bf16; do
        awk -v a="$a" -v b="$b" -v w="$want" 'BEGIN { s = a - b; exit !(s > 0.85 * w && s < 1.15 * w) }'
     then pass "zero1_device_peak_drops_by_half_the_state_$p"
     else fail "zero1_device_peak_drops_by_half_the_state_$p" "saved $(awk -v a="$a" -v b="$b" 'BEGIN{print a-b}') MB, expected $want"; fi
+done
+
+# --- fault tolerance with zero = 1 ------------------------------------------------------
+# fp16: a forced overflow at step 5 (in the highest rank's slice) skips that step on every
+# rank: the same losses as the clean run up to it, then another curve
+FP=(--resume=none --steps=$STEPS --ckpt_every=0 --precision=fp16 --zero=1 --dp=2 --tp=2 --pp=2
+    --grad_accum=4 --micro_batch=2)
+mpi 8 "${BASE[@]}" "${FP[@]}" --run_dir="$TEST_TMP/fp16_clean" >"$TEST_TMP/fp16_clean.log" 2>&1
+TRIDENT_FAULT=overflow:5 mpi 8 "${BASE[@]}" "${FP[@]}" --run_dir="$TEST_TMP/fp16_ovf" \
+    >"$TEST_TMP/fp16_ovf.log" 2>&1
+why=$(python3 - "$TEST_TMP/fp16_ovf" "$TEST_TMP/fp16_clean" <<'EOF'
+import json, sys
+def rows(d):
+    return {j["step"]: j for j in map(json.loads, open(d + "/metrics.jsonl"))
+            if "loss" in j and "step" in j}
+o, n = rows(sys.argv[1]), rows(sys.argv[2])
+bad = []
+if sorted(o) != list(range(1, 9)) or sorted(n) != list(range(1, 9)): bad.append("steps %s" % sorted(o))
+else:
+    over = [s for s in o if o[s]["overflow"]]
+    if over != [5]: bad.append("overflowed steps %s, expected [5]" % over)
+    if [s for s in range(1, 6) if o[s]["loss"] != n[s]["loss"]]: bad.append("differs before the skip")
+    if o[6]["loss"] == n[6]["loss"]: bad.append("step 6 unchanged: step 5 was applied")
+print("; ".join(bad))
+EOF
+2>&1)
+if [ -z "$why" ]; then pass zero1_fp16_overflow_skips_that_step_everywhere
+else fail zero1_fp16_overflow_skips_that_step_everywhere "$why; $(tail -n 2 "$TEST_TMP/fp16_ovf.log")"; fi
+# NaN weights after an update (in the highest rank's slice) are never published
+for p in fp32 bf16; do
+    run="$TEST_TMP/nanw_$p"
+    out=$(TRIDENT_FAULT=nanweights:6 mpi 2 "${BASE[@]}" --resume=none --dp=2 --zero=1 \
+          --precision=$p --run_dir="$run" --steps=10 --ckpt_every=3 2>&1); rc=$?
+    if [ $rc -ne 1 ]; then fail "zero1_nan_weights_are_never_published_$p" "exit $rc"
+    elif [ -e "$run/ckpt-00000006.h5" ]; then fail "zero1_nan_weights_are_never_published_$p" "ckpt 6 was published"
+    elif ! grep -q "after step 6 the weights or optimizer moments hold non-finite values" <<<"$out"; then
+        fail "zero1_nan_weights_are_never_published_$p" "$(grep -m1 error <<<"$out")"
+    else pass "zero1_nan_weights_are_never_published_$p"; fi
 done
 
 # --- what is not built is refused at start --------------------------------------------
