@@ -34,15 +34,20 @@ static const char *const GROUPS[3] = {"model", "optim/m", "optim/v"};
  * optimizer with one buffer (LARS, SGD: written as zeros), go through fp32 copies on the
  * backend (conv[grp]), made by host_groups and stored back into the state's form by
  * host_groups_done. */
-static int state_is_f32(const struct optim *o, int grp) {
-    return o->form == OSF_F32 && grp - 1 < o->n_buf;
+/* zero = 1: the moments are slices (and the masters too for 16-bit precision); they go
+ * through full-size fp32 copies as well (conv[grp]), gathered over COMM_DP to save and
+ * cut back to the slice after a load: the memory of a full copy at checkpoint time. */
+static int state_is_f32(const struct model *m, const struct optim *o, int grp) {
+    return o->form == OSF_F32 && grp - 1 < o->n_buf && !m->z.on;
 }
+
+static int masters_sliced(const struct model *m) { return m->z.on && m->dt != KDT_F32; }
 
 static struct tensor group_tensor(const struct model *m, const struct optim *o, int grp,
                                   const struct tensor conv[3]) {
-    if (grp == 0) return m->params;
+    if (grp == 0) return masters_sliced(m) ? conv[0] : m->params;
     if (!o) return TENSOR_NONE;
-    if (!state_is_f32(o, grp)) return conv[grp];
+    if (!state_is_f32(m, o, grp)) return conv[grp];
     return grp == 1 ? o->m : o->v;
 }
 
@@ -51,9 +56,16 @@ static struct tensor group_tensor(const struct model *m, const struct optim *o, 
  * filled from the device when `fetch`. */
 static void host_groups(const struct model *m, const struct optim *o, int n_groups, int fetch,
                         float *h[3], struct tensor conv[3]) {
+    /* zero = 1: the weights the last step is still gathering */
+    if (o) optim_gather_wait((struct optim *)o);
     for (int grp = 0; grp < 3; grp++) {
         conv[grp] = TENSOR_NONE;
-        if (o && grp > 0 && grp < n_groups && !state_is_f32(o, grp))
+        if (grp == 0 && masters_sliced(m)) {
+            if (fetch) conv[0] = model_masters_full(m);
+            else conv[0] = tensor_1d(backend_alloc(m->be, sizeof(float) * (size_t)m->n_local),
+                                     KDT_F32, m->n_local);
+        }
+        if (o && grp > 0 && grp < n_groups && !state_is_f32(m, o, grp))
             conv[grp] = optim_state_f32(o, m, grp - 1);
         struct tensor t = group_tensor(m, o, grp, conv);
         h[grp] = NULL;
@@ -75,6 +87,11 @@ static void host_groups_done(const struct model *m, const struct optim *o, int n
         if (t.data && h[grp] != backend_host_view(m->be, t.data)) {
             if (store) backend_copy_h2d(m->be, t.data, h[grp], tensor_bytes(t));
             tr_free(h[grp]);
+        }
+        if (grp == 0 && conv[0].data) {
+            if (store) model_masters_set_full((struct model *)m, conv[0]);
+            backend_free_mem(m->be, conv[0].data);
+            continue;
         }
         if (conv[grp].data) {
             if (store && store_state) optim_state_set_f32(o, m, grp - 1, conv[grp]);

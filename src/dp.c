@@ -37,7 +37,21 @@ struct dp_bucket {
 };
 
 const char *dpr_algo_name(enum dp_algo a) {
-    return a == DP_HIER ? "hierarchical" : a == DP_BF16 ? "flat, bf16 on the wire" : "flat";
+    return a == DP_HIER ? "hierarchical" : a == DP_BF16 ? "flat, bf16 on the wire"
+           : a == DP_ZERO ? "flat reduce-scatter (zero = 1)" : "flat";
+}
+
+/* zero = 1: the part of the bucket in each dp rank's slice (counts), and where this
+ * rank's part starts in m->z.grads (chunk offset, in b->displs[0] unused otherwise) */
+static void bucket_plan_zero(struct dp_bucket *b, const struct model *m, int p) {
+    b->counts = tr_malloc(sizeof(int) * (size_t)p);
+    b->displs = tr_malloc(sizeof(int) * (size_t)p);
+    for (int r = 0; r < p; r++) {
+        long lo = m->z.displs[r], hi = lo + m->z.counts[r];
+        long a = TR_MAX(lo, b->off), e = TR_MIN(hi, b->off + b->n);
+        b->counts[r] = (int)(e > a ? e - a : 0);
+        b->displs[r] = (int)(e > a ? a - lo : 0);  /* into slice r */
+    }
 }
 
 /* The bucket in p contiguous slices, the first n % p one element longer: counts and
@@ -171,7 +185,13 @@ static void bucket_gather(struct dp_bucket *b, const struct grid *g, const struc
 
 static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
                          struct tensor grads, const struct model *m) {
-    if (algo == DP_BF16) {
+    if (algo == DP_ZERO) {
+        int me = comm_rank(&g->comm, COMM_DP);
+        comm_reduce_scatter_start(&g->comm, COMM_DP, grad_at(grads, b->off),
+                                  grad_at(m->z.grads, b->displs[me]), b->counts, COMM_F32,
+                                  COMM_SUM, &b->req);
+        b->state = B_FLAT;
+    } else if (algo == DP_BF16) {
         b->dst = tensor_view(grads, b->off, 1, b->n);
         if (b->n > 0) m->k->convert(m->be, b->wire, b->dst);
         comm_alltoallv_start(&g->comm, COMM_DP, b->wire.data, b->counts, b->displs,
@@ -245,7 +265,10 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
     r->m = m;
     r->g = g;
     r->algo = DP_FLAT;
-    if (strcmp(cfg->grad_reduce, "bf16") == 0) {
+    if (m->z.on) {
+        /* config_validate refuses allreduce = hier and grad_reduce = bf16 with it */
+        r->algo = DP_ZERO;
+    } else if (strcmp(cfg->grad_reduce, "bf16") == 0) {
         /* config_validate refuses allreduce = hier with it */
         r->algo = DP_BF16;
     } else if (strcmp(cfg->allreduce, "hier") == 0 ||
@@ -284,6 +307,8 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         r->b[cur].n_tensors = 1;
     }
     r->order = tr_calloc((size_t)r->n_buckets + 1, sizeof(int));
+    if (r->algo == DP_ZERO)
+        for (int i = 0; i < r->n_buckets; i++) bucket_plan_zero(&r->b[i], m, g->dp);
     if (r->algo == DP_HIER) {
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
         comm_dup(&r->gather, &g->comm, COMM_DP_NODE);
@@ -359,7 +384,16 @@ void dpr_finish(struct dp_reducer *r) {
         struct tensor dwte = model_param(m, m->grads, -1, PK_WTE);
         comm_allreduce(&g->comm, COMM_EMB, dwte.data, (long)tensor_numel(dwte), COMM_F32,
                        COMM_SUM);
-        dpr_allreduce(g, m, r->algo, tensor_reshape(dwte, 1, tensor_numel(dwte)));
+        dpr_allreduce(g, m, r->algo == DP_ZERO ? DP_FLAT : r->algo,
+                      tensor_reshape(dwte, 1, tensor_numel(dwte)));
+        if (m->z.on) {
+            /* its part in this rank's slice */
+            long lo = TR_MAX((long)m->z.lo, (long)wte->offset);
+            long hi = TR_MIN((long)(m->z.lo + m->z.n), (long)(wte->offset + wte->n_local));
+            if (hi > lo)
+                backend_copy_d2d(m->be, grad_at(m->z.grads, lo - (long)m->z.lo),
+                                 grad_at(m->grads, lo), sizeof(float) * (size_t)(hi - lo));
+        }
     }
     r->t_exposed = tr_now() - t0;
 }

@@ -7,6 +7,10 @@
  * pushed along between layers, so communication hides behind the remaining compute.
  *
  *   flat:         non-blocking all-reduce over COMM_DP
+ *   zero = 1:     non-blocking reduce-scatter over COMM_DP: each dp rank receives the
+ *                 sum of its ZeRO slice of the bucket (model_zero_slice) into m->z.grads
+ *                 (a bucket's part of slice r is its intersection with slice r, maybe
+ *                 empty); nothing else of m->grads is summed.
  *   hierarchical: reduce-scatter inside the node → all-reduce across nodes (of each
  *                 node's chunk) → all-gather inside the node. Only the 1/ranks_per_node
  *                 chunk crosses the network.
@@ -20,7 +24,7 @@
 #include "comm.h"
 #include "model.h"
 
-enum dp_algo { DP_FLAT = 0, DP_HIER = 1, DP_BF16 = 2 };
+enum dp_algo { DP_FLAT = 0, DP_HIER = 1, DP_BF16 = 2, DP_ZERO = 3 };
 
 struct dp_bucket;
 
@@ -51,7 +55,7 @@ void dpr_ready(struct dp_reducer *r, int first, int n);
 /* Push started reductions along (cheap; call between layers). */
 void dpr_progress(struct dp_reducer *r);
 /* Finish everything (and the tied embedding); afterwards every rank holds the sum of the
- * gradients over the data-parallel group. */
+ * gradients over the data-parallel group (zero = 1: of its slice, in m->z.grads). */
 void dpr_finish(struct dp_reducer *r);
 
 /* One blocking all-reduce (sum) of the fp32 tensor x with the chosen algorithm — the same

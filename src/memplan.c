@@ -48,10 +48,12 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
     const int64_t B = cfg->micro_batch, T = cfg->seq_len, C = cfg->n_embd;
 
     b->bytes[MEM_RUNTIME] = resident_bytes() + RUNTIME_GROWTH_BYTES;
-    b->bytes[MEM_WEIGHTS] = mm.params + mm.weights16;   /* fp32 masters + 16-bit copy */
+    /* fp32 masters (zero = 1, 16-bit: the slice's) + 16-bit copy */
+    b->bytes[MEM_WEIGHTS] = mm.masters + mm.weights16;
     b->bytes[MEM_GRADS] = mm.params;
-    /* optim_init: 1 or 2 buffers (optimizer) in fp32, bf16, or int8 codes + block scales */
-    b->bytes[MEM_OPTIM] = optim_state_bytes(cfg, mm.n_local);
+    /* optim_init: 1 or 2 buffers (optimizer) in fp32, bf16, or int8 codes + block scales;
+     * zero = 1: of the slice only */
+    b->bytes[MEM_OPTIM] = optim_state_bytes(cfg, mm.zero_n ? mm.zero_n : mm.n_local);
     b->bytes[MEM_ACTS] = (int64_t)n_slots * mm.slot;
     /* cmd_train.c's matmul-rate probe runs once the model is allocated: a [M,K] input,
      * a [N,K] weight and a [M,N] output of the model's MLP shape */
@@ -73,6 +75,9 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
          * reduction temporaries (an all-to-all and an all-gather) */
         if (strcmp(cfg->grad_reduce, "bf16") == 0)
             b->bytes[MEM_REDUCE] = mm.params + mm.params * 3 / 2 / TR_MAX(g->dp, 1);
+        /* zero = 1 (dp.c, optim.c): the slice's reduced gradients (also the all-gather's
+         * send buffer) and MPI's reduce-scatter temporaries */
+        if (mm.zero_n) b->bytes[MEM_REDUCE] = mm.zero_grads + mm.params * 3 / 4;
     }
     int64_t n_win = (int64_t)TR_MAX(cfg->grad_accum, 1) * B;
     b->bytes[MEM_DATA] = align64(sizeof(int32_t) * n_win * (T + 1)) +

@@ -245,18 +245,51 @@ static void model_layout(struct model *m, const struct config *cfg, const struct
     build_table(m);
 }
 
+void model_zero_slice(int64_t n, int p, int r, int64_t *lo, int64_t *cnt) {
+    int64_t base = n / p, extra = n % p;
+    *cnt = base + (r < extra);
+    *lo = base * r + (r < extra ? r : extra);
+}
+
+/* the slice of this rank (zero = 1 and dp > 1), in m->z */
+static void zero_layout(struct model *m, const struct config *cfg, const struct grid *g) {
+    m->z.on = cfg->zero && g->dp > 1;
+    m->z.lo = 0;
+    m->z.n = m->n_local;
+    if (m->z.on) model_zero_slice(m->n_local, g->dp, g->dp_rank, &m->z.lo, &m->z.n);
+}
+
 void model_init(struct model *m, const struct config *cfg, const struct grid *g,
                 struct backend *be, int n_slots) {
     model_layout(m, cfg, g, be);
+    zero_layout(m, cfg, g);
     size_t n_bytes = sizeof(float) * (size_t)m->n_local;
-    m->params = tensor_1d(backend_alloc(be, n_bytes), KDT_F32, m->n_local);
+    /* 16-bit with zero = 1: the masters of this rank's slice only */
+    int64_t n_masters = m->z.on && m->dt != KDT_F32 ? m->z.n : m->n_local;
+    m->params = tensor_1d(backend_alloc(be, sizeof(float) * (size_t)n_masters), KDT_F32,
+                          n_masters);
     m->grads = tensor_1d(backend_alloc(be, n_bytes), KDT_F32, m->n_local);
-    backend_memset(be, m->params.data, 0, n_bytes);
+    backend_memset(be, m->params.data, 0, sizeof(float) * (size_t)n_masters);
     backend_memset(be, m->grads.data, 0, n_bytes);
+    if (m->z.on) {
+        int p = g->dp;
+        m->z.counts = tr_malloc(sizeof(int) * (size_t)p);
+        m->z.displs = tr_malloc(sizeof(int) * (size_t)p);
+        for (int r = 0; r < p; r++) {
+            int64_t lo, cnt;
+            model_zero_slice(m->n_local, p, r, &lo, &cnt);
+            m->z.counts[r] = (int)cnt;
+            m->z.displs[r] = (int)lo;
+        }
+        size_t zb = sizeof(float) * (size_t)TR_MAX(m->z.n, 1);
+        m->z.grads = tensor_1d(backend_alloc(be, zb), KDT_F32, m->z.n);
+        backend_memset(be, m->z.grads.data, 0, zb);
+    }
     m->w = m->params;
     if (m->dt != KDT_F32) {
-        m->w = tensor_1d(backend_alloc(be, kdtype_size(m->dt) * (size_t)m->n_local), m->dt,
-                         m->n_local);
+        size_t wb = kdtype_size(m->dt) * (size_t)m->n_local;
+        m->w = tensor_1d(backend_alloc(be, wb), m->dt, m->n_local);
+        backend_memset(be, m->w.data, 0, wb);
         model_refresh_weights(m);
     }
     m->n_slots = n_slots;
@@ -309,6 +342,13 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
     memset(mm, 0, sizeof *mm);
     mm->n_local = m.n_local;
     mm->params = alloc_bytes(sizeof(float) * (size_t)m.n_local);
+    mm->masters = mm->params;
+    zero_layout(&m, cfg, g);
+    if (m.z.on) {
+        mm->zero_n = m.z.n;
+        mm->zero_grads = alloc_bytes(sizeof(float) * (size_t)TR_MAX(m.z.n, 1));
+        if (m.dt != KDT_F32) mm->masters = alloc_bytes(sizeof(float) * (size_t)m.z.n);
+    }
     if (m.dt != KDT_F32) mm->weights16 = alloc_bytes(kdtype_size(m.dt) * (size_t)m.n_local);
     mm->table = alloc_bytes((size_t)params_table_bytes(m.L));
     struct acts a;
@@ -343,6 +383,9 @@ void model_free(struct model *m) {
     if (m->w.data != m->params.data) backend_free_mem(m->be, m->w.data);
     backend_free_mem(m->be, m->params.data);
     backend_free_mem(m->be, m->grads.data);
+    if (m->z.on) backend_free_mem(m->be, m->z.grads.data);
+    tr_free(m->z.counts);
+    tr_free(m->z.displs);
     memset(m, 0, sizeof *m);
 }
 
@@ -351,7 +394,38 @@ void model_zero_grads(struct model *m) {
 }
 
 void model_refresh_weights(struct model *m) {
-    if (m->w.data != m->params.data) m->k->convert(m->be, m->w, m->params);
+    if (m->w.data == m->params.data) return;
+    if (m->z.on) {
+        if (m->z.n) m->k->convert(m->be, tensor_view(m->w, m->z.lo, 1, m->z.n), m->params);
+    } else {
+        m->k->convert(m->be, m->w, m->params);
+    }
+}
+
+/* 16-bit masters sliced (zero = 1): params holds floats [z.lo, z.lo + z.n) only */
+static int masters_sliced(const struct model *m) { return m->z.on && m->dt != KDT_F32; }
+
+struct tensor model_masters_full(const struct model *m) {
+    size_t bytes = sizeof(float) * (size_t)TR_MAX(m->n_local, 1);
+    struct tensor full = tensor_1d(backend_alloc(m->be, bytes), KDT_F32, m->n_local);
+    if (!masters_sliced(m)) {
+        backend_copy_d2d(m->be, full.data, m->params.data, tensor_bytes(m->params));
+        return full;
+    }
+    comm_allgatherv(&m->grid->comm, COMM_DP, m->params.data, m->z.n, full.data, m->z.counts,
+                    m->z.displs, COMM_F32);
+    return full;
+}
+
+void model_masters_set_full(struct model *m, struct tensor full) {
+    if (!masters_sliced(m)) {
+        backend_copy_d2d(m->be, m->params.data, full.data, tensor_bytes(m->params));
+        return;
+    }
+    if (m->z.n)
+        backend_copy_d2d(m->be, m->params.data, tensor_view(full, m->z.lo, 1, 1).data,
+                         tensor_bytes(m->params));
+    m->k->convert(m->be, m->w, full);
 }
 
 void model_timers_reset(struct model *m) {
@@ -364,6 +438,9 @@ void model_timers_reset(struct model *m) {
 
 void model_init_weights(struct model *m, uint64_t seed) {
     double resid_scale = 1.0 / sqrt(2.0 * m->L);
+    /* sliced masters: each tensor goes through a staging buffer of its own size, which
+     * sets the compute weights and the slice's part of the masters */
+    const int sliced = masters_sliced(m);
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
         if (!p->n_local) continue;
@@ -390,11 +467,25 @@ void model_init_weights(struct model *m, uint64_t seed) {
                     }
                     w[local] = v;
                 }
-        backend_copy_h2d(m->be, model_param(m, m->params, p->layer, p->kind).data, w,
-                         sizeof(float) * (size_t)p->n_local);
+        if (!sliced) {
+            backend_copy_h2d(m->be, model_param(m, m->params, p->layer, p->kind).data, w,
+                             sizeof(float) * (size_t)p->n_local);
+        } else {
+            size_t bytes = sizeof(float) * (size_t)p->n_local;
+            struct tensor stage = tensor_1d(backend_alloc(m->be, bytes), KDT_F32, p->n_local);
+            backend_copy_h2d(m->be, stage.data, w, bytes);
+            m->k->convert(m->be, tensor_view(m->w, p->offset, 1, p->n_local), stage);
+            int64_t lo = TR_MAX(m->z.lo, p->offset);
+            int64_t hi = TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local);
+            if (hi > lo)
+                backend_copy_d2d(m->be, tensor_view(m->params, lo - m->z.lo, 1, 1).data,
+                                 tensor_view(stage, lo - p->offset, 1, 1).data,
+                                 sizeof(float) * (size_t)(hi - lo));
+            backend_free_mem(m->be, stage.data);
+        }
         tr_free(w);
     }
-    model_refresh_weights(m);
+    if (!sliced) model_refresh_weights(m);
 }
 
 /* ------------------------------------------------------------------------------------ */

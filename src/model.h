@@ -68,6 +68,16 @@ struct model {
     int64_t n_logical;               /* parameters of the whole model */
     struct tensor params, grads;     /* [1][n_local] fp32 master weights, their gradients */
     struct tensor w;                 /* [1][n_local] weights in dt (= params for fp32) */
+    /* zero = 1 with dp > 1 (ZeRO-1): this rank's slice of the local buffers (see
+     * model_zero_slice). params is then [1][z.n], the masters of the slice only, for
+     * bf16/fp16; for fp32 params stays full (it is w). z.grads holds the slice's
+     * gradients summed over the data-parallel group (the reduce-scatter's output). */
+    struct zero_slice {
+        int     on;
+        int64_t lo, n;               /* floats [lo, lo + n) of the local buffers */
+        int    *counts, *displs;     /* every dp rank's slice (all-gathers) */
+        struct tensor grads;         /* [1][n] fp32 */
+    } z;
     enum recompute recompute;        /* cfg.recompute */
     int n_slots;
     struct acts *slots;
@@ -105,7 +115,10 @@ void model_free(struct model *m);
  * allocates from (nothing large is allocated here): for the memory plan. */
 struct model_mem {
     int64_t n_local;     /* floats of this rank's shards */
-    int64_t params;      /* the fp32 master weights; the gradients take as much */
+    int64_t params;      /* the fp32 gradients (and masters without ZeRO slicing) */
+    int64_t masters;     /* the fp32 master weights: params, or the ZeRO slice (16-bit) */
+    int64_t zero_n;      /* zero = 1: floats of this rank's slice (0: not sliced) */
+    int64_t zero_grads;  /* zero = 1: the slice's reduced gradients */
     int64_t weights16;   /* the 16-bit compute copy of the weights (0 for fp32) */
     int64_t tp_staging;  /* fp32 staging of 16-bit tensor-parallel sums (0 if none) */
     int64_t widen;       /* the CPU backend's fp32 workspaces for 16-bit kernels (0: fp32) */
@@ -117,12 +130,24 @@ struct model_mem {
 };
 void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm);
 
+/* ZeRO-1's slices: the local buffer of n floats split into p contiguous slices, the
+ * first n % p one float longer; dp rank r takes slice r: floats [*lo, *lo + *cnt). The
+ * same on every rank of the data-parallel group (they hold the same layout). */
+void model_zero_slice(int64_t n, int p, int r, int64_t *lo, int64_t *cnt);
+/* zero = 1: the fp32 masters at full local size (a new backend buffer [1][n_local]; free
+ * with backend_free_mem), gathered from every dp rank's slice (collective over COMM_DP);
+ * for fp32 precision a copy of params. model_masters_set_full keeps this rank's slice of
+ * such a buffer as its masters and sets the compute weights w from all of it. */
+struct tensor model_masters_full(const struct model *m);
+void model_masters_set_full(struct model *m, struct tensor full);
+
 /* Initialise weights: each shard computes exactly its slice of the full tensor from a
  * counter-based RNG keyed by (seed, tensor name, element index). */
 void model_init_weights(struct model *m, uint64_t seed);
 
 /* Copy the fp32 master weights into the compute weights m->w (rounded to nearest even;
- * nothing to do for fp32). Whoever changes m->params calls it before the next pass: the
+ * nothing to do for fp32; with zero = 1 only this rank's slice: the optimizer gathers
+ * the rest). Whoever changes m->params calls it before the next pass: the
  * optimizer step, initialisation, a checkpoint load. */
 void model_refresh_weights(struct model *m);
 

@@ -84,10 +84,14 @@ void optim_init(struct optim *o, const struct model *m) {
     memset(o, 0, sizeof *o);
     const struct config *c = &m->cfg;
     o->be = m->be;
-    o->n = m->n_local;
+    o->n = m->z.on ? m->z.n : m->n_local;
+    o->gather = COMM_REQ_NULL;
     o->kind = optim_kind_of(c->optimizer);
     o->form = optim_form_of(c->optim_state);
     o->n_buf = n_buffers(o->kind);
+    if (m->z.on && (o->form == OSF_I8 || o->kind == OPT_LAMB || o->kind == OPT_LARS))
+        TR_ABORT("optim: zero = 1 with this optimizer or state form is refused by "
+                 "config_validate");
     o->lr_factor = optim_lr_factor(c, (long)c->micro_batch * c->grad_accum * m->grid->dp);
     o->norms = tr_calloc(2 * (size_t)TR_MAX(m->pt.n, 1), sizeof(double));
     struct tensor *st[2] = {&o->m, &o->v}, *code[2] = {&o->mq, &o->vq};
@@ -114,6 +118,7 @@ void optim_init(struct optim *o, const struct model *m) {
 }
 
 void optim_free(struct optim *o) {
+    optim_gather_wait(o);
     if (o->be) {
         struct tensor *all[4] = {&o->m, &o->v, &o->mq, &o->vq};
         for (int b = 0; b < 4; b++)
@@ -143,7 +148,43 @@ struct kstate optim_kstate(const struct optim *o, const struct param *p, int i, 
     return s;
 }
 
+/* zero = 1: the part of table entry p in this rank's slice, [*a, *a + *len) in local
+ * floats; 0 when there is none */
+static int slice_part(const struct model *m, const struct param *p, int64_t *a, int64_t *len) {
+    int64_t lo = TR_MAX(m->z.lo, p->offset);
+    int64_t hi = TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local);
+    *a = lo;
+    *len = hi - lo;
+    return p->n_local && hi > lo;
+}
+
+/* zero = 1: state buffer `which` of local floats [a, a + len) (fp32 or bf16 form) */
+static struct kstate slice_kstate(const struct optim *o, const struct model *m, int64_t a,
+                                  int64_t len, int which) {
+    struct kstate s = {TENSOR_NONE, TENSOR_NONE};
+    if (which >= o->n_buf) return s;
+    s.q = tensor_view(which ? o->v : o->m, a - m->z.lo, 1, len);
+    return s;
+}
+
+static struct tensor state_f32_sliced(const struct optim *o, const struct model *m, int which) {
+    struct tensor full = zeroed(o->be, KDT_F32, m->n_local);
+    if (which >= o->n_buf) return full;
+    struct tensor mine = zeroed(o->be, KDT_F32, TR_MAX(o->n, 1));
+    for (int i = 0; i < m->pt.n; i++) {
+        int64_t a, len;
+        if (slice_part(m, &m->pt.p[i], &a, &len))
+            m->k->state_to_f32(o->be, tensor_view(mine, a - m->z.lo, 1, len),
+                               slice_kstate(o, m, a, len, which), which);
+    }
+    comm_allgatherv(&m->grid->comm, COMM_DP, mine.data, o->n, full.data, m->z.counts,
+                    m->z.displs, COMM_F32);
+    backend_free_mem(o->be, mine.data);
+    return full;
+}
+
 struct tensor optim_state_f32(const struct optim *o, const struct model *m, int which) {
+    if (m->z.on) return state_f32_sliced(o, m, which);
     struct tensor t = zeroed(o->be, KDT_F32, o->n);
     if (which >= o->n_buf) return t;
     for (int i = 0; i < m->pt.n; i++) {
@@ -158,6 +199,15 @@ struct tensor optim_state_f32(const struct optim *o, const struct model *m, int 
 void optim_state_set_f32(const struct optim *o, const struct model *m, int which,
                          struct tensor src) {
     if (which >= o->n_buf) return;
+    if (m->z.on) {
+        for (int i = 0; i < m->pt.n; i++) {
+            int64_t a, len;
+            if (slice_part(m, &m->pt.p[i], &a, &len))
+                m->k->state_from_f32(o->be, slice_kstate(o, m, a, len, which),
+                                     tensor_view(src, a, 1, len), which);
+        }
+        return;
+    }
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
         if (p->n_local)
@@ -166,8 +216,26 @@ void optim_state_set_f32(const struct optim *o, const struct model *m, int which
     }
 }
 
+/* zero = 1: does this rank count its slice's part of entry p in norms? Tensors
+ * replicated over tp: tp rank 0 only; the tied wte: stage 0 only (the last stage's copy
+ * holds the same sum) */
+static int slice_counts(const struct model *m, const struct param *p) {
+    if (p->tp_replicated && m->grid->tp_rank != 0) return 0;
+    return !(p->kind == PK_WTE && !m->first);
+}
+
 double optim_grad_norm(const struct model *m) {
     double local = 0.0;
+    if (m->z.on) {
+        for (int i = 0; i < m->pt.n; i++) {
+            const struct param *p = &m->pt.p[i];
+            int64_t a, len;
+            if (slice_counts(m, p) && slice_part(m, p, &a, &len))
+                local += m->k->sumsq(m->be, tensor_view(m->z.grads, a - m->z.lo, 1, len));
+        }
+        comm_allreduce(&m->grid->comm, COMM_WORLD, &local, 1, COMM_F64, COMM_SUM);
+        return sqrt(local);
+    }
     /* each rank sums the part it owns: every logical element exactly once */
     for (int i = 0; i < m->pt.n; i++) {
         const struct param *p = &m->pt.p[i];
@@ -185,11 +253,62 @@ static double owned_sumsq(const struct model *m, struct tensor base, const struc
     return m->k->sumsq(m->be, tensor_view(base, p->offset + p->own_offset, 1, p->own_n));
 }
 
+void optim_gather_wait(struct optim *o) {
+    if (!o->gathering) return;
+    comm_wait(&o->gather);
+    o->gathering = 0;
+}
+
+/* zero = 1: AdamW or SGD over this rank's slice (a slice may cut a tensor: each part is
+ * updated with its tensor's decay), then the all-gather of the updated weights starts:
+ * in the compute dtype, from the slice's gradient buffer (free until the next backward
+ * pass) reused as the send buffer. */
+static void step_sliced(struct optim *o, struct model *m, float lr, float grad_scale) {
+    const struct config *c = &m->cfg;
+    const struct kernels *k = m->k;
+    const int64_t base = m->dt == KDT_F32 ? 0 : m->z.lo;  /* params' first local float */
+    for (int i = 0; i < m->pt.n; i++) {
+        const struct param *p = &m->pt.p[i];
+        int64_t a, len;
+        if (!slice_part(m, p, &a, &len)) continue;
+        struct tensor w = tensor_view(m->params, a - base, 1, len);
+        struct tensor g = tensor_view(m->z.grads, a - m->z.lo, 1, len);
+        struct kstate s0 = slice_kstate(o, m, a, len, 0), s1 = slice_kstate(o, m, a, len, 1);
+        float wd = p->decay ? c->weight_decay : 0.0f;
+        if (o->kind == OPT_SGD)
+            k->sgd_update(m->be, w, g, s0, lr, c->momentum, wd, grad_scale);
+        else if (o->form == OSF_F32)
+            k->adamw(m->be, w, g, s0.q, s1.q, lr, c->beta1, c->beta2, c->adam_eps, wd,
+                     grad_scale, o->t);
+        else
+            k->adamw_state(m->be, w, g, s0, s1, lr, c->beta1, c->beta2, c->adam_eps, wd,
+                           grad_scale, o->t);
+    }
+    struct tensor send = tensor_1d(m->z.grads.data, m->dt, m->z.n);
+    if (m->dt == KDT_F32) {
+        if (m->z.n)
+            backend_copy_d2d(m->be, send.data, tensor_view(m->params, m->z.lo, 1, 1).data,
+                             tensor_bytes(send));
+    } else if (m->z.n) {
+        k->convert(m->be, send, m->params);
+    }
+    comm_allgatherv_start(&m->grid->comm, COMM_DP, send.data, m->z.n, m->w.data, m->z.counts,
+                          m->z.displs,
+                          m->dt == KDT_F32 ? COMM_F32 : m->dt == KDT_BF16 ? COMM_BF16 : COMM_F16,
+                          &o->gather);
+    o->gathering = 1;
+}
+
 void optim_step(struct optim *o, struct model *m, float lr, float grad_scale) {
     const struct config *c = &m->cfg;
     const struct kernels *k = m->k;
     const int n = m->pt.n;
     o->t++;
+    if (m->z.on) {
+        optim_gather_wait(o);
+        step_sliced(o, m, lr, grad_scale);
+        return;
+    }
     double *nrm = o->norms;
     /* LAMB and LARS: per-tensor norms of the logical tensors, summed over the parts each
      * rank owns, in one all-reduce of 2 values a tensor: the same on every layout */

@@ -30,6 +30,11 @@ struct optim {
     int     t;          /* optimizer steps taken (bias correction) */
     double  lr_factor;  /* lr_scaling's factor for this run's global batch */
     double *norms;      /* per table entry: two sums of squares (LAMB, LARS) */
+    /* zero = 1 (m->z.on): the state covers this rank's slice only (n = m->z.n floats,
+     * state float j is local float m->z.lo + j), and optim_step ends by starting the
+     * all-gather of the updated weights over COMM_DP, finished by optim_gather_wait */
+    struct comm_req gather;
+    int gathering;
 };
 
 /* Learning rate at 0-based step: linear warmup to lr over `warmup` steps, then cosine
@@ -57,7 +62,9 @@ void optim_zero(const struct optim *o);
 /* The state buffer `which` (0: m or momentum, 1: v) of table entry i as the kernels take
  * it. */
 struct kstate optim_kstate(const struct optim *o, const struct param *p, int i, int which);
-/* Checkpoints hold the state in fp32 at its logical shape. optim_state_f32 returns a new
+/* Checkpoints hold the state in fp32 at its logical shape. With zero = 1 both take the
+ * full local size (optim_state_f32 gathers the slices over COMM_DP: collective;
+ * optim_state_set_f32 keeps this rank's slice). optim_state_f32 returns a new
  * backend buffer (free with backend_free_mem) holding buffer `which` in fp32 ([1][n];
  * zeros for a buffer this optimizer does not have); optim_state_set_f32 stores such a
  * buffer into the state in its form (nothing for a buffer it does not have). */
@@ -66,8 +73,15 @@ void optim_state_set_f32(const struct optim *o, const struct model *m, int which
                          struct tensor src);
 
 /* Global L2 norm of the (fully reduced) gradient: every logical parameter counted once,
- * whatever the layout. Collective over MPI_COMM_WORLD. */
+ * whatever the layout. Collective over MPI_COMM_WORLD. With zero = 1 each rank sums its
+ * slice (m->z.grads): a tensor replicated over tp counted by tp rank 0 only, the tied
+ * wte by stage 0 only. */
 double optim_grad_norm(const struct model *m);
+
+/* zero = 1: finish the all-gather of the weights optim_step started (nothing to do
+ * otherwise). Before anything reads m->w (or fp32's m->params) again: the next forward,
+ * evaluation, the finiteness check, a checkpoint. */
+void optim_gather_wait(struct optim *o);
 
 /* One step of the configured optimizer over this rank's shards with the given learning
  * rate; gradients are multiplied by grad_scale first (clipping, fp16's loss scale).

@@ -198,6 +198,9 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
     fault_point("start", t->step + 1);
     t->diverged[0] = '\0';
     double t0 = tr_now();
+    /* zero = 1: the last step's weights are all-gathered before this forward reads them */
+    watchdog_beat(&t->wd, t->step + 1, "gathering the updated weights (zero = 1)");
+    optim_gather_wait(&t->o);
     watchdog_beat(&t->wd, t->step + 1, "reading this step's data windows");
     read_batch(t, t->step);
     trace_add(&t->trace, "data", t0, tr_now(), -1);
@@ -225,8 +228,19 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
 
     watchdog_beat(&t->wd, t->step + 1, "gradient norm, loss and optimizer");
     if (fault_armed("overflow", t->step + 1)) {
-        /* in the part of a gradient this rank owns, so the norm sees it */
-        for (int i = 0; i < m->pt.n; i++)
+        /* in the part of a gradient this rank owns, so the norm sees it (zero = 1: in
+         * its slice, of a tensor that the norm counts on every rank holding it: neither
+         * tp-replicated nor the last stage's copy of wte) */
+        for (int i = 0; i < m->pt.n && m->z.on; i++) {
+            const struct param *p = &m->pt.p[i];
+            int64_t lo = TR_MAX(m->z.lo, p->offset);
+            if (p->tp_replicated || (p->kind == PK_WTE && !m->first) || !p->n_local ||
+                lo >= TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local))
+                continue;
+            fault_overflow(t->be, tensor_view(m->z.grads, lo - m->z.lo, 1, 1), t->step + 1);
+            break;
+        }
+        for (int i = 0; i < m->pt.n && !m->z.on; i++)
             if (m->pt.p[i].own_n) {
                 const struct param *p = &m->pt.p[i];
                 fault_overflow(t->be, tensor_view(m->grads, p->offset + p->own_offset, 1,
@@ -261,6 +275,8 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
         if (t->cfg.grad_clip > 0 && norm > t->cfg.grad_clip) scale = (float)(t->cfg.grad_clip / norm);
         optim_step(&t->o, m, lr, (float)(scale / t->step_scale));
         fault_point("optim", t->step + 1);
+        /* zero = 1: the poison must land after the weights' all-gather, not under it */
+        if (fault_armed("nanweights", t->step + 1)) optim_gather_wait(&t->o);
         fault_poison(t->be, t->m.params, t->step + 1);
         guard_accept(&t->guard, loss);
         t->last_loss = loss;
@@ -279,9 +295,15 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
 }
 
 int trainer_state_finite(const struct trainer *t) {
-    const struct tensor bufs[3] = {t->m.params, t->o.m, t->o.v};
+    /* zero = 1: each rank checks its slice of masters and moments, and the gathered
+     * weights (which the optimizer may still be gathering: the request is the only
+     * part of the trainer this changes) */
+    optim_gather_wait((struct optim *)&t->o);
+    const struct tensor bufs[4] = {t->m.params, t->o.m, t->o.v,
+                                   t->m.z.on && t->m.w.data != t->m.params.data ? t->m.w
+                                                                              : TENSOR_NONE};
     int ok = 1;
-    for (int b = 0; b < 3; b++) ok &= t->k->count_nonfinite(t->be, bufs[b]) == 0;
+    for (int b = 0; b < 4; b++) ok &= t->k->count_nonfinite(t->be, bufs[b]) == 0;
     /* a skipped (fp16 overflow) or rejected step must be skipped everywhere */
     int lo = t->o.t, hi = t->o.t;
     comm_allreduce(&t->g.comm, COMM_WORLD, &lo, 1, COMM_I32, COMM_MIN);
@@ -323,6 +345,7 @@ static void scaler_restore(struct trainer *t, const char *saved) {
 
 double trainer_eval(struct trainer *t) {
     struct model *m = &t->m;
+    optim_gather_wait(&t->o);
     const int B = t->cfg.micro_batch, T = t->cfg.seq_len;
     const long W = (long)t->cfg.eval_batches * B;  /* windows, for the whole job */
     int64_t n_pos = dataset_n_tokens(t->ds, DS_VAL) - T;

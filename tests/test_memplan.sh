@@ -32,6 +32,13 @@ predicted_vs_peak bf16 1 "${MID[@]}" --steps=3 --precision=bf16
 predicted_vs_peak fp16_tp2 2 "${MID[@]}" --steps=3 --dp=1 --tp=2 --pp=1 --precision=fp16
 predicted_vs_peak bf16_grad_reduce_dp2 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --precision=bf16 \
     --grad_reduce=bf16
+# zero = 1: the optimizer state (and 16-bit masters) of the slice, the slice's reduced
+# gradients, MPI's reduce-scatter temporaries
+predicted_vs_peak zero1_dp2 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --zero=1
+predicted_vs_peak zero1_dp2_bf16 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --zero=1 \
+    --precision=bf16
+predicted_vs_peak zero1_dp2_pp2_bf16_state 4 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=2 --zero=1 \
+    --grad_accum=4 --optim_state=bf16
 # recompute: the slots shrink and one shared layer of recomputed activations appears; on
 # a model whose activations dominate (T = 256), so that a slot or the shared layer
 # counted wrong (a layer here is about a quarter of full's total) misses by more than 10 %
