@@ -10,12 +10,13 @@
 #   6. data wait as a share of the step on the demo config
 #   7. fault campaign: a 2×2×2 job SIGKILLed 24 times and resumed (tests/fault_campaign.sh)
 #   8. mixed precision: peak memory, tokens/s and MFU of fp32, bf16 and fp16
+#   10. memory switches (recompute, optimizer state, precision, zero): measured vs the planner
 # Sections can be picked: tests/bench.sh 1 3
 set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 NCORES=$(nproc)
-SECTIONS=${*:-1 2 3 4 5 6 7 8 9}
+SECTIONS=${*:-1 2 3 4 5 6 7 8 9 10}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -218,4 +219,40 @@ if want 9; then
             echo " 2 cores run all the ranks, so small sizes are bound by the CPU, not the link.)"
         fi
     fi
+fi
+
+if want 10; then
+    echo
+    echo "== 10. memory switches on the bench model: measured vs the planner (trident plan --layout)"
+    echo "(peak MB: the largest rank's resident peak, what the plan predicts; tokens/s: median of"
+    echo " steps 2-7; planner: inputs/hardware/this-machine.hw, written by trident calibrate)"
+    printf '%-26s %6s %10s %10s %7s %10s %10s %7s\n' switch ranks "peak MB" "plan MB" err \
+        tokens/s "plan tok/s" err
+    sw_row() { # NAME RANKS ARGS...
+        local name=$1 np=$2; shift 2
+        local dir="$TMP/sw_$name"
+        OMP_NUM_THREADS=$((NCORES / np > 0 ? NCORES / np : 1)) mpirun -np "$np" bin/trident train \
+            inputs/small.conf "${BENCH_MODEL[@]}" --steps=7 --run_dir="$dir" "$@" >/dev/null 2>&1
+        local f="$dir/metrics.jsonl" peak tok plan pmb ptok
+        peak=$(series peak_mem_mb_max "$f" | sort -k2 -g | tail -n 1 | cut -d' ' -f2)
+        tok=$(series tokens_per_s "$f" | median)
+        plan=$(OMP_NUM_THREADS=1 bin/trident plan inputs/small.conf --nodes 1 --ranks-per-node "$np" \
+               --layout "${LAYOUT}" --json "${BENCH_MODEL[@]}" "$@" 2>/dev/null)
+        pmb=$(python3 -c 'import json,sys; c=json.load(sys.stdin)["candidates"][0]; print(c["memory"]["total"]/2**20, c["tokens_per_s"])' <<<"$plan" 2>/dev/null)
+        ptok=${pmb#* }; pmb=${pmb% *}
+        awk -v n="$name" -v r="$np" -v m="$peak" -v pm="$pmb" -v t="$tok" -v pt="$ptok" 'BEGIN {
+            e1 = (m > 0 && pm > 0) ? sprintf("%+.0f%%", 100 * (pm - m) / m) : "?"
+            e2 = (t > 0 && pt > 0) ? sprintf("%+.0f%%", 100 * (pt - t) / t) : "?"
+            printf "%-26s %6d %10.0f %10.0f %7s %10.0f %10.0f %7s\n", n, r, m, pm, e1, t, pt, e2 }'
+    }
+    LAYOUT=1x1x1
+    sw_row "fp32 (baseline)" 1
+    sw_row "recompute=selective" 1 --recompute=selective
+    sw_row "recompute=full" 1 --recompute=full
+    sw_row "optim_state=bf16" 1 --optim_state=bf16
+    sw_row "optim_state=int8" 1 --optim_state=int8
+    sw_row "precision=bf16" 1 --precision=bf16
+    LAYOUT=2x1x1
+    sw_row "dp=2 zero=0" 2 --dp=2
+    sw_row "dp=2 zero=1" 2 --dp=2 --zero=1
 fi
