@@ -10,6 +10,7 @@
 #   6. data wait as a share of the step on the demo config
 #   7. fault campaign: a 2×2×2 job SIGKILLed 24 times and resumed (tests/fault_campaign.sh)
 #   8. mixed precision: peak memory, tokens/s and MFU of fp32, bf16 and fp16
+#   9. hierarchical vs flat all-reduce across shaped links between netns nodes
 #   10. memory switches (recompute, optimizer state, precision, zero): measured vs the planner
 # Sections can be picked: tests/bench.sh 1 3
 set -u
