@@ -756,7 +756,7 @@ static void print_json(const struct plan_req *r, const struct plan_result *res, 
            r->fix_batch ? -1LL : (long long)r->global, r->cfg.seq_len,
            model_flops_per_token(&r->cfg),
            "a candidate's memory is the train pre-flight's plan, except for the switches in "
-           "its \"analytic\" list, which follow the standard formulas");
+           "its analytic list, which follow the standard formulas");
     int shown = 0;
     for (int i = 0; i < res->n && shown < r->top; i++) {
         const struct cand *c = &res->c[i];
