@@ -232,8 +232,9 @@ if want 10; then
     sw_row() { # NAME RANKS ARGS...
         local name=$1 np=$2; shift 2
         local dir="$TMP/sw_$name"
-        OMP_NUM_THREADS=$((NCORES / np > 0 ? NCORES / np : 1)) mpirun -np "$np" bin/trident train \
-            inputs/small.conf "${BENCH_MODEL[@]}" --steps=7 --run_dir="$dir" "$@" >/dev/null 2>&1
+        OMP_NUM_THREADS=$((NCORES / np > 0 ? NCORES / np : 1)) mpirun --bind-to none -np "$np" \
+            bin/trident train inputs/small.conf "${BENCH_MODEL[@]}" --steps=7 --run_dir="$dir" \
+            "$@" >/dev/null 2>&1
         local f="$dir/metrics.jsonl" peak tok plan pmb ptok
         peak=$(series peak_mem_mb_max "$f" | sort -k2 -g | tail -n 1 | cut -d' ' -f2)
         tok=$(series tokens_per_s "$f" | median)
@@ -246,14 +247,15 @@ if want 10; then
             e2 = (t > 0 && pt > 0) ? sprintf("%+.0f%%", 100 * (pt - t) / t) : "?"
             printf "%-26s %6d %10.0f %10.0f %7s %10.0f %10.0f %7s\n", n, r, m, pm, e1, t, pt, e2 }'
     }
+    # every switch given, so the planner evaluates exactly the run (a switch left out is searched)
     LAYOUT=1x1x1
-    sw_row "fp32 (baseline)" 1
-    sw_row "recompute=selective" 1 --recompute=selective
-    sw_row "recompute=full" 1 --recompute=full
-    sw_row "optim_state=bf16" 1 --optim_state=bf16
-    sw_row "optim_state=int8" 1 --optim_state=int8
-    sw_row "precision=bf16" 1 --precision=bf16
+    sw_row "fp32 (baseline)" 1 --precision=fp32 --recompute=none --zero=0 --optim_state=fp32
+    sw_row "recompute=selective" 1 --precision=fp32 --recompute=selective --zero=0 --optim_state=fp32
+    sw_row "recompute=full" 1 --precision=fp32 --recompute=full --zero=0 --optim_state=fp32
+    sw_row "optim_state=bf16" 1 --precision=fp32 --recompute=none --zero=0 --optim_state=bf16
+    sw_row "optim_state=int8" 1 --precision=fp32 --recompute=none --zero=0 --optim_state=int8
+    sw_row "precision=bf16" 1 --precision=bf16 --recompute=none --zero=0 --optim_state=fp32
     LAYOUT=2x1x1
-    sw_row "dp=2 zero=0" 2 --dp=2
-    sw_row "dp=2 zero=1" 2 --dp=2 --zero=1
+    sw_row "dp=2 zero=0" 2 --dp=2 --precision=fp32 --recompute=none --zero=0 --optim_state=fp32
+    sw_row "dp=2 zero=1" 2 --dp=2 --precision=fp32 --recompute=none --zero=1 --optim_state=fp32
 fi
