@@ -25,9 +25,13 @@ void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *b
                 beta, out, N);
 }
 
-/* dbias[j] += sum_i dout[i][j]. Split by column blocks, each summed over rows in order,
- * so the result is the same for any thread count; the inner loop runs along a row. */
-static void matmul_dbias(float *dbias, const float *dout, int M, int N)
+/* dbias[j] += sum_i dout[i][j], dout fp32 or (bf16 = 1) bf16, each value widened exactly
+ * as it is read. Split by column blocks, each summed over rows in order, so the result is
+ * the same for any thread count, and a bf16 dout gives the bits of widening it first; the
+ * inner loop runs along a row. Inlined with a constant bf16, so each caller gets its own
+ * vectorised loop. */
+static inline __attribute__((always_inline)) void dbias_blocks(float *dbias, const void *dout,
+                                                               int bf16, int M, int N)
 {
     int n_blocks = (N + MATMUL_COL_BLOCK - 1) / MATMUL_COL_BLOCK;
 #pragma omp parallel for schedule(static)
@@ -36,31 +40,29 @@ static void matmul_dbias(float *dbias, const float *dout, int M, int N)
         int nj = TR_MIN(MATMUL_COL_BLOCK, N - j0);
         float acc[MATMUL_COL_BLOCK] = { 0 };
         for (int i = 0; i < M; i++) {
-            const float *row = dout + (size_t)i * N + j0;
+            size_t at = (size_t)i * N + j0;
+            if (bf16) {
+                const uint16_t *row = (const uint16_t *)dout + at;
 #pragma omp simd
-            for (int j = 0; j < nj; j++) acc[j] += row[j];
+                for (int j = 0; j < nj; j++) acc[j] += cvt_bf16_to_f32_1(row[j]);
+            } else {
+                const float *row = (const float *)dout + at;
+#pragma omp simd
+                for (int j = 0; j < nj; j++) acc[j] += row[j];
+            }
         }
         for (int j = 0; j < nj; j++) dbias[j0 + j] += acc[j];
     }
 }
 
-/* The same sums over a bf16 dout (each value widened exactly as it is read): the same
- * order, so the same bits as widening dout first and calling matmul_dbias. */
+static void matmul_dbias(float *dbias, const float *dout, int M, int N)
+{
+    dbias_blocks(dbias, dout, 0, M, N);
+}
+
 void cpu_matmul_dbias_bf16(float *dbias, const uint16_t *dout, int M, int N)
 {
-    int n_blocks = (N + MATMUL_COL_BLOCK - 1) / MATMUL_COL_BLOCK;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < n_blocks; blk++) {
-        int j0 = blk * MATMUL_COL_BLOCK;
-        int nj = TR_MIN(MATMUL_COL_BLOCK, N - j0);
-        float acc[MATMUL_COL_BLOCK] = { 0 };
-        for (int i = 0; i < M; i++) {
-            const uint16_t *row = dout + (size_t)i * N + j0;
-#pragma omp simd
-            for (int j = 0; j < nj; j++) acc[j] += cvt_bf16_to_f32_1(row[j]);
-        }
-        for (int j = 0; j < nj; j++) dbias[j0 + j] += acc[j];
-    }
+    dbias_blocks(dbias, dout, 1, M, N);
 }
 
 void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,

@@ -127,6 +127,18 @@ static void blk_store(struct sv *s, long blk, int len, float *x)
 
 static int blk_len(long n, long blk) { return (int)(n - blk * QB < QB ? n - blk * QB : QB); }
 
+/* Adam's moments of one block, in place: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g², with
+ * g = grad · grad_scale (AdamW and LAMB share it) */
+static void adam_moments(float *m, float *v, const float *grad, int len, float grad_scale,
+                         float b1, float b2)
+{
+    for (int j = 0; j < len; j++) {
+        float g = grad[j] * grad_scale;
+        m[j] = b1 * m[j] + (1.0f - b1) * g;
+        v[j] = b2 * v[j] + (1.0f - b2) * g * g;
+    }
+}
+
 #define NEED_VEC(kn, what, t, n)                                                         \
     do {                                                                                 \
         if (!(t).data || (t).dt != KDT_F32 || tensor_numel(t) != (n))                    \
@@ -156,19 +168,16 @@ void cpu_t_adamw_state(struct backend *b, struct tensor p, struct tensor grad,
     const float *G = grad.data;
 #pragma omp parallel for schedule(static)
     for (long blk = 0; blk < n_blocks(n); blk++) {
-        float mb[QB], vb[QB], mi[QB], vi[QB];
+        float mb[QB], vb[QB];
         const int len = blk_len(n, blk);
         const long i0 = blk * QB;
         blk_load(&sm, blk, len, mb);
         blk_load(&sw, blk, len, vb);
-        for (int j = 0; j < len; j++) {
-            float g = G[i0 + j] * grad_scale;
-            mi[j] = b1 * mb[j] + (1.0f - b1) * g;
-            vi[j] = b2 * vb[j] + (1.0f - b2) * g * g;
-            P[i0 + j] -= lr * ((mi[j] * c1) / (sqrtf(vi[j] * c2) + eps) + wd * P[i0 + j]);
-        }
-        blk_store(&sm, blk, len, mi);
-        blk_store(&sw, blk, len, vi);
+        adam_moments(mb, vb, G + i0, len, grad_scale, b1, b2);
+        for (int j = 0; j < len; j++)
+            P[i0 + j] -= lr * ((mb[j] * c1) / (sqrtf(vb[j] * c2) + eps) + wd * P[i0 + j]);
+        blk_store(&sm, blk, len, mb);
+        blk_store(&sw, blk, len, vb);
     }
 }
 
@@ -197,11 +206,7 @@ double cpu_t_lamb_moments(struct backend *b, struct tensor p, struct tensor grad
         const long i0 = blk * QB;
         blk_load(&sm, blk, len, mb);
         blk_load(&sw, blk, len, vb);
-        for (int j = 0; j < len; j++) {
-            float g = G[i0 + j] * grad_scale;
-            mb[j] = b1 * mb[j] + (1.0f - b1) * g;
-            vb[j] = b2 * vb[j] + (1.0f - b2) * g * g;
-        }
+        adam_moments(mb, vb, G + i0, len, grad_scale, b1, b2);
         blk_store(&sm, blk, len, mb);
         blk_store(&sw, blk, len, vb);
         double s = 0.0;
