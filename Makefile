@@ -4,6 +4,11 @@
 #   make test       build and run every test (ends with "N passed, N failed, N skipped")
 #   make bench      run the benchmarks (ratios measured in the same run)
 #   make demo       the README's main job: prepare the fortunes corpus, train, sample
+#   make BACKEND=cuda [CUDA_ARCHS="80 90"] [CUDA_HOME=/usr/local/cuda]
+#                   the CUDA build: bin-cuda/trident with both backends (device = cpu | cuda;
+#                   the CPU one stays the reference the CUDA one is tested against), cuBLAS,
+#                   NCCL; objects in build-cuda/. `make BACKEND=cuda tests` also builds the
+#                   GPU suites bin-cuda/cudatest_* (tests/cudatest_*.c).
 
 CC       := mpicc
 HDF5_PC  := hdf5-openmpi
@@ -22,12 +27,38 @@ CFLAGS   += -DTR_HAVE_DNNL
 LDLIBS   += -ldnnl
 endif
 
+BACKEND  ?= cpu
+# Files that call the CUDA runtime, cuBLAS or NCCL end in _cuda.c or _nccl.c (host C) or
+# .cu (nvcc) and are built only by BACKEND=cuda; everything else (including the host-side
+# logic under kernels/cuda/ that the CPU tests check: pool, launch shapes) is in both.
+GPU_ONLY := %_cuda.c %_nccl.c
+LIB_SRC  := $(filter-out src/main.c $(GPU_ONLY),$(wildcard src/*.c) $(wildcard kernels/*.c) \
+            $(wildcard kernels/cpu/*.c) $(wildcard kernels/cuda/*.c) $(wildcard io/*.c))
+CU_SRC   :=
+ifeq ($(BACKEND),cuda)
+CUDA_HOME  ?= /usr/local/cuda
+NVCC       ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCHS ?= 80 90
+BUILD    := build-cuda
+BIN      := bin-cuda
+CFLAGS   += -DTR_HAVE_CUDA -I$(CUDA_HOME)/include -Ikernels/cuda
+LIB_SRC  += $(filter $(GPU_ONLY),$(wildcard src/*.c) $(wildcard kernels/cuda/*.c))
+CU_SRC   := $(wildcard kernels/cuda/*.cu)
+NVFLAGS  := -O3 -std=c++17 -DTR_HAVE_CUDA -Isrc -Ikernels -Ikernels/cuda -Ikernels/cpu \
+            $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+            -Xcompiler -Wall,-Wno-unused-parameter -MMD -MP $(EXTRA_NVFLAGS)
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lnccl \
+            -lcudart -lstdc++
+else ifneq ($(BACKEND),cpu)
+$(error BACKEND is cpu or cuda, not '$(BACKEND)')
+else
 BUILD    := build
 BIN      := bin
+endif
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard kernels/*.c) \
-            $(wildcard kernels/cpu/*.c) $(wildcard io/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
+CUDATEST_SRC := $(if $(CU_SRC),$(wildcard tests/cudatest_*.c))
+CUDATEST_BIN := $(CUDATEST_SRC:tests/%.c=$(BIN)/%)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BIN)/%)
 TOOL_SRC := $(wildcard tests/tool_*.c)
@@ -38,7 +69,7 @@ BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BIN)/%)
 .PHONY: all tests test bench demo deps clean check-deps
 all: check-deps $(BIN)/trident
 
-tests: $(BIN)/trident $(TEST_BIN) $(BENCH_BIN) $(TOOL_BIN)
+tests: $(BIN)/trident $(TEST_BIN) $(BENCH_BIN) $(TOOL_BIN) $(CUDATEST_BIN)
 
 $(BIN)/trident: $(BUILD)/src/main.o $(LIB_OBJ) | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -52,9 +83,16 @@ $(BIN)/tool_%: $(BUILD)/tests/tool_%.o | $(BIN)
 $(BIN)/bench_%: $(BUILD)/tests/bench_%.o $(LIB_OBJ) | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BIN)/cudatest_%: $(BUILD)/tests/cudatest_%.o $(LIB_OBJ) | $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
 $(BIN):
 	@mkdir -p $@
@@ -67,6 +105,11 @@ check-deps:
 	  test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h || { \
 	  echo "trident: missing build dependencies (mpicc, parallel HDF5 or OpenBLAS)."; \
 	  echo "HINT: run 'make deps' (slurm/install_deps.sh: installs them with apt-get)"; exit 2; }
+ifeq ($(BACKEND),cuda)
+	@test -x "$(NVCC)" && test -e "$(CUDA_HOME)/include/nccl.h" && test -e "$(CUDA_HOME)/include/cublasLt.h" || { \
+	  echo "trident: BACKEND=cuda needs the CUDA toolkit with cuBLAS and NCCL under CUDA_HOME=$(CUDA_HOME)"; \
+	  echo "HINT: install the CUDA toolkit (nvcc, cuBLAS) and NCCL, and pass CUDA_HOME=<its prefix>"; exit 2; }
+endif
 
 deps:
 	@./slurm/install_deps.sh
@@ -81,6 +124,6 @@ demo: all
 	@./slurm/demo.sh
 
 clean:
-	rm -rf $(BUILD) $(BIN)
+	rm -rf build bin build-cuda bin-cuda
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

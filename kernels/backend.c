@@ -21,10 +21,15 @@ static const struct backend_ops *ops_for(enum kdevice dev, char *err, size_t err
     switch (dev) {
     case KDEV_CPU: return &backend_cpu_ops;
     case KDEV_CUDA:
+#ifdef TR_HAVE_CUDA
+        return &backend_cuda_ops;
+#else
         snprintf(err, err_len, "trident was built without the CUDA backend (device = cuda): "
-                 "this version has none yet (planned: cuBLAS, CUDA kernels, NCCL)\n"
-                 "HINT: set device = cpu");
+                 "this binary is the CPU build\n"
+                 "HINT: build the CUDA one with `make BACKEND=cuda` (the CUDA toolkit, cuBLAS "
+                 "and NCCL; it is bin-cuda/trident), or set device = cpu");
         return NULL;
+#endif
     }
     snprintf(err, err_len, "unknown device %d\nHINT: device is one of: cpu, cuda", (int)dev);
     return NULL;
@@ -151,6 +156,16 @@ double backend_event_elapsed(struct backend *b, const struct backend_event *star
 
 void backend_synchronize(struct backend *b) { b->ops->synchronize(b); }
 
+int backend_reserve(struct backend *b, size_t n_bytes, char *err, size_t err_len)
+{
+    char scratch[8];
+    if (!err || !err_len) err = scratch, err_len = sizeof scratch;
+    err[0] = '\0';
+    return b->ops->reserve ? b->ops->reserve(b, n_bytes, err, err_len) : 0;
+}
+
+void *backend_stream(const struct backend *b) { return b->ops->stream ? b->ops->stream(b) : NULL; }
+
 const struct kernels *backend_kernels(const struct backend *b) { return b->ops->kernels; }
 
 void *backend_workspace(struct backend *b, int slot, size_t n_bytes)
@@ -163,4 +178,15 @@ void *backend_workspace(struct backend *b, int slot, size_t n_bytes)
         w->n_bytes = (n_bytes + 63) & ~(size_t)63;  /* what the block really holds */
     }
     return w->p;
+}
+
+int64_t kernels_attention_saved_cols(enum kdevice dev, int T, enum kdtype dt)
+{
+    if (dev == KDEV_CUDA) return kdtype_is_16bit(dt) ? 2 : 1;  /* one fp32 log-sum-exp */
+    return T;                                                  /* the probabilities */
+}
+
+int64_t kernels_attention_scratch_cols(enum kdevice dev, int T)
+{
+    return dev == KDEV_CUDA ? 1 : T;
 }

@@ -66,6 +66,17 @@ double                backend_event_elapsed(struct backend *b, const struct back
 /* wait until all work queued on the backend is done (CPU: nothing to wait for) */
 void                  backend_synchronize  (struct backend *b);
 
+/* Reserve, up front, the device memory this rank will allocate (the memory plan's total,
+ * with its margin): a device that allocates from one pre-sized pool (CUDA) creates the
+ * pool here, so that nothing is allocated from the driver inside a step and running out
+ * shows at start. 0 on success; -1 with the reason in err (a sentence and, after '\n', a
+ * "HINT: ..." line) when it cannot. The CPU allocates as it goes: 0. Called at most once,
+ * before the first backend_alloc that should come from the pool. */
+int   backend_reserve(struct backend *b, size_t n_bytes, char *err, size_t err_len);
+/* The device's stream of work (a cudaStream_t) for a layer that orders its own device work
+ * behind the kernels' (the NCCL communicator); NULL on the CPU. */
+void *backend_stream(const struct backend *b);
+
 /* The backend's kernel table (one for every element type: kernels.h). */
 const struct kernels *backend_kernels(const struct backend *b);
 

@@ -27,6 +27,9 @@ struct backend_ops {
     double (*event_elapsed)(struct backend *b, const struct backend_event *start,
                             const struct backend_event *stop);
     void  (*synchronize)(struct backend *b);
+    /* optional (NULL: nothing to reserve / no stream): backend_reserve, backend_stream */
+    int   (*reserve)(struct backend *b, size_t n_bytes, char *err, size_t err_len);
+    void *(*stream)(const struct backend *b);
     const struct kernels *kernels;
 };
 
@@ -64,5 +67,8 @@ struct backend_event {
 };
 
 extern const struct backend_ops backend_cpu_ops;
+#ifdef TR_HAVE_CUDA
+extern const struct backend_ops backend_cuda_ops;  /* kernels/cuda/backend_cuda.cu */
+#endif
 
 #endif

@@ -86,12 +86,14 @@ struct kernels {
      * T = qkv.rows / B tokens (all act).
      * qkv: [B*T][3*Cq], each row is [q (Cq) | k (Cq) | v (Cq)], head h of q at
      *      columns h*hs .. h*hs+hs-1 (same for k, v).
-     * out: [B*T][Cq] (heads concatenated); att: [B*NH*T][T] softmax probabilities
-     * (entries above the diagonal are written as 0), kept for the backward pass.
-     * Scale 1/sqrt(hs). */
+     * out: [B*T][Cq] (heads concatenated); att: [B*NH*T][kernels_attention_saved_cols]
+     * what the backward pass needs, in the backend's own form: on the CPU the softmax
+     * probabilities (entries above the diagonal are written as 0), on CUDA each row's
+     * log-sum-exp. Scale 1/sqrt(hs). */
     void (*attention_fwd)(struct backend *b, struct tensor out, struct tensor att,
                           struct tensor qkv, int B, int NH);
-    /* dqkv = ... (overwritten). scratch: like att. */
+    /* dqkv = ... (overwritten). scratch: fp32, at least [B*NH*T][kernels_attention_
+     * scratch_cols] (it may have more rows: a buffer sized for the longest micro-batch). */
     void (*attention_bwd)(struct backend *b, struct tensor dqkv, struct tensor scratch,
                           struct tensor dout, struct tensor qkv, struct tensor att, int B,
                           int NH);
@@ -195,6 +197,17 @@ struct kernels {
     /* the number of elements that are inf or NaN (fp32 or 16-bit) */
     int64_t (*count_nonfinite)(struct backend *b, struct tensor x);
 };
+
+/* What the attention kernels of device dev keep between the forward and the backward
+ * pass, per (sequence, head, query) row, in columns of the activation dtype dt (the `att`
+ * tensor of attention_fwd/bwd), and the fp32 columns per row of the backward's scratch:
+ *  - the CPU keeps the softmax probabilities (T columns; scratch: T);
+ *  - the CUDA backend's flash-style kernels keep the row's log-sum-exp, one fp32 value
+ *    (1 column of fp32, 2 of a 16-bit dtype), and their scratch holds one fp32 per row
+ *    (the row's sum of dout * out), so nothing T x T is ever stored.
+ * The model allocates, and the memory plan counts, exactly this. */
+int64_t     kernels_attention_saved_cols(enum kdevice dev, int T, enum kdtype dt);
+int64_t     kernels_attention_scratch_cols(enum kdevice dev, int T);
 
 /* How the CPU backend multiplies matrices of dtype dt in this process: 1 when it uses a
  * native 16-bit GEMM (bf16 through oneDNN on AVX512_BF16 CPUs, kernels/cpu/matmul16.c),

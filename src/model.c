@@ -131,7 +131,7 @@ static int layer_arrays(const struct model *m, struct acts *a, int64_t nl, int k
     ARR(ln1_mean, f, 1, NL(LA_LN1_MEAN) * BT);
     ARR(ln1_rstd, f, 1, NL(LA_LN1_RSTD) * BT);
     ARR(qkv, dt, NL(LA_QKV) * BT, 3 * Cl);
-    ARR(att, dt, NL(LA_ATT) * NT, m->T);
+    ARR(att, dt, NL(LA_ATT) * NT, kernels_attention_saved_cols(m->dev, m->T, dt));
     ARR(atty, dt, NL(LA_ATTY) * BT, Cl);
     ARR(xmid, dt, NL(LA_XMID) * BT, C);
     ARR(ln2, dt, NL(LA_LN2) * BT, C);
@@ -185,7 +185,8 @@ static int scratch_arrays(struct model *m, struct buf out[]) {
     ARR(dfch, dt, BT, m->Fl);
     /* the attention backward's scratch holds nothing between calls: fp32, which the CPU
      * backend computes in anyway (a 16-bit one would be widened into a workspace) */
-    ARR(att_scratch, KDT_F32, (int64_t)m->B * m->NHl * m->T, m->T);
+    ARR(att_scratch, KDT_F32, (int64_t)m->B * m->NHl * m->T,
+        kernels_attention_scratch_cols(m->dev, m->T));
     /* the arrays that the slots leave out, for one layer */
     n += layer_arrays(m, &m->rc, m->nl > 0, 0, out + n);
     /* 16-bit tensor-parallel sums go through fp32: the largest is a [BT][C] activation */
@@ -219,6 +220,7 @@ static void model_layout(struct model *m, const struct config *cfg, const struct
     m->be = be;
     m->k = be ? backend_kernels(be) : NULL;
     m->dt = model_dtype(cfg);
+    m->dev = be ? backend_device(be) : (enum kdevice)TR_MAX(backend_parse(cfg->device), 0);
     m->recompute = strcmp(cfg->recompute, "full") == 0        ? RC_FULL
                    : strcmp(cfg->recompute, "selective") == 0 ? RC_SELECTIVE
                                                               : RC_NONE;
@@ -315,7 +317,7 @@ static int64_t max2(int64_t a, int64_t b) { return a > b ? a : b; }
  * fp32. It follows typed.c's assignment of tensors to slots, and whether the backend has
  * a native GEMM for the dtype (then matmuls widen nothing). */
 static int64_t widen_bytes(const struct model *m) {
-    if (m->dt == KDT_F32) return 0;
+    if (m->dt == KDT_F32 || m->dev != KDEV_CPU) return 0;  /* a GPU computes 16-bit natively */
     const int64_t BT = (int64_t)m->B * m->T, C = m->C, Cl = m->Cl, Fl = m->Fl;
     const int64_t att = m->nl ? (int64_t)m->B * m->NHl * m->T * m->T : 0;
     const int64_t head = m->last ? BT * m->Vl : 0, headw = m->last ? (int64_t)m->Vl * C : 0;
@@ -545,8 +547,10 @@ static void layer_view(const struct model *m, const struct acts *a, int64_t i, i
     ba->ln1_mean = vec_at(a->ln1_mean, i, BTmax, BT);
     ba->ln1_rstd = vec_at(a->ln1_rstd, i, BTmax, BT);
     ba->qkv = rows_at(a->qkv, i, BTmax, BT);
-    /* [B NHl T][T]: for a smaller T the rows are T long, packed from the layer's start */
-    ba->att = tensor_view(a->att, i * NTmax * m->T, (int64_t)B * m->NHl * T, T);
+    /* [B NHl T][cols(T)] (the CPU: cols(T) = T, the probabilities): for a smaller T the
+     * rows are cols(T) long, packed from the layer's start */
+    ba->att = tensor_view(a->att, i * NTmax * kernels_attention_saved_cols(m->dev, m->T, m->dt),
+                          (int64_t)B * m->NHl * T, kernels_attention_saved_cols(m->dev, T, m->dt));
     ba->atty = rows_at(a->atty, i, BTmax, BT);
     ba->xmid = rows_at(a->xmid, i, BTmax, BT);
     ba->ln2 = rows_at(a->ln2, i, BTmax, BT);

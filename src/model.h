@@ -59,6 +59,7 @@ struct model {
     struct backend *be;              /* owns every buffer below (not the model's: the caller's) */
     const struct kernels *k;         /* backend_kernels(be) */
     enum kdtype dt;                  /* compute dtype: cfg.precision */
+    enum kdevice dev;                /* cfg.device: what the attention keeps (kernels.h) */
     int C, NH, V, Vp, L, T, B;       /* B, T: the largest micro-batch it was sized for */
     int Cl, NHl, Vl, v0, Fl;         /* local (tp shard) sizes: C/tp, heads, vocab, 4C/tp */
     int l0, l1, nl;                  /* layers [l0, l1) on this stage */
