@@ -5,7 +5,14 @@
 # this adds them up, lists every skipped case by name and ends with the total line.
 #
 #   tests/run.sh            everything
-#   tests/run.sh NAME...    only the tests whose name contains NAME (e.g. parallel)
+#   tests/run.sh NAME...    only the tests whose name contains NAME (e.g. parallel;
+#                           `tests/run.sh cuda` runs the CUDA build's suites)
+#
+# The CUDA build (make BACKEND=cuda: bin-cuda/) is compiled and linked on every run where
+# the CUDA toolkit is installed (CUDA_HOME, default /usr/local/cuda): a CUDA build failure
+# is a failed test. Its GPU suites (bin-cuda/cudatest_*) run here too; on a machine
+# without a GPU each of their cases is counted as skipped, by name. Without the toolkit the
+# build is one skipped case, named.
 #
 # Every suite runs in its own session under `timeout --kill-after=10`
 # (TRIDENT_SUITE_TIMEOUT seconds, default 900): a suite that runs longer counts as a
@@ -24,13 +31,41 @@ total_fail=0
 total_skip=0
 failed_suites=()
 skipped_cases=()
+
+# the CUDA build, wherever a toolkit is installed: its failure fails the run
+wants_cuda=1
+if [ $# -gt 0 ]; then
+    wants_cuda=0
+    for f in "$@"; do case "cuda_build bin-cuda/cudatest_" in *"$f"*) wants_cuda=1 ;; esac; done
+fi
+if [ $wants_cuda -eq 1 ]; then
+    cuda_home=${CUDA_HOME:-/usr/local/cuda}
+    echo "=== cuda_build (make BACKEND=cuda tests, CUDA_HOME=$cuda_home)"
+    if [ ! -x "$cuda_home/bin/nvcc" ]; then
+        echo "skip cuda_build: no CUDA toolkit at $cuda_home (set CUDA_HOME to build the CUDA backend)"
+        total_skip=$((total_skip + 1))
+        skipped_cases+=("cuda_build: no CUDA toolkit at $cuda_home")
+    else
+        t0=$(date +%s)
+        log=$(mktemp)
+        if make -j"$(nproc)" BACKEND=cuda CUDA_HOME="$cuda_home" tests >"$log" 2>&1; then
+            echo "ok   cuda_build ($(( $(date +%s) - t0 )) s)"
+            total_pass=$((total_pass + 1))
+        else
+            tail -n 30 "$log"
+            echo "FAIL cuda_build: make BACKEND=cuda failed (log above)"
+            total_fail=$((total_fail + 1)); failed_suites+=("cuda_build")
+        fi
+        rm -f "$log"
+    fi
+fi
 start=$(date +%s)
 sid=
 # interrupted: the running suite's session goes too
 trap '[ -n "$sid" ] && pkill -KILL -s "$sid"; exit 130' INT TERM
 
 suites=()
-for t in bin/test_* tests/test_*.sh; do
+for t in bin/test_* bin-cuda/cudatest_* tests/test_*.sh; do
     [ -e "$t" ] || continue
     if [ $# -gt 0 ]; then
         keep=0
