@@ -1,4 +1,5 @@
-/* comm.c — the communication layer: public calls, then the MPI backend's table. */
+/* comm.c — the communication layer: public calls, then the MPI backend's table
+ * (the NCCL one is comm_nccl.c). */
 #include "comm.h"
 
 #include <limits.h>
@@ -7,44 +8,6 @@
 #include "common.h"
 #include "grid.h"
 
-/* One backend: the transport behind every public call. req == NULL: blocking. Counts
- * arrive checked (members only, int-sized, supported reductions). */
-struct comm_backend {
-    const char *name;
-    int  (*supports)(enum comm_op op, enum comm_dtype dt);
-    void (*allreduce)(const struct comm_handle *h, void *buf, int n, enum comm_dtype dt,
-                      enum comm_op op, struct comm_req *req);
-    void (*allreduce_loc)(const struct comm_handle *h, double *value, int *rank,
-                          enum comm_op op);
-    void (*reduce_scatter)(const struct comm_handle *h, const void *send, void *recv,
-                           const int *counts, enum comm_dtype dt, enum comm_op op,
-                           struct comm_req *req);
-    void (*allgather)(const struct comm_handle *h, const void *send, int n, void *recv,
-                      enum comm_dtype dt, struct comm_req *req);
-    void (*allgatherv)(const struct comm_handle *h, const void *send, int n, void *recv,
-                       const int *counts, const int *displs, enum comm_dtype dt,
-                       struct comm_req *req);
-    void (*alltoallv)(const struct comm_handle *h, const void *send, const int *scounts,
-                      const int *sdispls, void *recv, const int *rcounts, const int *rdispls,
-                      enum comm_dtype dt, struct comm_req *req);
-    void (*bcast)(const struct comm_handle *h, void *buf, int n, enum comm_dtype dt, int root,
-                  struct comm_req *req);
-    void (*send)(const struct comm_handle *h, const void *buf, int n, enum comm_dtype dt,
-                 int peer, int tag, struct comm_req *req);
-    void (*recv)(const struct comm_handle *h, void *buf, int n, enum comm_dtype dt, int peer,
-                 int tag, struct comm_req *req);
-    void (*gather)(const struct comm_handle *h, const void *send, int n, void *recv,
-                   enum comm_dtype dt, int root);
-    void (*gatherv)(const struct comm_handle *h, const void *send, int n, void *recv,
-                    const int *counts, const int *displs, enum comm_dtype dt, int root);
-    void (*barrier)(const struct comm_handle *h);
-    void (*wait)(struct comm_req *req);
-    int  (*test)(struct comm_req *req);
-    void (*dup)(const struct comm_handle *in, struct comm_handle *out);
-    void (*free)(struct comm_handle *h);
-};
-
-static const struct comm_backend comm_mpi;
 
 /* ------------------------------------------------------------------------------------ */
 /* names, sizes, checks                                                                 */
@@ -96,10 +59,22 @@ static void handle_set(struct comm_handle *h, MPI_Comm mpi) {
     MPI_CHECK(MPI_Comm_size(mpi, &h->size));
 }
 
+/* the table of kind, or abort when it is not built into this binary */
+static const struct comm_backend *backend_of(enum comm_backend_kind kind) {
+    if (kind == COMM_BACKEND_MPI) return &comm_backend_mpi;
+#ifdef TR_HAVE_CUDA
+    if (kind == COMM_BACKEND_NCCL) return &comm_backend_nccl;
+#endif
+    if (kind == COMM_BACKEND_NCCL)
+        TR_ABORT("comm: the NCCL backend is not built into this binary (build it with `make "
+                 "BACKEND=cuda`: bin-cuda/trident)");
+    TR_ABORT("comm: backend %d is not built in", (int)kind);
+    return NULL;
+}
+
 void comm_init(struct comm *c, const struct grid *g, enum comm_backend_kind kind) {
     memset(c, 0, sizeof *c);
-    if (kind != COMM_BACKEND_MPI) TR_ABORT("comm: backend %d is not built in", (int)kind);
-    c->be = &comm_mpi;
+    c->be = backend_of(kind);
     c->world_rank = g->world_rank;
     handle_set(&c->grp[COMM_WORLD], MPI_COMM_WORLD);
     handle_set(&c->grp[COMM_TP], g->tp_comm);
@@ -109,12 +84,24 @@ void comm_init(struct comm *c, const struct grid *g, enum comm_backend_kind kind
     handle_set(&c->grp[COMM_DP_NODE], g->dp_node_comm);
     handle_set(&c->grp[COMM_DP_CROSS], g->dp_cross_comm);
     handle_set(&c->grp[COMM_NODE], g->node_comm);
+#ifdef TR_HAVE_CUDA
+    if (kind == COMM_BACKEND_NCCL) comm_nccl_attach(c, g);
+#endif
+}
+
+void comm_set_stream(struct comm *c, void *stream) {
+    if (!c->be->set_stream) return;
+    for (int i = 0; i < COMM_N_GROUPS; i++)
+        if (c->grp[i].dev) c->be->set_stream(&c->grp[i], stream);
 }
 
 void comm_init_on(struct comm *c, MPI_Comm world, enum comm_backend_kind kind) {
     memset(c, 0, sizeof *c);
-    if (kind != COMM_BACKEND_MPI) TR_ABORT("comm: backend %d is not built in", (int)kind);
-    c->be = &comm_mpi;
+    /* a bare communicator carries host data only (the data layer, calibration) */
+    if (kind != COMM_BACKEND_MPI)
+        TR_ABORT("comm: comm_init_on takes the MPI backend only (it has no grid to build "
+                 "device communicators on)");
+    c->be = &comm_backend_mpi;
     for (int i = 0; i < COMM_N_GROUPS; i++) c->grp[i].mpi = MPI_COMM_NULL;
     handle_set(&c->grp[COMM_WORLD], world);
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c->world_rank));
@@ -132,7 +119,8 @@ void comm_dup(struct comm *out, const struct comm *c, enum comm_group grp) {
 
 void comm_free(struct comm *c) {
     for (int i = 0; i < COMM_N_GROUPS; i++)
-        if (c->grp[i].owned && c->grp[i].mpi != MPI_COMM_NULL) c->be->free(&c->grp[i]);
+        if ((c->grp[i].owned && c->grp[i].mpi != MPI_COMM_NULL) || c->grp[i].dev)
+            c->be->free(&c->grp[i]);
     memset(c, 0, sizeof *c);
 }
 
@@ -321,7 +309,7 @@ static int mpi_supports(enum comm_op op, enum comm_dtype dt) {
 /* a started request belongs to this backend */
 static MPI_Request *mpi_req(struct comm_req *req) {
     *req = COMM_REQ_NULL;
-    req->be = &comm_mpi;
+    req->be = &comm_backend_mpi;
     return &req->mpi;
 }
 
@@ -437,7 +425,7 @@ static void mpi_free(struct comm_handle *h) {
     h->mpi = MPI_COMM_NULL;
 }
 
-static const struct comm_backend comm_mpi = {
+const struct comm_backend comm_backend_mpi = {
     .name = "MPI",
     .supports = mpi_supports,
     .allreduce = mpi_allreduce,
