@@ -25,8 +25,9 @@ struct dp_bucket {
     int   pending;         /* of those, not yet final in this backward pass */
     enum bucket_state state;
     struct comm_req req;
-    /* hierarchical: this rank's chunk after the node-local reduce-scatter */
-    float *chunk;
+    /* hierarchical: this rank's chunk after the node-local reduce-scatter (device memory:
+     * the collectives move it beside the gradients) */
+    void  *chunk;
     int   *counts, *displs;
     /* bf16: the bucket rounded to bf16 (sent, then the gathered result), the slices
      * received from every member, their fp32 sum and its bf16 rounding */
@@ -91,7 +92,7 @@ static void bucket_plan_bf16(struct dp_bucket *b, const struct grid *g, const st
 }
 
 static void bucket_free(struct dp_bucket *b, struct backend *be) {
-    tr_free(b->chunk);
+    if (be) backend_free_mem(be, b->chunk);
     tr_free(b->counts);
     tr_free(b->displs);
     tr_free(b->rcounts);
@@ -106,10 +107,10 @@ static void bucket_free(struct dp_bucket *b, struct backend *be) {
 
 static int node_size(const struct grid *g) { return comm_size(&g->comm, COMM_DP_NODE); }
 
-static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g) {
+static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g, struct backend *be) {
     int ls = node_size(g);
     split_evenly(b, ls);
-    b->chunk = tr_malloc(sizeof(float) * (size_t)(b->n / ls + 1));
+    b->chunk = backend_alloc(be, sizeof(float) * (size_t)(b->n / ls + 1));
 }
 
 static void bucket_unpack(struct dp_bucket *b, const struct model *m);
@@ -215,7 +216,7 @@ void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo alg
     const long max_chunk = 1L << 28;
     for (long off = 0; off < n; off += max_chunk) {
         struct dp_bucket b = {.off = off, .n = TR_MIN(max_chunk, n - off)};
-        if (algo == DP_HIER) bucket_plan_hier(&b, g);
+        if (algo == DP_HIER) bucket_plan_hier(&b, g, m->be);
         if (algo == DP_BF16) bucket_plan_bf16(&b, g, m);
         bucket_start(&b, g, algo, x, m);
         bucket_poll(&b, 1);
@@ -228,7 +229,7 @@ void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo alg
             bucket_sum_gather(&b, g, &g->comm, m);
             bucket_poll(&b, 1);
         }
-        bucket_free(&b, algo == DP_BF16 ? m->be : NULL);
+        bucket_free(&b, m->be);
     }
 }
 
@@ -310,7 +311,7 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
     if (r->algo == DP_ZERO)
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_zero(&r->b[i], m, g->dp);
     if (r->algo == DP_HIER) {
-        for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g);
+        for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g, m->be);
         comm_dup(&r->gather, &g->comm, COMM_DP_NODE);
     }
     if (r->algo == DP_BF16 && g->dp > 1) {

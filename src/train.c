@@ -572,6 +572,13 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
      * in the grid. */
     t->be = trainer_open_backend(t->cfg.device, t->g.world_rank % t->g.ranks_per_node);
     t->k = backend_kernels(t->be);
+    /* on a GPU, device buffers travel by NCCL (host ones still by MPI), ordered against
+     * the kernels' stream; its communicators need the GPU the backend has just chosen */
+    if (backend_device(t->be) == KDEV_CUDA) {
+        comm_free(&t->g.comm);
+        comm_init(&t->g.comm, &t->g, COMM_BACKEND_NCCL);
+        comm_set_stream(&t->g.comm, backend_stream(t->be));
+    }
     /* before anything reads or writes run_dir: one training job per directory */
     if (open_run_dir) take_run_dir(t);
     watchdog_start(&t->wd, &t->g.comm, t->cfg.watchdog_s,
@@ -654,6 +661,8 @@ void trainer_free(struct trainer *t) {
     dpr_free(&t->dpr);
     optim_free(&t->o);
     model_free(&t->m);
+    /* NCCL's communicators go before the device they live on (grid_free finds none) */
+    if (backend_device(t->be) == KDEV_CUDA) comm_free(&t->g.comm);
     backend_free(t->be);
     dataset_close(t->ds);
     grid_free(&t->g);
