@@ -2,7 +2,8 @@
  * buffers against the MPI backend on the same host data, on 2 or more ranks with one GPU
  * each:
  *
- *     mpirun -np 2 bin-cuda/cudatest_nccl      (or -np 4 on a node of 4 GPUs)
+ *     mpirun -np 2 bin-cuda/cudatest_nccl      (or -np 4 on a node of 4 GPUs; started
+ *                                              alone it checks one rank's plumbing only)
  *
  * Every collective the trainer uses (all-reduce, reduce-scatter with equal and unequal
  * counts, all-gather(v), all-to-all(v), broadcast), the pipeline's send/receive in both
@@ -10,8 +11,8 @@
  * duplicate's own communicators and host buffers on the NCCL context (they still go
  * through MPI). Each member's data is a function of (its rank, element index), the same
  * on both sides, so every NCCL result is compared with what MPI computes from the same
- * numbers. Started on one rank, or where there is no GPU for every rank of a node, every
- * case is skipped by name with the reason.
+ * numbers. Where there is no GPU for every rank of a node, every case is skipped by name
+ * with the reason.
  */
 #include <math.h>
 #include <stdint.h>
@@ -406,8 +407,10 @@ static void run_all(void) {
     RUN(test_host_buffers_and_a_duplicate);
 }
 
-/* Can the cases run: 2 ranks or more, a GPU for every rank of this node? The verdict is
- * the same on every rank (the first reason any rank found). */
+/* Can the cases run: a GPU for every rank of this node? The verdict is the same on every
+ * rank (the first reason any rank found). One rank runs every case but send/receive on
+ * communicators of one member: the plumbing (streams, events, which buffers go where),
+ * not yet the transfers. */
 static void check_devices(int world) {
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
@@ -420,9 +423,6 @@ static void check_devices(int world) {
     if (e != cudaSuccess || n_dev == 0)
         snprintf(why, sizeof why, "no CUDA device: %s",
                  e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found none");
-    else if (world < 2)
-        snprintf(why, sizeof why, "one rank: start it with mpirun -np 2 (or more) to test "
-                 "NCCL between GPUs");
     else if (n_dev < local_n)
         snprintf(why, sizeof why, "%d ranks on this node but %d GPUs: NCCL needs a GPU per "
                  "rank", local_n, n_dev);
