@@ -81,3 +81,14 @@ int comm_group_members(const struct comm_layout *l, enum comm_group grp, int ran
 }
 
 int comm_group_has_p2p(enum comm_group grp) { return grp == COMM_PP; }
+
+enum comm_flow comm_p2p_flow(int me, int peer, int sending) {
+    int up = sending ? peer > me : peer < me;
+    return up ? COMM_FLOW_UP : COMM_FLOW_DOWN;
+}
+
+int comm_counts_uniform(const int *counts, const int *displs, int p) {
+    for (int i = 0; i < p; i++)
+        if (counts[i] != counts[0] || (displs && displs[i] != i * counts[0])) return 0;
+    return 1;
+}

@@ -48,4 +48,15 @@ int comm_group_members(const struct comm_layout *l, enum comm_group grp, int ran
  * sends and receives device buffers. */
 int comm_group_has_p2p(enum comm_group grp);
 
+/* The pipeline's point-to-point communicators, one per direction of flow (why: comm_nccl.c):
+ * UP carries every message from a lower to a higher group rank, DOWN the others. A send
+ * from me to peer and the receive that matches it (at peer, from me) pick the same one. */
+enum comm_flow { COMM_FLOW_UP, COMM_FLOW_DOWN, COMM_N_FLOWS };
+enum comm_flow comm_p2p_flow(int me, int peer, int sending);
+
+/* 1 when all p counts are equal and displs lays them rank after rank from 0 (displs NULL:
+ * taken to), so that one equal-count NCCL call (ncclAllGather, ncclReduceScatter) does
+ * what the call with counts asks; else 0 (comm_nccl.c groups one call per member). */
+int comm_counts_uniform(const int *counts, const int *displs, int p);
+
 #endif

@@ -79,15 +79,13 @@
                      ncclGetLastError(NULL));                                            \
     } while (0)
 
-enum { DIR_UP, DIR_DOWN, N_DIRS };  /* point-to-point flow: to higher / lower group ranks */
-
 /* The device part of one group (comm_handle.dev). */
 struct nccl_group {
     const char  *name;              /* the group's, for messages */
     ncclComm_t   coll;              /* collectives */
     cudaStream_t coll_stream;
-    ncclComm_t   p2p[N_DIRS];       /* point-to-point by direction (NULL: none) */
-    cudaStream_t p2p_stream[N_DIRS];
+    ncclComm_t   p2p[COMM_N_FLOWS];       /* point-to-point by direction (NULL: none) */
+    cudaStream_t p2p_stream[COMM_N_FLOWS];
     cudaStream_t compute;           /* comm_set_stream's; NULL until then */
     cudaEvent_t  ready;             /* recorded on compute before each call */
     cudaEvent_t  done;              /* a blocking call's completion */
@@ -212,12 +210,6 @@ static void nccl_allreduce_loc(const struct comm_handle *h, double *value, int *
     comm_backend_mpi.allreduce_loc(h, value, rank, op);
 }
 
-static int equal_counts(const int *counts, int p) {
-    for (int i = 1; i < p; i++)
-        if (counts[i] != counts[0]) return 0;
-    return 1;
-}
-
 static void nccl_reduce_scatter(const struct comm_handle *h, const void *send, void *recv,
                                 const int *counts, enum comm_dtype dt, enum comm_op op,
                                 struct comm_req *req) {
@@ -230,7 +222,7 @@ static void nccl_reduce_scatter(const struct comm_handle *h, const void *send, v
     cudaStream_t s = g->coll_stream;
     order_after_compute(g, s);
     const int p = h->size;
-    if (equal_counts(counts, p)) {
+    if (comm_counts_uniform(counts, NULL, p)) {
         if (counts[0] > 0)
             NCCL_CHECK(ncclReduceScatter(send, recv, (size_t)counts[0], nccl_type(dt),
                                          nccl_op(op), g->coll, s));
@@ -278,9 +270,7 @@ static void nccl_allgatherv(const struct comm_handle *h, const void *send, int n
     cudaStream_t s = g->coll_stream;
     order_after_compute(g, s);
     const int p = h->size;
-    int contiguous = equal_counts(counts, p);
-    for (int i = 0; i < p && contiguous; i++) contiguous = displs[i] == (long)i * counts[0];
-    if (contiguous) {
+    if (comm_counts_uniform(counts, displs, p)) {
         if (counts[0] > 0)
             NCCL_CHECK(ncclAllGather(send, recv, (size_t)counts[0], nccl_type(dt), g->coll, s));
     } else {
@@ -343,13 +333,13 @@ static void nccl_bcast(const struct comm_handle *h, void *buf, int n, enum comm_
 }
 
 /* the communicator a message to (send) or from (recv) peer travels on */
-static int direction(const struct comm_handle *h, int peer, int sending, const char *what) {
+static enum comm_flow direction(const struct comm_handle *h, int peer, int sending,
+                                const char *what) {
     struct nccl_group *g = group_of(h);
     if (peer == h->rank || peer < 0 || peer >= h->size)
         TR_ABORT("comm: %s of device memory on group '%s' with peer %d (this member is %d of "
                  "%d): the peer must be another member", what, g->name, peer, h->rank, h->size);
-    int up = sending ? peer > h->rank : peer < h->rank;
-    int d = up ? DIR_UP : DIR_DOWN;
+    enum comm_flow d = comm_p2p_flow(h->rank, peer, sending);
     if (!g->p2p[d])
         TR_ABORT("comm: %s of device memory on group '%s', which has no point-to-point "
                  "communicators (only the pipeline group sends device buffers: "
@@ -364,7 +354,7 @@ static void nccl_send(const struct comm_handle *h, const void *buf, int n, enum 
         return;
     }
     struct nccl_group *g = group_of(h);
-    int d = direction(h, peer, 1, "send");
+    enum comm_flow d = direction(h, peer, 1, "send");
     order_after_compute(g, g->p2p_stream[d]);
     if (n > 0)
         NCCL_CHECK(ncclSend(buf, (size_t)n, nccl_type(dt), peer, g->p2p[d], g->p2p_stream[d]));
@@ -378,7 +368,7 @@ static void nccl_recv(const struct comm_handle *h, void *buf, int n, enum comm_d
         return;
     }
     struct nccl_group *g = group_of(h);
-    int d = direction(h, peer, 0, "receive");
+    enum comm_flow d = direction(h, peer, 0, "receive");
     order_after_compute(g, g->p2p_stream[d]);
     if (n > 0)
         NCCL_CHECK(ncclRecv(buf, (size_t)n, nccl_type(dt), peer, g->p2p[d], g->p2p_stream[d]));
@@ -449,7 +439,7 @@ static struct nccl_group *group_new(const struct comm_handle *h, const char *nam
     g->coll = comm_new(h);
     g->coll_stream = stream_new();
     /* one member has no one to talk to */
-    for (int d = 0; p2p && h->size > 1 && d < N_DIRS; d++) {
+    for (int d = 0; p2p && h->size > 1 && d < COMM_N_FLOWS; d++) {
         g->p2p[d] = comm_new(h);
         g->p2p_stream[d] = stream_new();
     }
@@ -459,10 +449,10 @@ static struct nccl_group *group_new(const struct comm_handle *h, const char *nam
 }
 
 static void group_destroy(struct nccl_group *g) {
-    ncclComm_t comms[1 + N_DIRS] = {g->coll, g->p2p[DIR_UP], g->p2p[DIR_DOWN]};
-    cudaStream_t streams[1 + N_DIRS] = {g->coll_stream, g->p2p_stream[DIR_UP],
-                                        g->p2p_stream[DIR_DOWN]};
-    for (int i = 0; i < 1 + N_DIRS; i++) {
+    ncclComm_t comms[1 + COMM_N_FLOWS] = {g->coll, g->p2p[COMM_FLOW_UP], g->p2p[COMM_FLOW_DOWN]};
+    cudaStream_t streams[1 + COMM_N_FLOWS] = {g->coll_stream, g->p2p_stream[COMM_FLOW_UP],
+                                        g->p2p_stream[COMM_FLOW_DOWN]};
+    for (int i = 0; i < 1 + COMM_N_FLOWS; i++) {
         if (!comms[i]) continue;
         CUDA_CHECK(cudaStreamSynchronize(streams[i]));
         NCCL_CHECK(ncclCommFinalize(comms[i]));
@@ -509,7 +499,7 @@ void comm_nccl_attach(struct comm *c, const struct grid *g) {
 static void nccl_dup(const struct comm_handle *in, struct comm_handle *out) {
     const struct nccl_group *g = group_of(in);
     comm_backend_mpi.dup(in, out);
-    out->dev = group_new(out, g->name, g->p2p[DIR_UP] != NULL, g->compute);
+    out->dev = group_new(out, g->name, g->p2p[COMM_FLOW_UP] != NULL, g->compute);
 }
 
 static void nccl_free(struct comm_handle *h) {

@@ -1,7 +1,9 @@
 /* test_comm_groups.c — the comm groups' members (src/comm_groups.c, plain arithmetic)
  * against hand-written lists and against the communicators the grid builds with MPI
  * (src/grid.c), for every dp × tp × pp layout of the ranks it is started on, with 1, 2 and
- * 4 ranks per (emulated) node. tests/test_comm.sh starts it on 1, 2, 4 and 8 ranks.
+ * 4 ranks per (emulated) node; and the NCCL backend's two host-side choices: which
+ * point-to-point communicator a message takes, and when counts allow one equal-count call.
+ * tests/run.sh starts it on 1 rank, tests/test_comm.sh on 2, 4 and 8.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,31 @@ static void test_groups_partition_the_ranks_on_uneven_nodes(void) {
           !comm_group_has_p2p(COMM_TP));
 }
 
+/* A send and the receive that matches it use one communicator; the two directions
+ * between neighbours (activations up, gradients down) use different ones. */
+static void test_p2p_flow_pairs_sends_with_their_receives(void) {
+    for (int me = 0; me < 6; me++)
+        for (int peer = 0; peer < 6; peer++) {
+            if (peer == me) continue;
+            CHECK_MSG(comm_p2p_flow(me, peer, 1) == comm_p2p_flow(peer, me, 0),
+                      "send %d -> %d and its receive take different communicators", me, peer);
+            CHECK_MSG(comm_p2p_flow(me, peer, 1) != comm_p2p_flow(peer, me, 1),
+                      "%d -> %d and %d -> %d share a communicator", me, peer, peer, me);
+        }
+    CHECK(comm_p2p_flow(2, 3, 1) == COMM_FLOW_UP && comm_p2p_flow(3, 2, 1) == COMM_FLOW_DOWN);
+}
+
+/* one equal-count NCCL call only where it lays the slices where the counts ask */
+static void test_counts_uniform_only_when_contiguous_and_equal(void) {
+    CHECK(comm_counts_uniform((int[]){4, 4, 4}, (int[]){0, 4, 8}, 3));
+    CHECK(comm_counts_uniform((int[]){4, 4, 4}, NULL, 3));
+    CHECK(comm_counts_uniform((int[]){7}, (int[]){0}, 1));
+    CHECK(!comm_counts_uniform((int[]){4, 4, 3}, NULL, 3));         /* unequal */
+    CHECK(!comm_counts_uniform((int[]){4, 4, 4}, (int[]){0, 5, 10}, 3));  /* gaps */
+    CHECK(!comm_counts_uniform((int[]){4, 4, 4}, (int[]){8, 4, 0}, 3));   /* reversed */
+    CHECK(!comm_counts_uniform((int[]){4, 4}, (int[]){1, 5}, 2));         /* shifted */
+}
+
 /* the grid's MPI communicators (MPI_Comm_split) against the lists, on this layout */
 static struct grid *cur;
 static int cur_rpn;
@@ -144,6 +171,8 @@ int main(int argc, char **argv) {
     }
     RUN(test_worked_example_of_16_ranks);
     RUN(test_groups_partition_the_ranks_on_uneven_nodes);
+    RUN(test_p2p_flow_pairs_sends_with_their_receives);
+    RUN(test_counts_uniform_only_when_contiguous_and_equal);
     /* every dp × tp × pp = world, on nodes of 1, 2 and 4 ranks */
     const int rpns[] = {1, 2, 4};
     for (int tp = 1; tp <= world; tp++)
