@@ -491,9 +491,9 @@ void comm_nccl_attach(struct comm *c, const struct grid *g) {
     }
     tr_free(members);
     tr_free(node_of);
-    tr_info("NCCL %d.%d.%d: a communicator per group on GPU %d of each rank (%d ranks), the "
-            "pipeline's point-to-point one per direction", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH,
-            dev, world);
+    tr_info("NCCL %d.%d.%d: one communicator per comm group of each of the %d ranks (rank 0 "
+            "on GPU %d), two more for the pipeline's sends and receives", NCCL_MAJOR,
+            NCCL_MINOR, NCCL_PATCH, world, dev);
 }
 
 static void nccl_dup(const struct comm_handle *in, struct comm_handle *out) {
