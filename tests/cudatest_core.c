@@ -465,15 +465,19 @@ static void compare_state(const char *what, struct spair s, enum form f, int rol
     kc->state_to_f32(gcpu, D.c, s.c, role);
     kg->state_to_f32(ggpu, D.g, s.g, role);
     float *c = down(gcpu, D.c), *g = down(ggpu, D.g);
+    float *scale = f == F_I8 ? down(gcpu, s.c.scale) : NULL;
     int64_t off = 0, far = 0;
     for (int64_t i = 0; i < s.n; i++) {
         if ((isnan(c[i]) && isnan(g[i])) || c[i] == g[i]) continue;
         off++;
-        /* one code (int8: the step near the value, at most ~2/127 of the scale) or one ulp */
-        double step = f == F_BF16 ? fabs(c[i]) / 128 : f == F_I8 ? 0.02 * fabs(c[i]) + 1e-30 : 0;
-        if (!(fabs((double)g[i] - c[i]) <= step * 1.01) && far++ < 5)
+        /* one step: a bf16 ulp, or one int8 code, which moves a value by at most
+         * (2*127-1)/127^2 (signed) or 4/255 (second moment) of the block's scale */
+        double step = f == F_BF16 ? fabs(c[i]) / 128
+                      : f == F_I8 ? 0.016 * fabs(scale[i / KSTATE_BLOCK]) : 0;
+        if (!(fabs((double)g[i] - c[i]) <= step) && far++ < 5)
             CHECK_MSG(0, "%s[%lld]: cuda %.9g, cpu %.9g", what, (long long)i, g[i], c[i]);
     }
+    free(scale);
     CHECK_MSG(f == F_F32 ? off == 0 : off * 1000 <= s.n,
               "%s: %lld of %lld state values differ from the CPU's", what, (long long)off,
               (long long)s.n);

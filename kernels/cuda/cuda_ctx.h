@@ -41,6 +41,7 @@ struct cuda_gemm_plan {
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
     size_t workspace;               /* bytes the algorithm needs */
+    char desc[128];                 /* the algorithm, in words (cuda_matmul_algo) */
 };
 enum { CUDA_GEMM_CACHE = 64 };      /* a model has ~10 GEMM shapes per pass direction */
 
@@ -60,7 +61,7 @@ struct cuda_ctx {
     struct cuda_gemm_plan gemm[CUDA_GEMM_CACHE];
     int gemm_next_evict;            /* round-robin victim when the cache is full */
     int64_t gemm_queries;           /* heuristic queries made (cache misses) */
-    char last_algo[160];            /* the algorithm of the last GEMM (cuda_matmul_algo) */
+    char last_algo[128];            /* the algorithm of the last GEMM (cuda_matmul_algo) */
 };
 
 #ifdef __cplusplus

@@ -238,6 +238,10 @@ static struct cuda_gemm_plan *plan_get(struct cuda_ctx *c, const struct cuda_gem
     if (p->have_algo) {
         p->algo = res.algo;
         p->workspace = res.workspaceSize;
+        describe_algo(p, p->desc, sizeof p->desc);
+    } else {
+        snprintf(p->desc, sizeof p->desc, "cublasGemmEx (cuBLASLt found no algorithm) "
+                 "(m %lld n %lld k %lld)", (long long)key->m, (long long)key->n, (long long)key->k);
     }
     p->used = 1;
     return p;
@@ -271,7 +275,7 @@ static int gemm(struct backend *b, int transa, int transb, int64_t m, int64_t n,
                                                         &bias, sizeof bias));
         CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C,
                                     p->c, &p->algo, c->lt_workspace, p->workspace, c->stream));
-        describe_algo(p, c->last_algo, sizeof c->last_algo);
+        memcpy(c->last_algo, p->desc, sizeof c->last_algo);
         return 1;
     }
     if (bias) return 0;
@@ -283,9 +287,7 @@ static int gemm(struct backend *b, int transa, int transb, int64_t m, int64_t n,
                               A, cu_type(ab_dt), (int)lda, B, cu_type(ab_dt), (int)ldb, &beta, C,
                               cu_type(c_dt), (int)ldc, (cublasComputeType_t)key.compute,
                               CUBLAS_GEMM_DEFAULT));
-    snprintf(c->last_algo, sizeof c->last_algo,
-             "cublasGemmEx (cuBLASLt found no algorithm) (m %lld n %lld k %lld)", (long long)m,
-             (long long)n, (long long)k);
+    memcpy(c->last_algo, p->desc, sizeof c->last_algo);
     return 1;
 }
 
