@@ -92,8 +92,11 @@ static int cu_init(struct backend *b, int local_rank, char *err, size_t err_len)
     INIT_CHECK_BLAS(cublasCreate(&c->blas));
     INIT_CHECK_BLAS(cublasSetStream(c->blas, c->stream));
     INIT_CHECK_BLAS(cublasLtCreate(&c->lt));
-    /* outside the pool: the pool is reserved later, and this never changes size */
+    /* outside the pool: the pool is reserved later, and this never changes size. cuBLAS
+     * (the fallback GEMM) shares it, so it allocates no workspace of its own: both run
+     * on the one stream, one after the other. */
     INIT_CHECK(cudaMalloc(&c->lt_workspace, CUDA_LT_WORKSPACE));
+    INIT_CHECK_BLAS(cublasSetWorkspace(c->blas, c->lt_workspace, CUDA_LT_WORKSPACE));
     INIT_CHECK(cudaMallocHost(&c->host, 4096));
     {
         /* TF32 rounds fp32 GEMM inputs to 10 mantissa bits (about 1e-3 relative): off by
@@ -118,6 +121,15 @@ static void cu_free(struct backend *b)
 /* ---------------------------------------------------------------------------------- */
 /* memory                                                                               */
 
+/* The rank's GPU for the calling thread: the CUDA runtime keeps the current device per
+ * thread, and memory and copies may be asked for from a thread other than the one that
+ * opened the backend (a checkpoint writer). */
+static void use_device(const struct cuda_ctx *c)
+{
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != c->device) CUDA_CHECK(cudaSetDevice(c->device));
+}
+
 static int in_pool(const struct cuda_ctx *c, const void *p)
 {
     return c->pool_base && (const char *)p >= (const char *)c->pool_base &&
@@ -137,6 +149,7 @@ static void *cu_alloc(struct backend *b, size_t n_bytes)
         return (char *)c->pool_base + off;
     }
     void *p = NULL;
+    use_device(c);
     if (cudaMalloc(&p, n_bytes) != cudaSuccess) {
         cudaGetLastError();  /* backend_alloc reports the failure */
         return NULL;
@@ -152,6 +165,7 @@ static void cu_free_mem(struct backend *b, void *p)
             TR_ABORT("the CUDA pool has no block at %p (freed twice?)", p);
         return;
     }
+    use_device(c);
     CUDA_CHECK(cudaFree(p));
 }
 
@@ -165,6 +179,7 @@ static int cu_reserve(struct backend *b, size_t n_bytes, char *err, size_t err_l
         return -1;
     }
     size_t free_b = 0, total_b = 0;
+    use_device(c);
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     if (n_bytes > free_b) {
         snprintf(err, err_len, "CUDA device %d has %.2f GiB free (of %.2f GiB) but this rank's "
@@ -199,6 +214,7 @@ static void cu_copy(struct backend *b, void *dst, const void *src, size_t n_byte
                     enum backend_copy_kind kind)
 {
     cudaStream_t s = cuda_stream(b);
+    use_device(cuda_ctx_of(b));
     switch (kind) {
     case BACKEND_H2D: {
         CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, s));
