@@ -82,9 +82,9 @@ void cuda_matmul_free_plans(struct cuda_ctx *c);
 #define CUDA_NEED(cond, kname, what, t)                                                  \
     do {                                                                                 \
         if (!(cond))                                                                     \
-            TR_ABORT("%s: %s is %s[%lld][%lld]%s (%s)", kname, what,                     \
+            TR_ABORT("%s: %s is %s[%lld][%lld] (%s)", kname, what,                       \
                      (t).data ? kdtype_name((t).dt) : "absent", (long long)(t).rows,     \
-                     (long long)(t).cols, "", #cond);                                    \
+                     (long long)(t).cols, #cond);                                        \
     } while (0)
 
 #endif
