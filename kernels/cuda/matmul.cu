@@ -1,17 +1,9 @@
 /* matmul.cu — linear layers on cuBLASLt: out = inp @ w^T + bias, and its backward pass.
  *
- * Row-major to column-major. kernels.h's matrices are row-major; cuBLAS reads column-major.
- * A row-major [r][c] matrix X, read column-major with ld = c, is X^T (c x r). So:
- *   forward   out[M][N] = inp[M][K] w[N][K]^T   <=>   out^T (N x M) = w (N x K) inp^T (K x M)
- *             cuBLAS m = N, n = M, k = K: A = w as stored (K x N col-major = w^T) with
- *             op T, lda = K; B = inp as stored (K x M = inp^T), op N, ldb = K; C = out,
- *             ldc = N. The bias is one value per row of C (m = N): the BIAS epilogue.
- *   dinp[M][K] = dout[M][N] w[N][K]             <=>   dinp^T (K x M) = w^T (K x N) dout^T (N x M)
- *             m = K, n = M, k = N: A = w (K x N), op N, lda = K; B = dout (N x M), op N,
- *             ldb = N; C = dinp, ldc = K.
- *   dw[N][K] += dout[M][N]^T inp[M][K]         <=>   dw^T (K x N) += inp^T (K x M) dout (M x N)
- *             m = K, n = N, k = M: A = inp (K x M), op N, lda = K; B = dout (N x M) with
- *             op T, ldb = N; C = dw (fp32), ldc = K, beta = 1.
+ * Row-major to column-major: kernels.h's matrices are row-major, cuBLAS reads column-major;
+ * gemm_map.h says which tensor is A and B, the transposes, m, n, k and the leading
+ * dimensions of each product (out, dinp, dw), and tests/test_cuda_gemm_map.c checks them
+ * against the row-major definitions on the CPU.
  * Types: A and B are the activation dtype (fp32, bf16 or fp16), products summed in fp32
  * (CUBLAS_COMPUTE_32F; TRIDENT_CUDA_TF32=1 allows TF32 for fp32 inputs); C is the act
  * dtype, or fp32 for dw (bf16/fp16 x bf16/fp16 -> fp32 C is one of cuBLASLt's supported
@@ -32,6 +24,10 @@
 
 #include "cuda_ctx.h"
 #include "dtype.cuh"
+
+extern "C" {
+#include "gemm_map.h"
+}
 
 enum { WS_ACC = 0, WS_DBIAS = 1 };  /* workspace slots of one matmul call */
 enum { COLSUM_ROWS = 256, COLSUM_COLS = 32, COLSUM_TY = 8 };
@@ -291,6 +287,17 @@ static int gemm(struct backend *b, int transa, int transb, int64_t m, int64_t n,
     return 1;
 }
 
+/* The product `pass` of a layer (gemm_map.h) with the tensors' data, into C of dtype c_dt. */
+static int gemm_pass(struct backend *b, enum gemm_pass pass, int64_t M, int64_t K, int64_t N,
+                     const void *inp, const void *w, const void *dout, enum kdtype ab_dt,
+                     void *C, enum kdtype c_dt, float beta, const void *bias)
+{
+    const struct gemm_call g = gemm_map(pass, M, K, N);
+    const void *ops[3] = {inp, w, dout};  /* indexed by enum gemm_operand */
+    return gemm(b, g.transa, g.transb, g.m, g.n, g.k, ops[g.a], g.lda, ops[g.b], g.ldb, ab_dt, C,
+                g.ldc, c_dt, beta, bias);
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* the table's entries                                                                  */
 
@@ -313,13 +320,13 @@ extern "C" void cuda_matmul_fwd(struct backend *b, struct tensor out, struct ten
         return;
     }
     if ((!bias.data || bias.dt == out.dt) &&
-        gemm(b, 1, 0, N, M, K, w.data, K, inp.data, K, inp.dt, out.data, N, out.dt, 0.0f,
-             bias.data))
+        gemm_pass(b, GEMM_FWD, M, K, N, inp.data, w.data, NULL, inp.dt, out.data, out.dt, 0.0f,
+                  bias.data))
         return;
     /* an fp32 bias with a 16-bit out, or no fused algorithm: the product in fp32, then one
      * rounding with the bias added */
     float *acc = (float *)backend_workspace(b, WS_ACC, sizeof(float) * (size_t)(M * N));
-    gemm(b, 1, 0, N, M, K, w.data, K, inp.data, K, inp.dt, acc, N, KDT_F32, 0.0f, NULL);
+    gemm_pass(b, GEMM_FWD, M, K, N, inp.data, w.data, NULL, inp.dt, acc, KDT_F32, 0.0f, NULL);
     store_bias(b, out, acc, bias, M, N);
 }
 
@@ -342,11 +349,12 @@ extern "C" void cuda_matmul_bwd(struct backend *b, struct tensor dinp, struct te
     /* dinp = dout w: an activation gradient, overwritten (beta 0) */
     if (dinp.data && M > 0 && K > 0) {
         if (N == 0) CUDA_CHECK(cudaMemsetAsync(dinp.data, 0, tensor_bytes(dinp), cuda_stream(b)));
-        else gemm(b, 0, 0, K, M, N, w.data, K, dout.data, N, dout.dt, dinp.data, K, dinp.dt,
-                  0.0f, NULL);
+        else gemm_pass(b, GEMM_DINP, M, K, N, NULL, w.data, dout.data, dout.dt, dinp.data,
+                       dinp.dt, 0.0f, NULL);
     }
     /* dw += dout^T inp: a parameter gradient, accumulated (beta 1) in fp32 */
     if (dw.data && M > 0 && N > 0 && K > 0)
-        gemm(b, 0, 1, K, N, M, inp.data, K, dout.data, N, inp.dt, dw.data, K, KDT_F32, 1.0f, NULL);
+        gemm_pass(b, GEMM_DW, M, K, N, inp.data, NULL, dout.data, inp.dt, dw.data, KDT_F32, 1.0f,
+                  NULL);
     if (dbias.data) dbias_accumulate(b, (float *)dbias.data, dout, M, N);
 }
