@@ -94,6 +94,12 @@ $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
+ifeq ($(BACKEND),cuda)
+# The element-wise and optimizer kernels repeat the CPU reference's fp32 arithmetic
+# operation for operation: without fused multiply-adds their results agree bit for bit.
+$(BUILD)/kernels/cuda/elementwise.o $(BUILD)/kernels/cuda/optimizers.o: NVFLAGS += -fmad=false
+endif
+
 $(BIN):
 	@mkdir -p $@
 

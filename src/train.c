@@ -10,6 +10,7 @@
 
 #include "ckpt.h"
 #include "common.h"
+#include "cuda/pool.h"
 #include "dataset.h"
 #include "fault.h"
 #include "p2p.h"
@@ -600,6 +601,25 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
 
     int n_slots = t->gpipe ? t->M : TR_MIN(t->M, t->g.pp - t->g.pp_rank);
     memplan_check(&t->cfg, &t->g, n_slots, &t->mem); /* refuses what would not fit */
+    /* A GPU's memory is reserved here, once, as one pool (nothing is allocated from the
+     * driver inside a step): what the plan puts on the device (all but the host's runtime
+     * and data buffers) plus a margin for fragmentation and growing workspaces
+     * (pool_reserve_bytes: 1/8 + 256 MiB, or TRIDENT_CUDA_POOL_MARGIN). The CPU: nothing. */
+    if (backend_device(t->be) != KDEV_CPU) {
+        const struct mem_breakdown *mb = &t->mem.rank;
+        const char *margin = getenv("TRIDENT_CUDA_POOL_MARGIN");
+        int64_t pool = pool_reserve_bytes(mb->total - mb->bytes[MEM_RUNTIME] -
+                                          mb->bytes[MEM_DATA], margin);
+        if (pool < 0)
+            tr_fail(TR_EXIT_USAGE, "a size in bytes with an optional K, M, G or T, e.g. 2G",
+                    "TRIDENT_CUDA_POOL_MARGIN='%s' is not a size", margin ? margin : "");
+        char err[768];
+        if (backend_reserve(t->be, (size_t)pool, err, sizeof err) != 0) {
+            char *hint = strstr(err, "\nHINT: ");
+            if (hint) *hint = '\0', hint += strlen("\nHINT: ");
+            tr_fail(TR_EXIT_USAGE, hint, "%s", err);
+        }
+    }
     model_init(&t->m, &t->cfg, &t->g, t->be, n_slots);
     optim_init(&t->o, &t->m);
     dpr_init(&t->dpr, &t->m, &t->g, &t->cfg);
