@@ -15,7 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include "tensor.h"
+#ifdef __cplusplus
+}
+#endif
 
 #ifdef __CUDACC__
 #define CUDA_HD static __host__ __device__ __forceinline__
