@@ -308,7 +308,8 @@ static void attention_case(struct pair *p, enum kdtype dt, int B, int NH, int T,
     struct tensor scr_c = tensor_2d(backend_alloc(p->cpu, sizeof(float) * (size_t)(rows * sc)),
                                     KDT_F32, rows, sc);
     /* one row more than needed: a scratch sized for a longer micro-batch is allowed */
-    struct tensor scr_g = tensor_2d(backend_alloc(p->gpu, sizeof(float) * (size_t)((rows + 1) * sg)),
+    struct tensor scr_g = tensor_2d(backend_alloc(p->gpu,
+                                                  sizeof(float) * (size_t)((rows + 1) * sg)),
                                     KDT_F32, rows + 1, sg);
     kc->attention_fwd(p->cpu, out.c, att_c, qkv.c, B, NH);
     kg->attention_fwd(p->gpu, out.g, att_g, qkv.g, B, NH);

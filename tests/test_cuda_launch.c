@@ -205,7 +205,8 @@ static void test_layernorm_backward_chunks_cover_the_rows(void)
         char err[256];
         CHECK(cuda_ln_bwd_plan(Ns[k], 768, &p, err, sizeof err) == 0);
         int64_t rows = 0;
-        for (int64_t c = 0; c < p.n_chunks; c++) rows += cuda_tile_len(c, CUDA_LN_CHUNK_ROWS, Ns[k]);
+        for (int64_t c = 0; c < p.n_chunks; c++)
+            rows += cuda_tile_len(c, CUDA_LN_CHUNK_ROWS, Ns[k]);
         CHECK(rows == Ns[k]);
         CHECK(p.partial.grid_y == p.n_chunks);
         CHECK(p.partial.grid_x * p.partial.threads >= 768);
@@ -238,7 +239,8 @@ static void test_embedding_backward_launch_covers_tokens_and_channels(void)
           (l.grid_y - 1) * l.threads < 768);
     CHECK(cuda_embedding_bwd_launch(100, 1600, &l, err, sizeof err) == 0);
     CHECK(l.grid_y * CUDA_EMB_COLS >= 1600);
-    CHECK(cuda_embedding_bwd_launch(100, (int64_t)CUDA_EMB_COLS * 70000, &l, err, sizeof err) == -1);
+    CHECK(cuda_embedding_bwd_launch(100, (int64_t)CUDA_EMB_COLS * 70000, &l, err, sizeof err) ==
+          -1);
     CHECK(strstr(err, "HINT:") != NULL);
 }
 

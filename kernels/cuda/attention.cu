@@ -382,11 +382,11 @@ __global__ void __launch_bounds__(CUDA_ATT_THREADS) attention_bwd_kv_kernel(att_
 static void att_setup(const char *kn, struct tensor qkv, struct tensor att, int B, int NH,
                       struct cuda_attn_plan *plan, att_args *a)
 {
-    CUDA_NEED(qkv.data && cuda_is_float(qkv) && B > 0 && qkv.rows % B == 0 &&
+    CUDA_NN_NEED(qkv.data && cuda_is_float(qkv) && B > 0 && qkv.rows % B == 0 &&
                   qkv.cols % 3 == 0 && NH > 0 && (qkv.cols / 3) % NH == 0,
               kn, "qkv", qkv);
     const int T = (int)(qkv.rows / B), Cq = (int)(qkv.cols / 3);
-    CUDA_NEED(att.data && cuda_is_float(att) && att.rows == (int64_t)B * NH * T &&
+    CUDA_NN_NEED(att.data && cuda_is_float(att) && att.rows == (int64_t)B * NH * T &&
                   att.cols == kernels_attention_saved_cols(KDEV_CUDA, T, att.dt) &&
                   (uintptr_t)att.data % sizeof(float) == 0,
               kn, "att (one fp32 log-sum-exp per row)", att);
@@ -440,7 +440,7 @@ extern "C" void cuda_attention_fwd(struct backend *b, struct tensor out, struct 
     cuda_attn_plan plan;
     att_args a;
     att_setup(kn, qkv, att, B, NH, &plan, &a);
-    CUDA_NEED(out.data && cuda_is_float(out) && out.rows == qkv.rows &&
+    CUDA_NN_NEED(out.data && cuda_is_float(out) && out.rows == qkv.rows &&
                   out.cols == qkv.cols / 3, kn, "out", out);
     a.out = out.data;
     a.out_dt = out.dt;
@@ -463,11 +463,11 @@ extern "C" void cuda_attention_bwd(struct backend *b, struct tensor dqkv, struct
     cuda_attn_plan plan;
     att_args a;
     att_setup(kn, qkv, att, B, NH, &plan, &a);
-    CUDA_NEED(dqkv.data && cuda_is_float(dqkv) && dqkv.rows == qkv.rows &&
+    CUDA_NN_NEED(dqkv.data && cuda_is_float(dqkv) && dqkv.rows == qkv.rows &&
                   dqkv.cols == qkv.cols, kn, "dqkv", dqkv);
-    CUDA_NEED(dout.data && cuda_is_float(dout) && dout.rows == qkv.rows &&
+    CUDA_NN_NEED(dout.data && cuda_is_float(dout) && dout.rows == qkv.rows &&
                   dout.cols == qkv.cols / 3, kn, "dout", dout);
-    CUDA_NEED(scratch.data && scratch.dt == KDT_F32 &&
+    CUDA_NN_NEED(scratch.data && scratch.dt == KDT_F32 &&
                   tensor_numel(scratch) >= (int64_t)B * NH * a.T *
                                                kernels_attention_scratch_cols(KDEV_CUDA, a.T),
               kn, "scratch", scratch);

@@ -113,9 +113,9 @@ xent_loss_kernel(double *loss, const float *rowmax, const float *sumexp, const f
 
 static void xent_rows(const char *kn, struct tensor logits, struct tensor row, const char *what)
 {
-    CUDA_NEED(logits.data && cuda_is_float(logits) && logits.rows <= CUDA_MAX_GRID_X, kn,
+    CUDA_NN_NEED(logits.data && cuda_is_float(logits) && logits.rows <= CUDA_MAX_GRID_X, kn,
               "logits", logits);
-    CUDA_NEED(row.data && row.dt == KDT_F32 && tensor_numel(row) == logits.rows, kn, what, row);
+    CUDA_NN_NEED(row.data && row.dt == KDT_F32 && tensor_numel(row) == logits.rows, kn, what, row);
 }
 
 extern "C" void cuda_xent_max(struct backend *b, struct tensor rowmax, struct tensor logits,
@@ -147,7 +147,7 @@ extern "C" void cuda_xent_target(struct backend *b, struct tensor tlogit, struct
                                  struct tensor targets, int v0)
 {
     xent_rows("xent_target", logits, tlogit, "tlogit");
-    CUDA_NEED(targets.data && targets.dt == KDT_I32 && tensor_numel(targets) == logits.rows,
+    CUDA_NN_NEED(targets.data && targets.dt == KDT_I32 && tensor_numel(targets) == logits.rows,
               "xent_target", "targets", targets);
     const struct cuda_launch l = cuda_launch_elementwise(logits.rows);
     if (l.grid_x == 0) return;
@@ -163,7 +163,7 @@ extern "C" void cuda_xent_bwd(struct backend *b, struct tensor logits, struct te
 {
     xent_rows("xent_bwd", logits, rowmax, "rowmax");
     xent_rows("xent_bwd", logits, sumexp, "sumexp");
-    CUDA_NEED(targets.data && targets.dt == KDT_I32 && tensor_numel(targets) == logits.rows,
+    CUDA_NN_NEED(targets.data && targets.dt == KDT_I32 && tensor_numel(targets) == logits.rows,
               "xent_bwd", "targets", targets);
     const struct cuda_launch l = cuda_launch_block_rows(logits.rows);
     if (l.grid_x == 0) return;
@@ -177,10 +177,10 @@ extern "C" double cuda_xent_loss(struct backend *b, struct tensor rowmax, struct
                                  struct tensor tlogit)
 {
     const char *kn = "xent_loss";
-    CUDA_NEED(rowmax.data && rowmax.dt == KDT_F32, kn, "rowmax", rowmax);
-    CUDA_NEED(sumexp.data && sumexp.dt == KDT_F32 &&
+    CUDA_NN_NEED(rowmax.data && rowmax.dt == KDT_F32, kn, "rowmax", rowmax);
+    CUDA_NN_NEED(sumexp.data && sumexp.dt == KDT_F32 &&
                   tensor_numel(sumexp) == tensor_numel(rowmax), kn, "sumexp", sumexp);
-    CUDA_NEED(tlogit.data && tlogit.dt == KDT_F32 &&
+    CUDA_NN_NEED(tlogit.data && tlogit.dt == KDT_F32 &&
                   tensor_numel(tlogit) == tensor_numel(rowmax), kn, "tlogit", tlogit);
     cudaStream_t s = cuda_stream(b);
     double *d_loss = (double *)backend_workspace(b, 0, sizeof(double));

@@ -75,14 +75,14 @@ extern "C" void cuda_embedding_fwd(struct backend *b, struct tensor out, struct 
                                    struct tensor wte, struct tensor wpe, int v0)
 {
     const char *kn = "embedding_fwd";
-    CUDA_NEED(tokens.data && tokens.dt == KDT_I32, kn, "tokens", tokens);
+    CUDA_NN_NEED(tokens.data && tokens.dt == KDT_I32, kn, "tokens", tokens);
     const int B = (int)tokens.rows, T = (int)tokens.cols;
-    CUDA_NEED(wte.data && cuda_is_float(wte) && wte.cols <= INT32_MAX && wte.rows <= INT32_MAX,
+    CUDA_NN_NEED(wte.data && cuda_is_float(wte) && wte.cols <= INT32_MAX && wte.rows <= INT32_MAX,
               kn, "wte", wte);
     const int C = (int)wte.cols, Vl = (int)wte.rows;
-    CUDA_NEED(out.data && cuda_is_float(out) && out.rows == (int64_t)B * T && out.cols == C,
+    CUDA_NN_NEED(out.data && cuda_is_float(out) && out.rows == (int64_t)B * T && out.cols == C,
               kn, "out", out);
-    CUDA_NEED(!wpe.data || (cuda_is_float(wpe) && wpe.rows >= T && wpe.cols == C), kn, "wpe",
+    CUDA_NN_NEED(!wpe.data || (cuda_is_float(wpe) && wpe.rows >= T && wpe.cols == C), kn, "wpe",
               wpe);
     const int64_t n = (int64_t)B * T * C;
     const struct cuda_launch l = cuda_launch_elementwise(n);
@@ -97,15 +97,15 @@ extern "C" void cuda_embedding_bwd(struct backend *b, struct tensor dwte, struct
                                    struct tensor dout, struct tensor tokens, int v0)
 {
     const char *kn = "embedding_bwd";
-    CUDA_NEED(tokens.data && tokens.dt == KDT_I32 && tensor_numel(tokens) <= INT32_MAX, kn,
+    CUDA_NN_NEED(tokens.data && tokens.dt == KDT_I32 && tensor_numel(tokens) <= INT32_MAX, kn,
               "tokens", tokens);
     const int B = (int)tokens.rows, T = (int)tokens.cols, n = B * T;
-    CUDA_NEED(dwte.data && dwte.dt == KDT_F32 && dwte.cols <= INT32_MAX &&
+    CUDA_NN_NEED(dwte.data && dwte.dt == KDT_F32 && dwte.cols <= INT32_MAX &&
                   dwte.rows < INT32_MAX, kn, "dwte", dwte);
     const int C = (int)dwte.cols, Vl = (int)dwte.rows;
-    CUDA_NEED(dout.data && cuda_is_float(dout) && dout.rows == (int64_t)n && dout.cols == C,
+    CUDA_NN_NEED(dout.data && cuda_is_float(dout) && dout.rows == (int64_t)n && dout.cols == C,
               kn, "dout", dout);
-    CUDA_NEED(!dwpe.data || (dwpe.dt == KDT_F32 && dwpe.rows >= T && dwpe.cols == C), kn,
+    CUDA_NN_NEED(!dwpe.data || (dwpe.dt == KDT_F32 && dwpe.rows >= T && dwpe.cols == C), kn,
               "dwpe", dwpe);
     if (n == 0 || C == 0) return;
     cudaStream_t s = cuda_stream(b);

@@ -42,8 +42,8 @@ gelu_bwd_kernel(void *dinp, enum kdtype di_dt, const void *inp, enum kdtype inp_
 extern "C" void cuda_gelu_fwd(struct backend *b, struct tensor out, struct tensor inp)
 {
     const char *kn = "gelu_fwd";
-    CUDA_NEED(inp.data && cuda_is_float(inp), kn, "inp", inp);
-    CUDA_NEED(out.data && cuda_is_float(out) && tensor_numel(out) == tensor_numel(inp), kn,
+    CUDA_NN_NEED(inp.data && cuda_is_float(inp), kn, "inp", inp);
+    CUDA_NN_NEED(out.data && cuda_is_float(out) && tensor_numel(out) == tensor_numel(inp), kn,
               "out", out);
     const struct cuda_launch l = cuda_launch_elementwise(tensor_numel(inp));
     if (l.grid_x == 0) return;
@@ -56,13 +56,13 @@ extern "C" void cuda_gelu_bwd(struct backend *b, struct tensor dinp, struct tens
                               struct tensor dout)
 {
     const char *kn = "gelu_bwd";
-    CUDA_NEED(inp.data && cuda_is_float(inp), kn, "inp", inp);
-    CUDA_NEED(dinp.data && cuda_is_float(dinp) && tensor_numel(dinp) == tensor_numel(inp), kn,
+    CUDA_NN_NEED(inp.data && cuda_is_float(inp), kn, "inp", inp);
+    CUDA_NN_NEED(dinp.data && cuda_is_float(dinp) && tensor_numel(dinp) == tensor_numel(inp), kn,
               "dinp", dinp);
-    CUDA_NEED(dout.data && cuda_is_float(dout) && tensor_numel(dout) == tensor_numel(inp), kn,
+    CUDA_NN_NEED(dout.data && cuda_is_float(dout) && tensor_numel(dout) == tensor_numel(inp), kn,
               "dout", dout);
     /* in place is allowed only as exactly the same buffer and dtype */
-    CUDA_NEED(dinp.data != dout.data || dinp.dt == dout.dt, kn, "dinp (in place on dout)",
+    CUDA_NN_NEED(dinp.data != dout.data || dinp.dt == dout.dt, kn, "dinp (in place on dout)",
               dinp);
     const struct cuda_launch l = cuda_launch_elementwise(tensor_numel(inp));
     if (l.grid_x == 0) return;

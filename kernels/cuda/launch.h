@@ -122,7 +122,8 @@ enum {
  *  fwd:    Q [BR][hs], K [BC][hs+1], V [BC][hs]
  *  bwd_q:  Q, dO [BR][hs], K, V [BC][hs+1]
  *  bwd_kv: K, V [BR][hs], Q, dO [BC][hs+1], lse, D [BC] */
-#define CUDA_ATT_FWD_FLOATS(hs)   (CUDA_ATT_BR * (hs) + CUDA_ATT_BC * ((hs) + 1) + CUDA_ATT_BC * (hs))
+#define CUDA_ATT_FWD_FLOATS(hs)   (CUDA_ATT_BR * (hs) + CUDA_ATT_BC * ((hs) + 1) + \
+                                   CUDA_ATT_BC * (hs))
 #define CUDA_ATT_BWDQ_FLOATS(hs)  (2 * CUDA_ATT_BR * (hs) + 2 * CUDA_ATT_BC * ((hs) + 1))
 #define CUDA_ATT_BWDKV_FLOATS(hs) (2 * CUDA_ATT_BR * (hs) + 2 * CUDA_ATT_BC * ((hs) + 1) + \
                                    2 * CUDA_ATT_BC)
@@ -162,7 +163,7 @@ int cuda_attention_plan(int B, int NH, int T, int hs, size_t smem_optin_max,
  * do not fit are bugs of the caller: kernels.h). */
 void cuda_shape_fail(const char *kname, const char *what, struct tensor t, const char *cond)
     __attribute__((noreturn));
-#define CUDA_NEED(cond, kname, what, t)                                                  \
+#define CUDA_NN_NEED(cond, kname, what, t)                                               \
     do {                                                                                 \
         if (!(cond)) cuda_shape_fail(kname, what, t, #cond);                             \
     } while (0)

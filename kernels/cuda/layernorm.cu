@@ -122,16 +122,16 @@ extern "C" void cuda_layernorm_fwd(struct backend *b, struct tensor out, struct 
                                    struct tensor bias)
 {
     const char *kn = "layernorm_fwd";
-    CUDA_NEED(inp.data && cuda_is_float(inp) && inp.cols > 0 && inp.cols <= INT32_MAX, kn,
+    CUDA_NN_NEED(inp.data && cuda_is_float(inp) && inp.cols > 0 && inp.cols <= INT32_MAX, kn,
               "inp", inp);
-    CUDA_NEED(out.data && cuda_is_float(out) && out.rows == inp.rows && out.cols == inp.cols,
+    CUDA_NN_NEED(out.data && cuda_is_float(out) && out.rows == inp.rows && out.cols == inp.cols,
               kn, "out", out);
-    CUDA_NEED(mean.data && mean.dt == KDT_F32 && tensor_numel(mean) == inp.rows, kn, "mean",
+    CUDA_NN_NEED(mean.data && mean.dt == KDT_F32 && tensor_numel(mean) == inp.rows, kn, "mean",
               mean);
-    CUDA_NEED(rstd.data && rstd.dt == KDT_F32 && tensor_numel(rstd) == inp.rows, kn, "rstd",
+    CUDA_NN_NEED(rstd.data && rstd.dt == KDT_F32 && tensor_numel(rstd) == inp.rows, kn, "rstd",
               rstd);
-    CUDA_NEED(w.data && cuda_is_float(w) && tensor_numel(w) == inp.cols, kn, "w", w);
-    CUDA_NEED(bias.data && cuda_is_float(bias) && tensor_numel(bias) == inp.cols, kn, "bias",
+    CUDA_NN_NEED(w.data && cuda_is_float(w) && tensor_numel(w) == inp.cols, kn, "w", w);
+    CUDA_NN_NEED(bias.data && cuda_is_float(bias) && tensor_numel(bias) == inp.cols, kn, "bias",
               bias);
     const struct cuda_launch l = cuda_launch_warp_rows(inp.rows);
     if (l.grid_x == 0) return;
@@ -146,18 +146,18 @@ extern "C" void cuda_layernorm_bwd(struct backend *b, struct tensor dinp, struct
                                    struct tensor w, struct tensor mean, struct tensor rstd)
 {
     const char *kn = "layernorm_bwd";
-    CUDA_NEED(inp.data && cuda_is_float(inp) && inp.cols > 0 && inp.cols <= INT32_MAX, kn,
+    CUDA_NN_NEED(inp.data && cuda_is_float(inp) && inp.cols > 0 && inp.cols <= INT32_MAX, kn,
               "inp", inp);
     const int64_t N = inp.rows, C = inp.cols;
-    CUDA_NEED(dinp.data && cuda_is_float(dinp) && dinp.rows == N && dinp.cols == C, kn,
+    CUDA_NN_NEED(dinp.data && cuda_is_float(dinp) && dinp.rows == N && dinp.cols == C, kn,
               "dinp", dinp);
-    CUDA_NEED(dout.data && cuda_is_float(dout) && dout.rows == N && dout.cols == C, kn,
+    CUDA_NN_NEED(dout.data && cuda_is_float(dout) && dout.rows == N && dout.cols == C, kn,
               "dout", dout);
-    CUDA_NEED(dw.data && dw.dt == KDT_F32 && tensor_numel(dw) == C, kn, "dw", dw);
-    CUDA_NEED(db.data && db.dt == KDT_F32 && tensor_numel(db) == C, kn, "db", db);
-    CUDA_NEED(w.data && cuda_is_float(w) && tensor_numel(w) == C, kn, "w", w);
-    CUDA_NEED(mean.data && mean.dt == KDT_F32 && tensor_numel(mean) == N, kn, "mean", mean);
-    CUDA_NEED(rstd.data && rstd.dt == KDT_F32 && tensor_numel(rstd) == N, kn, "rstd", rstd);
+    CUDA_NN_NEED(dw.data && dw.dt == KDT_F32 && tensor_numel(dw) == C, kn, "dw", dw);
+    CUDA_NN_NEED(db.data && db.dt == KDT_F32 && tensor_numel(db) == C, kn, "db", db);
+    CUDA_NN_NEED(w.data && cuda_is_float(w) && tensor_numel(w) == C, kn, "w", w);
+    CUDA_NN_NEED(mean.data && mean.dt == KDT_F32 && tensor_numel(mean) == N, kn, "mean", mean);
+    CUDA_NN_NEED(rstd.data && rstd.dt == KDT_F32 && tensor_numel(rstd) == N, kn, "rstd", rstd);
     struct cuda_ln_bwd_plan p;
     char err[256];
     if (cuda_ln_bwd_plan(N, C, &p, err, sizeof err)) TR_ABORT("%s", err);
