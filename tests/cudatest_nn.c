@@ -11,6 +11,11 @@
  * result may round to the neighbouring value when the two fp32 results straddle a
  * rounding boundary, so 16-bit outputs are allowed 2 ulps of their dtype (bf16 2^-7
  * relative, fp16 2^-10) plus an absolute floor for values near 0.
+ *
+ * TRIDENT_CUDATEST_SELF=1 puts a second CPU backend in the GPU's place, to check the suite
+ * itself (data, shapes, references, tolerances) on a machine without a GPU; the checks
+ * that only mean something on CUDA (its log-sum-exp, its reproducibility) are then left
+ * out, and the CPU's form of `att` and scratch is used on both sides.
  */
 #include <math.h>
 #include <stdint.h>
@@ -28,12 +33,26 @@ static const enum kdtype dts[] = {KDT_F32, KDT_BF16, KDT_F16};
 /* The two backends of one test; gpu NULL: skip, with the reason. */
 struct pair {
     struct backend *cpu, *gpu;
+    int self;         /* gpu is a CPU backend (TRIDENT_CUDATEST_SELF=1) */
+    enum kdevice gdev;  /* the device gpu's attention state is shaped for */
     char why[256];
 };
 
 static int pair_open(struct pair *p)
 {
     memset(p, 0, sizeof *p);
+    char err[512];
+    const char *self = getenv("TRIDENT_CUDATEST_SELF");
+    if (self && strcmp(self, "1") == 0) {
+        p->self = 1;
+        p->gdev = KDEV_CPU;
+        p->cpu = backend_init(KDEV_CPU, 0, err, sizeof err);
+        p->gpu = backend_init(KDEV_CPU, 0, err, sizeof err);
+        CHECK_MSG(p->cpu && p->gpu, "backend_init(cpu): %s", err);
+        snprintf(p->why, sizeof p->why, "a CPU backend did not open");
+        return p->cpu && p->gpu;
+    }
+    p->gdev = KDEV_CUDA;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
@@ -41,7 +60,6 @@ static int pair_open(struct pair *p)
                  e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount reports 0");
         return 0;
     }
-    char err[512];
     p->cpu = backend_init(KDEV_CPU, 0, err, sizeof err);
     CHECK_MSG(p->cpu != NULL, "backend_init(cpu): %s", err);
     p->gpu = backend_init(KDEV_CUDA, 0, err, sizeof err);
@@ -298,13 +316,13 @@ static void attention_case(struct pair *p, enum kdtype dt, int B, int NH, int T,
     struct twin dout = twin_rand(p, dt, BT, Cq, 1.0f), dqkv = twin_new(p, dt, BT, 3 * Cq, NULL);
     /* each backend keeps its own form of att and scratch */
     const int64_t ac = kernels_attention_saved_cols(KDEV_CPU, T, dt);
-    const int64_t ag = kernels_attention_saved_cols(KDEV_CUDA, T, dt);
+    const int64_t ag = kernels_attention_saved_cols(p->gdev, T, dt);
     struct tensor att_c = tensor_2d(backend_alloc(p->cpu, (size_t)(rows * ac) * kdtype_size(dt)),
                                     dt, rows, ac);
     struct tensor att_g = tensor_2d(backend_alloc(p->gpu, (size_t)(rows * ag) * kdtype_size(dt)),
                                     dt, rows, ag);
     const int64_t sc = kernels_attention_scratch_cols(KDEV_CPU, T);
-    const int64_t sg = kernels_attention_scratch_cols(KDEV_CUDA, T);
+    const int64_t sg = kernels_attention_scratch_cols(p->gdev, T);
     struct tensor scr_c = tensor_2d(backend_alloc(p->cpu, sizeof(float) * (size_t)(rows * sc)),
                                     KDT_F32, rows, sc);
     /* one row more than needed: a scratch sized for a longer micro-batch is allowed */
@@ -395,10 +413,12 @@ static void test_attention_at_2048_tokens_matches_double_precision_rows(void)
     struct tensor out = tensor_2d(backend_alloc(p.gpu, sizeof(float) * T * Cq), KDT_F32, T, Cq);
     struct tensor dqkv = tensor_2d(backend_alloc(p.gpu, sizeof(float) * T * 3 * Cq), KDT_F32, T,
                                    3 * Cq);
-    struct tensor att = tensor_2d(backend_alloc(p.gpu, sizeof(float) * NH * T), KDT_F32,
-                                  (int64_t)NH * T, 1);
-    struct tensor scr = tensor_2d(backend_alloc(p.gpu, sizeof(float) * NH * T), KDT_F32,
-                                  (int64_t)NH * T, 1);
+    const int64_t ac = kernels_attention_saved_cols(p.gdev, T, KDT_F32);
+    const int64_t sc = kernels_attention_scratch_cols(p.gdev, T);
+    struct tensor att = tensor_2d(backend_alloc(p.gpu, sizeof(float) * NH * T * ac), KDT_F32,
+                                  (int64_t)NH * T, ac);
+    struct tensor scr = tensor_2d(backend_alloc(p.gpu, sizeof(float) * NH * T * sc), KDT_F32,
+                                  (int64_t)NH * T, sc);
     kg->attention_fwd(p.gpu, out, att, qkv.g, B, NH);
     kg->attention_bwd(p.gpu, dqkv, scr, dout.g, qkv.g, att, B, NH);
     float *out_h = fetch(p.gpu, out), *dq_h = fetch(p.gpu, dqkv), *lse_h = fetch(p.gpu, att);
@@ -424,10 +444,13 @@ static void test_attention_at_2048_tokens_matches_double_precision_rows(void)
             for (int j = 0; j <= i; j++) s += ref_p(&hd, lse, i, j) * ref_dp(&hd, i, j);
             D[i] = s;
         }
-        /* fp32 against double over 2048 keys: relative 1e-4 of the row's scale */
+        /* fp32 against double over up to 2048 keys: the CPU backend's fp32 attention is
+         * within 3e-7 of this reference here (TRIDENT_CUDATEST_SELF=1), values are 1e-5..1;
+         * the limits leave the GPU's other summation order (online rescaling) an order of
+         * magnitude more, and still catch a gradient 0.1 % off */
         for (int pi = 0; pi < n_probe; pi++) {
             const int i = probe[pi];
-            CHECK_CLOSE(lse_h[h * T + i], lse[i], 1e-5, 1e-5);
+            if (!p.self) CHECK_CLOSE(lse_h[h * T + i], lse[i], 1e-5, 1e-5);  /* CUDA's own form */
             double o[128] = {0}, dq[128] = {0}, dk[128] = {0}, dv[128] = {0};
             for (int j = 0; j <= i; j++) {
                 const double pij = ref_p(&hd, lse, i, j);
@@ -448,10 +471,10 @@ static void test_attention_at_2048_tokens_matches_double_precision_rows(void)
             }
             for (int d = 0; d < hs; d++) {
                 const int64_t r = (int64_t)i * 3 * Cq + h * hs + d;
-                CHECK_CLOSE(out_h[(int64_t)i * Cq + h * hs + d], o[d], 1e-4, 1e-5);
-                CHECK_CLOSE(dq_h[r], dq[d], 1e-3, 1e-4);
-                CHECK_CLOSE(dq_h[r + Cq], dk[d], 1e-3, 1e-4);
-                CHECK_CLOSE(dq_h[r + 2 * Cq], dv[d], 1e-3, 1e-4);
+                CHECK_CLOSE(out_h[(int64_t)i * Cq + h * hs + d], o[d], 1e-4, 5e-6);
+                CHECK_CLOSE(dq_h[r], dq[d], 2e-4, 2e-5);
+                CHECK_CLOSE(dq_h[r + Cq], dk[d], 2e-4, 2e-5);
+                CHECK_CLOSE(dq_h[r + 2 * Cq], dv[d], 2e-4, 2e-5);
             }
         }
     }
@@ -466,6 +489,10 @@ static void test_attention_at_2048_tokens_matches_double_precision_rows(void)
 static void test_attention_backward_is_bitwise_reproducible(void)
 {
     OPEN_OR_SKIP(p);
+    if (p.self) {
+        pair_close(&p);
+        SKIP("TRIDENT_CUDATEST_SELF=1: the CUDA attention's own state is what this checks");
+    }
     const struct kernels *kg = backend_kernels(p.gpu);
     const int B = 2, NH = 3, T = 77, hs = 32, Cq = NH * hs;
     struct twin qkv = twin_rand(&p, KDT_BF16, B * T, 3 * Cq, 1.0f);
