@@ -341,10 +341,13 @@ static void attention_case(struct pair *p, enum kdtype dt, int B, int NH, int T,
      * bits the CPU's backward reads its probabilities rounded to the dtype (its att is a
      * 16-bit tensor) while the CUDA kernels recompute them in fp32 from the log-sum-exp:
      * each P differs by up to half an ulp of the dtype, which a sum over keys of mixed
-     * signs turns into an absolute error of that order times the gradient's scale. */
+     * signs turns into an absolute error of that order times the gradient's scale (and
+     * more where dP - D cancels). The CUDA kernels' source run on the CPU under a thread
+     * emulation of the GPU at these shapes differed from the CPU backend by at most
+     * 3.6e-3 (bf16) and 9.5e-4 (fp16) of the largest gradient: the limits leave 2x. */
     struct tol tb = tol_of(dt, 1e-4, 5e-5);
     if (dt == KDT_BF16) tb = (struct tol){1.0 / 64, 1.0 / 128};
-    if (dt == KDT_F16) tb = (struct tol){1.0 / 512, 1.0 / 1024};
+    if (dt == KDT_F16) tb = (struct tol){1.0 / 256, 1.0 / 512};
     snprintf(what, sizeof what, "attention_bwd dqkv B %d NH %d T %d hs %d", B, NH, T, hs);
     compare(what, p, dqkv, tb);
     twin_free(p, &qkv), twin_free(p, &out), twin_free(p, &dout), twin_free(p, &dqkv);
