@@ -84,6 +84,13 @@ for t in "${suites[@]}"; do
     # the log, shown as it comes
     (
         if [[ "$t" == bin/* ]]; then export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}; fi
+        # the NCCL suite compares NCCL with MPI across ranks: one rank per GPU (2 to 4);
+        # on one GPU or none it checks one rank's plumbing (or skips every case)
+        if [[ "$t" == */cudatest_nccl ]]; then
+            ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+            ngpu=$(( ngpu > 4 ? 4 : ngpu < 1 ? 1 : ngpu ))
+            exec setsid timeout --kill-after=10 "$limit" mpirun --oversubscribe -np "$ngpu" "./$t"
+        fi
         exec setsid timeout --kill-after=10 "$limit" "./$t"
     ) </dev/null >"$log" 2>&1 &
     sid=$!
