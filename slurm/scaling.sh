@@ -232,7 +232,7 @@ fi
 PLAN_HW=${TRIDENT_PLAN_HW:-$ROOT/inputs/hardware/this-machine.hw}
 plan_hw() { # RUN-INDEX OUT-FILE
     local share
-    share=$(awk -v c="$NPROC" -v t=$((P_RANKS[$1] * THREADS)) 'BEGIN { printf "%.6g", t > c ? c / t : 1 }')
+    share=$(awk -v c="$NPROC" -v t=$((P_RANKS[$1] * THREADS)) 'BEGIN { printf "%.6g", (t > c ? c / t : 1) }')
     awk -v dpn="$CL_CPUS" -v share="$share" -v bits="${NET_BITS:-0}" -v rate="${NET_RATE:-}" '
         function val(line) { sub(/^[^=]*=[ \t]*/, "", line); sub(/[ \t]*(#.*)?$/, "", line); return line }
         /^[ \t]*name[ \t]*=/ { print "name = " val($0) ", netns cluster (links " rate ", cpu share " share ")"; next }
@@ -257,7 +257,11 @@ planned_ms() { # RUN-INDEX
         --ranks-per-node=$((P_RANKS[i] / P_NODES[i])) \
         --layout="${P_DP[i]}x${P_TP[i]}x${P_PP[i]}" --micro_batch="${P_MB[i]}" \
         --grad_accum="${P_GA[i]}" "${sw[@]}" "${EXTRA[@]}" --hardware="$TMP/plan.hw" --json \
-        2>"$TMP/plan.err") || { say "warning: trident plan failed for ${P_NAME[i]}: $(grep -m1 . "$TMP/plan.err")" >&2; return 0; }
+        2>"$TMP/plan.err") || {
+        say "warning: trident plan failed for ${P_NAME[i]}: $(grep -m1 'error' "$TMP/plan.err" ||
+            tail -n 1 "$TMP/plan.err")" >&2
+        return 0
+    }
     grep -o '"step_s":[0-9.e+-]*' <<<"$json" | head -n 1 | awk -F: '{ printf "%.3f", $2 * 1000 }'
 }
 
