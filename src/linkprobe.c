@@ -28,18 +28,22 @@ static double slow_link_mbps(int world_rank) {
 void linkprobe_init(struct linkprobe *lp, const struct grid *g, int every) {
     memset(lp, 0, sizeof *lp);
     const int n = g->world_size, r = g->world_rank;
-    /* every rank's node (its smallest world rank, or rank / TRIDENT_RANKS_PER_NODE):
-     * numbered 0.. in rank order, and each rank's index on its node */
+    /* every rank's node id (grid.c: its node's smallest world rank, or rank /
+     * TRIDENT_RANKS_PER_NODE; either way below the world size), renumbered 0.. in rank
+     * order, and each rank's index on its node */
     int *node_of = tr_malloc(sizeof(int) * (size_t)n);
     int *local_of = tr_malloc(sizeof(int) * (size_t)n);
     int *count = tr_calloc((size_t)n, sizeof(int));
     int *id_of = tr_malloc(sizeof(int) * (size_t)n);
+    int *node_of_id = tr_malloc(sizeof(int) * (size_t)n);
     comm_allgather(&g->comm, COMM_WORLD, &g->node_id, 1, id_of, COMM_I32);
+    for (int i = 0; i < n; i++) node_of_id[i] = -1;
     int n_nodes = 0;
     for (int i = 0; i < n; i++) {
-        int k = 0; /* the node of the first rank with this id, or a new one */
-        while (k < i && id_of[k] != id_of[i]) k++;
-        node_of[i] = k < i ? node_of[k] : n_nodes++;
+        int id = id_of[i];
+        if (id < 0 || id >= n) TR_ABORT("rank %d has the node id %d, outside 0..%d", i, id, n - 1);
+        if (node_of_id[id] < 0) node_of_id[id] = n_nodes++;
+        node_of[i] = node_of_id[id];
         local_of[i] = count[node_of[i]]++;
     }
     int equal = 1;
@@ -57,8 +61,7 @@ void linkprobe_init(struct linkprobe *lp, const struct grid *g, int every) {
                 "be paired across nodes by their index on the node)");
     }
     if (lp->every > 0) {
-        /* world rank of local index `local` on node k: ranks of a node are found in rank
-         * order, so scan for it */
+        /* the partners: the ranks with this rank's index on the next and previous node */
         lp->n_dirs = n_nodes > 2 ? 2 : 1;
         for (int d = 0; d < lp->n_dirs; d++) {
             int step = d == 0 ? 1 : n_nodes - 1;
@@ -80,6 +83,7 @@ void linkprobe_init(struct linkprobe *lp, const struct grid *g, int every) {
     }
     lp->node_of = node_of;
     tr_free(id_of);
+    tr_free(node_of_id);
     tr_free(local_of);
     tr_free(count);
 }
