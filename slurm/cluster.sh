@@ -9,6 +9,8 @@
 #   slurm/cluster.sh link nK down|up|RATE        --netns: cut, restore or reshape one link
 #   slurm/cluster.sh node nK crash|start         --netns: kill every process of node nK
 #                                                (slurmd, its steps, the ranks) / restart
+#   slurm/cluster.sh node nK kill-slurmd         --netns: kill only nK's slurmd (its steps
+#                                                and ranks run on); `start` restarts it
 #
 # --netns: node nK's slurmd (and every rank it starts) runs in the network namespace
 # trident-PORT-nK with the address 10.A.B.K/24 on its interface tnet0, a veth pair whose
@@ -54,7 +56,7 @@ die() { echo "cluster.sh: error: $*" >&2; exit 1; }
 say() { echo "cluster.sh: $*"; }
 
 usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "$0"
+    sed -n '2,14s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
 }
 
@@ -594,8 +596,8 @@ cmd_link() { # nK down|up|RATE
     esac
 }
 
-cmd_node() { # nK crash|start
-    [ $# -eq 2 ] || die "usage: $0 node nK crash|start"
+cmd_node() { # nK crash|start|kill-slurmd
+    [ $# -eq 2 ] || die "usage: $0 node nK crash|start|kill-slurmd"
     netns_on || die "node: the cluster is not up with --netns"
     local k ns pids
     k=$(node_number "$1")
@@ -611,9 +613,28 @@ cmd_node() { # nK crash|start
                 [ -z "$(ip netns pids "$ns")" ] && ! live_daemons | grep -q "^slurmd-n$k " && break
                 sleep 0.1
             done
+            rm -f "$DIR/slurmd-killed.n$k"
             say "n$k crashed: killed ${pids:-nothing}" ;;
+        kill-slurmd)
+            # only the daemon: its slurmstepds and the ranks they started run on, as when
+            # slurmd alone dies on a real node (OOM killer, a bug)
+            local pid
+            pid=$(live_daemons | sed -n "s/^slurmd-n$k //p")
+            [ -n "$pid" ] || die "n$k's slurmd is not running"
+            kill -KILL "$pid"
+            for _ in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
+            touch "$DIR/slurmd-killed.n$k"
+            say "n$k's slurmd (pid $pid) killed; $(ip netns pids "$ns" | wc -l) other process(es) of the node run on" ;;
         start)
             if live_daemons | grep -q "^slurmd-n$k "; then die "n$k's slurmd runs already"; fi
+            if [ -f "$DIR/slurmd-killed.n$k" ]; then
+                # a daemon restart, not a reboot: its running steps are found again through
+                # the sockets in its spool, which stay
+                rm -f "$DIR/slurmd-killed.n$k"
+                start_slurmd "$k"
+                say "n$k's slurmd started again (its steps, if any still run, kept)"
+                return 0
+            fi
             [ -z "$(ip netns pids "$ns")" ] || die "n$k still runs processes: crash it first"
             # a crashed node boots clean: the sockets and PMIx directories of the steps it
             # ran, its scratch (TmpFS) and shared-memory directories are gone. Left, they
@@ -622,7 +643,7 @@ cmd_node() { # nK crash|start
                 "$DIR/tmp/n$k"/* "/dev/shm/slurm-vader.$CTLD_PORT.n$k".*
             start_slurmd "$k"
             say "n$k's slurmd started again (its step files and scratch cleared, as by a reboot)" ;;
-        *) die "node: '$2' is not crash or start" ;;
+        *) die "node: '$2' is not crash, start or kill-slurmd" ;;
     esac
 }
 

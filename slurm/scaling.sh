@@ -28,7 +28,10 @@
 # first 2, which are warm-up), report.md, efficiency.png, breakdown.png, and per run
 # runs/<name>/ (metrics.jsonl, config.txt; checkpoints deleted unless --keep-ckpt) and
 # logs/<name>.log. On a cluster of `slurm/cluster.sh up --netns` also internode.csv and a
-# table of what each run sent between the nodes (the veths' byte counters). The trident arguments after `--` go to every run (not the layout,
+# table of what each run sent between the nodes (the veths' byte counters), beside the
+# step time `trident plan` predicts for the run (planned_ms; the hardware file
+# TRIDENT_PLAN_HW, default inputs/hardware/this-machine.hw, with the shaped link as the
+# network between nodes). The trident arguments after `--` go to every run (not the layout,
 # batch, steps or run_dir keys: the driver sets those). Exit: 0 all runs ok, 1 some
 # failed (everything is still written), 2 bad input.
 set -euo pipefail
@@ -220,6 +223,48 @@ if [ "$LAUNCHER" = sbatch ] && [ -n "${SLURM_CONF:-}" ] && [ -f "$(dirname "$SLU
         if (m) printf "%.0f", n * m }')
     NETNS=1
 fi
+# The planner's view of one run on the netns cluster: the calibrated hardware file of this
+# machine with (a) the shaped link as the network between nodes (inter_bandwidth = the
+# rate / 8, bytes/s per node; inter_latency as calibrated), (b) the cluster's declared
+# CPUs per node as its devices, and (c) when the run's busy threads outnumber the real
+# cores, every per-device rate (peak, GEMM, memory bandwidth) times cores / threads: the
+# emulated nodes share this machine's cores, so each rank gets that share of one.
+PLAN_HW=${TRIDENT_PLAN_HW:-$ROOT/inputs/hardware/this-machine.hw}
+plan_hw() { # RUN-INDEX OUT-FILE
+    local share
+    share=$(awk -v c="$NPROC" -v t=$((P_RANKS[$1] * THREADS)) 'BEGIN { printf "%.6g", (t > c ? c / t : 1) }')
+    awk -v dpn="$CL_CPUS" -v share="$share" -v bits="${NET_BITS:-0}" -v rate="${NET_RATE:-}" '
+        function val(line) { sub(/^[^=]*=[ \t]*/, "", line); sub(/[ \t]*(#.*)?$/, "", line); return line }
+        /^[ \t]*name[ \t]*=/ { print "name = " val($0) ", netns cluster (links " rate ", cpu share " share ")"; next }
+        /^[ \t]*devices_per_node[ \t]*=/ { print "devices_per_node = " dpn; next }
+        /^[ \t]*(peak_fp32|peak_bf16|peak_fp16|gemm_fp32|gemm_bf16|gemm_fp16|mem_bandwidth)[ \t]*=/ {
+            k = $0; sub(/[ \t]*=.*/, "", k); sub(/^[ \t]*/, "", k)
+            printf "%s = %.6g\n", k, val($0) * share; next }
+        /^[ \t]*inter_bandwidth[ \t]*=/ && bits > 0 { printf "inter_bandwidth = %.6g\n", bits / 8; next }
+        { print }' "$PLAN_HW" >"$2"
+}
+# The planner's step time of run I in ms (empty when it cannot say): its layout, batch and
+# the switches the run used (read back from the run's effective config).
+planned_ms() { # RUN-INDEX
+    local i=$1 dir=$OUT/runs/${P_NAME[$1]} k v sw=() json
+    [ -f "$dir/config.txt" ] && [ "${P_NODES[i]}" -gt 0 ] || return 0
+    for k in precision recompute zero optim_state grad_reduce; do
+        v=$(sed -n "s/^$k *= *\"\{0,1\}\([^\"]*\)\"\{0,1\} *\$/\1/p" "$dir/config.txt")
+        [ -z "$v" ] || sw+=("--$k=$v")
+    done
+    plan_hw "$i" "$TMP/plan.hw"
+    json=$("$ROOT/bin/trident" plan "$CONFIG" --nodes="${P_NODES[i]}" \
+        --ranks-per-node=$((P_RANKS[i] / P_NODES[i])) \
+        --layout="${P_DP[i]}x${P_TP[i]}x${P_PP[i]}" --micro_batch="${P_MB[i]}" \
+        --grad_accum="${P_GA[i]}" "${sw[@]}" "${EXTRA[@]}" --hardware="$TMP/plan.hw" --json \
+        2>"$TMP/plan.err") || {
+        say "warning: trident plan failed for ${P_NAME[i]}: $(grep -m1 'error' "$TMP/plan.err" ||
+            tail -n 1 "$TMP/plan.err")" >&2
+        return 0
+    }
+    grep -o '"step_s":[0-9.e+-]*' <<<"$json" | head -n 1 | awk -F: '{ printf "%.3f", $2 * 1000 }'
+}
+
 # bytes all nodes of the netns cluster have sent so far (the root ends' rx counters)
 net_sent() {
     local f sum=0
@@ -562,6 +607,7 @@ for ((i = 0; i < N_RUNS; i++)); do
         [ "$NETNS" = 0 ] || net0=$(net_sent)
         run_one "$i"
         [ "$NETNS" = 0 ] || NET_BYTES[i]=$(($(net_sent) - net0))
+        if [ "$NETNS" = 1 ] && [ "$RUN_STATUS" = ok ]; then PLAN_MS[i]=$(planned_ms "$i"); fi
     fi
     log=$OUT/logs/${P_NAME[i]}.log
     metrics=""
@@ -642,7 +688,7 @@ awk '
 
 if [ "$NETNS" = 1 ]; then
     {
-        echo "mode,ranks,nodes,dp,tp,pp,ms_per_step,dp_exposed_ms,mb_per_step_per_node,link_ms,link_share,planned_ms"
+        echo "mode,ranks,nodes,dp,tp,pp,ms_per_step,dp_exposed_ms,mb_per_step_per_node,link_ms,link_share,planned_ms,measured_over_planned"
         for ((i = 0; i < N_RUNS; i++)); do
             row=$(awk -v n=$((i + 2)) 'NR == n' "$CSV")
             IFS=, read -r mode ranks nodes dp tp pp _ _ _ _ ms _ _ _ _ _ _ dpx _ <<<"$row"
@@ -650,16 +696,16 @@ if [ "$NETNS" = 1 ]; then
             # the bytes of the whole run (all steps, plus the start and the final
             # evaluation: a small share) over STEPS steps and the nodes of the job; the
             # link time at the shaped rate is a lower bound on what crossing nodes costs
-            # PLANNER: planned_ms is left empty for src/plan.c's predicted step time (the
-            # planner is being built; fill this column from its output when it lands)
+            # planned_ms: `trident plan` on this layout and link (planned_ms above)
             awk -v b="${NET_BYTES[i]}" -v s="$STEPS" -v k="$nodes" -v bits="${NET_BITS:-0}" -v ms="$ms" \
-                -v pre="$mode,$ranks,$nodes,$dp,$tp,$pp,$ms,$dpx" 'BEGIN {
+                -v pl="${PLAN_MS[i]:-}" -v pre="$mode,$ranks,$nodes,$dp,$tp,$pp,$ms,$dpx" 'BEGIN {
                     mb = b / s / k / 1e6
                     lm = bits > 0 ? b / s / k * 8 / bits * 1000 : 0
                     l = ""; sh = ""
                     if (bits > 0) l = sprintf("%.2f", lm)
                     if (bits > 0 && ms > 0) sh = sprintf("%.3f", lm / ms)
-                    printf "%s,%.3f,%s,%s,\n", pre, mb, l, sh }'
+                    ra = pl > 0 ? sprintf("%.2f", ms / pl) : ""
+                    printf "%s,%.3f,%s,%s,%s,%s\n", pre, mb, l, sh, pl, ra }'
         done
     } >"$OUT/internode.csv"
 fi
@@ -756,16 +802,19 @@ REPORT=$OUT/report.md
             "veths' byte counters over the whole run ÷ steps ÷ nodes); *link ms* is the time" \
             "the link needs for it at its rate, and *link share* that time over the step: the" \
             "inter-node part of the step when nothing hides it (the DP-exposed column is what" \
-            "the backward pass did not hide). *planned ms* is reserved for the planner's" \
-            "predicted step time (src/plan.c, not yet built): empty."
+            "the backward pass did not hide). *planned ms* is the step time \`trident plan\`" \
+            "predicts for the run's layout, batch and switches on this machine's calibrated" \
+            "hardware file (${PLAN_HW#"$ROOT"/}) with the link's rate as the network between nodes" \
+            "and, where the run's ranks outnumber the $NPROC real cores that all emulated nodes" \
+            "share, each rank's share of a core; *measured / planned* is the step ms over it."
         echo
-        echo "| mode | ranks | dp×tp×pp | nodes | step ms | DP exposed ms | MB/step/node | link ms | link share | planned ms |"
-        echo "|:---|---:|:---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| mode | ranks | dp×tp×pp | nodes | step ms | DP exposed ms | MB/step/node | link ms | link share | planned ms | measured / planned |"
+        echo "|:---|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         awk -F, 'NR > 1 {
             l = ($10 == "" ? "—" : $10); sh = ($11 == "" ? "—" : sprintf("%.0f %%", 100 * $11))
-            pl = ($12 == "" ? "—" : $12)
-            printf "| %s | %s | %s×%s×%s | %s | %.1f | %.1f | %.2f | %s | %s | %s |\n",
-                $1, $2, $4, $5, $6, $3, $7, $8, $9, l, sh, pl }' "$OUT/internode.csv"
+            pl = ($12 == "" ? "—" : $12); ra = ($13 == "" ? "—" : $13 "×")
+            printf "| %s | %s | %s×%s×%s | %s | %.1f | %.1f | %.2f | %s | %s | %s | %s |\n",
+                $1, $2, $4, $5, $6, $3, $7, $8, $9, l, sh, pl, ra }' "$OUT/internode.csv"
         echo
     fi
     echo "Plots: parallel efficiency against ranks (\`efficiency.png\`) and the time split of" \

@@ -266,7 +266,7 @@ static void print_header(const struct trainer *t, long tokens_per_step) {
  * parameter + causal attention, 6·L·C·(T+1) per token (model_flops_per_token). */
 static void write_metrics(const struct trainer *t, int step, double loss, float lr, double norm,
                           const struct step_view *v, double tok_s, const struct model_eff *e,
-                          double peak, double val) {
+                          double peak, double val, const struct linkprobe_result *link) {
     FILE *f = t->metrics;
     const struct step_times *m = &v->mean;
     /* JSON has no inf or NaN: an overflowed fp16 step's norm is written as null */
@@ -290,6 +290,10 @@ static void write_metrics(const struct trainer *t, int step, double loss, float 
         fprintf(f, ",\"loss_scale\":%.17g,\"overflow\":%s,\"skipped_steps\":%ld",
                 t->step_scale, t->overflow ? "true" : "false", t->ls.skipped);
     if (isfinite(val)) fprintf(f, ",\"val_loss\":%.6f", val);
+    if (link->seconds > 0) /* a link probe ran after this step (linkprobe.h) */
+        fprintf(f, ",\"link_min_mbps\":%.2f,\"link_median_mbps\":%.2f,\"link_slowest_rank\":%d,"
+                "\"link_straggler\":%d,\"link_probe_ms\":%.1f", link->min_mbps,
+                link->median_mbps, link->slowest_rank, link->straggler, link->seconds * 1e3);
     fprintf(f, ",\"precision\":\"%s\"}\n", t->cfg.precision);
     fflush(f);
 }
@@ -365,6 +369,11 @@ int train_main(int argc, char **argv) {
         struct model_eff eff = model_efficiency(flops_per_step, v.slowest, g->world_size,
                                                 peak, sgemm);
 
+        struct linkprobe_result link = {.slowest_rank = -1, .straggler = -1};
+        if (linkprobe_due(&t.lp, step)) {
+            watchdog_beat(&t.wd, step, "link probe");
+            linkprobe_run(&t.lp, step, &link);
+        }
         int do_eval = cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < cfg.steps;
         double val = NAN;
         if (do_eval) {
@@ -390,7 +399,7 @@ int train_main(int argc, char **argv) {
         tot.last_loss = loss;
 
         if (g->world_rank == 0) {
-            write_metrics(&t, step, loss, lr, norm, &v, tok_s, &eff, peak, val);
+            write_metrics(&t, step, loss, lr, norm, &v, tok_s, &eff, peak, val, &link);
             if (step % cfg.log_every == 0 || step == cfg.steps || step == first_step + 1 ||
                 do_eval) {
                 char eta[32];

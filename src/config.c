@@ -85,6 +85,9 @@ static const struct cfg_key KEYS[] = {
     {"ckpt_keep", CT_INT, F(ckpt_keep), "3", 1, 1000, NULL, "checkpoints kept in run_dir"},
     {"trace_steps", CT_INT, F(trace_steps), "0", 0, INT_MAX, NULL,
      "write a timeline of every rank for the first N steps to run_dir/trace.json (0 = off)"},
+    {"link_probe_every", CT_INT, F(link_probe_every), "100", 0, INT_MAX, NULL,
+     "time each rank's link to the other nodes every N steps; metrics.jsonl names the "
+     "slowest (0 = off; off on one node)"},
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
     /* device */
     {"device", CT_ENUM, F(device), "cpu", 0, 0, "cpu|cuda",

@@ -32,6 +32,7 @@ struct config {
     float ckpt_minutes;
     int   stop_at;
     int   trace_steps;
+    int   link_probe_every;   /* time the links between nodes every N steps (0 = off) */
     /* device */
     char  device[16];    /* "cpu" | "cuda" */
     char  precision[8];  /* "fp32" | "bf16" | "fp16": weights' compute copy, activations */

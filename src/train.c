@@ -642,6 +642,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
     char from[CFG_STR_MAX + 64];
     resume_or_init(t, open_run_dir, from, sizeof from);
     trace_init(&t->trace, &t->g);
+    linkprobe_init(&t->lp, &t->g, open_run_dir ? t->cfg.link_probe_every : 0);
     t->prefetched = -1;
     prefetch_batch(t, t->step);
     if (open_run_dir && t->g.world_rank == 0) {
@@ -671,6 +672,7 @@ void trainer_free(struct trainer *t) {
     tr_set_exit_hook(NULL, NULL);
     runlock_release(&t->lock);
     trace_free(&t->trace);
+    linkprobe_free(&t->lp);
     if (t->metrics) fclose(t->metrics);
     for (int s = 0; s < t->m.n_slots; s++) backend_free_mem(t->be, t->gsend[s].data);
     tr_free(t->gsend);

@@ -11,6 +11,7 @@
 #include "dp.h"
 #include "grid.h"
 #include "guard.h"
+#include "linkprobe.h"
 #include "memplan.h"
 #include "model.h"
 #include "optim.h"
@@ -46,6 +47,7 @@ struct trainer {
     struct step_times tm;
     FILE *metrics;           /* run_dir/metrics.jsonl, rank 0 */
     struct trace trace;      /* timeline of the first cfg.trace_steps steps */
+    struct linkprobe lp;     /* each rank's link, every cfg.link_probe_every steps */
     /* reliability */
     struct runlock lock;     /* run_dir/lock, held by rank 0 of `train` */
     struct watchdog wd;      /* ends the job when this rank stops making progress */

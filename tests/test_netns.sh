@@ -16,12 +16,19 @@
 #                          resumes and ends with the weights of the uninterrupted run
 #   netns_node_crash       every process of a node killed (slurmd, its steps, the ranks):
 #                          the same, once its slurmd is started again
-#   netns_straggler        one node's link at 10 Mbit/s, the other's at 1 Gbit/s, once
-#                          n2's and once n1's: the metrics must name a rank of the slow
-#                          node (slowest_rank) in most steps. trident cannot yet (it times
-#                          whole steps, which all ranks end in the same all-reduce): then
-#                          the case is skipped with the counts, after checking the link
-#                          really was slow (a shaping that did not happen fails)
+#   netns_slurmd_kill      only a node's slurmd killed mid-run (its steps and ranks run
+#                          on): the job finishes or ends in bounded time (then requeued
+#                          and resumed), and ends with the weights of the uninterrupted run;
+#                          the case says which of the two happened and when
+#   netns_straggler        4 nodes × 1 rank, one node's link at 10 Mbit/s, the others' at
+#                          1 Gbit/s, once n2's and once n1's: trident's link probe
+#                          (link_probe_every, src/linkprobe.c) must name the slow node's
+#                          rank (link_straggler in metrics.jsonl, and the log line) in
+#                          every probe; with all links at 1 Gbit/s it names nobody. The
+#                          steps must be slow (the shaping happened); how often the step
+#                          time's slowest_rank names the slow node is reported beside
+#                          (it does not follow a link: every rank ends its step in the
+#                          same all-reduce)
 #   netns_down_is_exact    `down` removes every namespace, veth and bridge `up` made (and
 #                          their qdiscs), and leaves everything else as it was
 #   netns_slurm_suite      tests/test_slurm.sh as it is, on a netns cluster with 200-Mbit/s
@@ -31,15 +38,15 @@
 # reported as skipped, by name, with the reason. The cluster has its own directory and
 # port (TRIDENT_SLURM_NETNS_DIR, default /tmp/trident-slurm-netns; TRIDENT_SLURM_NETNS_PORT,
 # 18817), apart from the other suites' clusters; one of yours on that port is restarted. NETNS_CASES="traffic straggler" runs only those.
-# Every wait has a time limit. About 6 minutes on 2 cores.
+# Every wait has a time limit. About 10 minutes on 2 cores.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT" || exit 1
 DATA=$(sample_data)
 export TRIDENT_SLURM_DIR=${TRIDENT_SLURM_NETNS_DIR:-/tmp/trident-slurm-netns}
 export TRIDENT_SLURM_PORT=${TRIDENT_SLURM_NETNS_PORT:-18817}
 export SLURM_CONF=$TRIDENT_SLURM_DIR/slurm.conf
-CASES=${NETNS_CASES:-refusals traffic link_cut node_crash straggler down_is_exact slurm_suite}
-ALL=(refusals traffic_crosses link_cut node_crash straggler down_is_exact slurm_suite)
+CASES=${NETNS_CASES:-refusals traffic link_cut node_crash slurmd_kill straggler down_is_exact slurm_suite}
+ALL=(refusals traffic_crosses link_cut node_crash slurmd_kill straggler down_is_exact slurm_suite)
 WORK=$TEST_TMP
 T0=$SECONDS
 CLUSTER_UP=0
@@ -102,10 +109,12 @@ wait_for() { # LIMIT COMMAND...
     done
 }
 submit() { # NODES TASKS-PER-NODE RUN_DIR TRAIN-ARGS...; prints the job id
-    local n=$1 t=$2 dir=$3
+    local n=$1 t=$2 dir=$3 list=n1
     shift 3
+    # the first N nodes: the byte counters and the node losses below are about n1 and n2
+    [ "$n" -eq 1 ] || list="n[1-$n]"
     TRIDENT_MAX_RESTARTS=${MAX_RESTARTS:-4} sbatch --parsable --output="$WORK/job-%j.out" \
-        --nodes="$n" --ntasks-per-node="$t" slurm/train.sbatch inputs/tiny.conf \
+        --nodes="$n" --nodelist="$list" --ntasks-per-node="$t" slurm/train.sbatch inputs/tiny.conf \
         --data="$DATA" --run_dir="$dir" "$@" | cut -d';' -f1
 }
 explain() { # ID
@@ -168,15 +177,17 @@ if want refusals; then
 fi
 
 # ---------------------------------------------------------------------------------------
-# the cluster: 2 nodes × 2 CPUs, 200 Mbit/s links
+# the cluster: 4 nodes × 2 CPUs, 200 Mbit/s links (jobs use n1-n2, the straggler all 4:
+# with two nodes every path between them crosses both links, so no measure can say whose
+# link is slow)
 
 need_cluster=0
-for c in traffic link_cut node_crash straggler down_is_exact; do want "$c" && need_cluster=1; done
+for c in traffic link_cut node_crash slurmd_kill straggler down_is_exact; do want "$c" && need_cluster=1; done
 if [ "$need_cluster" = 1 ]; then
-    progress "bringing up a 2-node netns cluster in $TRIDENT_SLURM_DIR (port $P)"
-    if ! slurm/cluster.sh up --nodes 2 --cpus 2 --netns --link 200mbit >"$WORK/up.log" 2>&1; then
+    progress "bringing up a 4-node netns cluster in $TRIDENT_SLURM_DIR (port $P)"
+    if ! slurm/cluster.sh up --nodes 4 --cpus 2 --netns --link 200mbit >"$WORK/up.log" 2>&1; then
         sed 's/^/#   /' "$WORK/up.log" | tail -n 30
-        for c in traffic_crosses link_cut node_crash straggler down_is_exact; do
+        for c in traffic_crosses link_cut node_crash slurmd_kill straggler down_is_exact; do
             want "$c" && fail "netns_$c" "cluster.sh up --netns failed (above)"
         done
         test_summary
@@ -274,48 +285,123 @@ node_loss() { # NAME HOW
 want link_cut && node_loss netns_link_cut cut
 want node_crash && node_loss netns_node_crash crash
 
-# One run with node SLOW's link at 10 Mbit/s and the other's at 1 Gbit/s; prints
-# "STEPS NAMED MEDIAN_MS": steps after 2 of warm-up, how many name a rank of the slow node
-# as slowest_rank (ranks 0-1 are on n1, 2-3 on n2), the median slowest_ms.
-straggler_run() { # SLOW (1|2)
-    local slow=$1 fast=$((3 - $1)) id state
-    slurm/cluster.sh link "n$fast" 1gbit >/dev/null && slurm/cluster.sh link "n$slow" 10mbit >/dev/null ||
-        { echo "cluster.sh link refused the rates" >&2; return 1; }
-    id=$(submit 2 2 "$WORK/slow$slow" --steps=30 --eval_every=0 --log_every=1 --dp=4 --tp=1 --pp=1)
-    state=$(wait_job "$id" 150)
-    slurm/cluster.sh link n1 200mbit >/dev/null
-    slurm/cluster.sh link n2 200mbit >/dev/null
+# Only n2's slurmd dies after the first checkpoint; its slurmstepds and ranks run on.
+# The ranks need no slurmd to train, so the job may well finish; if Slurm ends it instead
+# (n2 unresponsive for SlurmdTimeout, 120 s, then DOWN: NODE_FAIL), the batch script or
+# Slurm requeues it. Either way: ended in bounded time, and the weights of the
+# uninterrupted run. slurmd is started again once the first attempt has ended (a job
+# whose node lost its slurmd stays COMPLETING until it is back or marked DOWN).
+slurmd_kill() {
+    local name=netns_slurmd_kill t=$SECONDS dir=$WORK/slurmd id why="" state t_kill t_end last
+    local first ranks_n2 how mid
+    last=$(printf 'ckpt-%08d.h5' $STEPS)
+    progress "$name: a job whose node n2 loses only its slurmd after the first checkpoint"
+    ref_run || { fail "$name" "the uninterrupted reference job failed"; return; }
+    id=$(submit 2 2 "$dir" "${RUN[@]}") || { fail "$name" "sbatch refused the job"; return; }
+    if ! wait_for 90 has_ckpt "$dir"; then
+        fail "$name" "no checkpoint within 90 s"; explain "$id"; scancel "$id"; return
+    fi
+    t_kill=$SECONDS
+    slurm/cluster.sh node n2 kill-slurmd >"$WORK/kill-slurmd.log" 2>&1 ||
+        { fail "$name" "cluster.sh node n2 kill-slurmd: $(cat "$WORK/kill-slurmd.log")"; return; }
+    # the ranks of n2 still run without their slurmd
+    ranks_n2=0
+    for pid in $(ip netns pids "trident-$P-n2"); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = trident ] && ranks_n2=$((ranks_n2 + 1))
+    done
+    # bounded: SlurmdTimeout (120 s) + KillWait (10 s) + the requeue, when Slurm ends it
+    if ! wait_for 200 has_attempt "$dir"; then
+        why="the first attempt did not end within 200 s of n2's slurmd dying"
+    fi
+    t_end=$((SECONDS - t_kill))
+    # what Slurm makes of the job while n2 has no slurmd (its end cannot be confirmed there)
+    sleep 3
+    mid=$(job_field "$id" JobState)
+    slurm/cluster.sh node n2 start >/dev/null 2>&1 || why="${why}slurmd of n2 did not start again; "
+    state=$(wait_job "$id" 300)
+    first=$(head -n 1 "$dir/attempts.log" 2>/dev/null)
+    if [ -n "$why" ]; then :
+    elif [ "$ranks_n2" -lt 2 ]; then
+        why="only $ranks_n2 rank(s) left on n2 after killing its slurmd: the kill took more than slurmd"
+    elif [ "$state" != COMPLETED ]; then
+        why="job $id ended $state after n2's slurmd died"; explain "$id"
+    elif ! tail -n 1 "$dir/attempts.log" | grep -q '| done$'; then
+        why="the last attempt did not finish: $(tail -n 1 "$dir/attempts.log")"
+    elif ! out=$(same_weights "$REF/$last" "$dir/$last" 0 2>&1); then
+        why="final weights differ from the uninterrupted run: $(head -n 2 <<<"$out" | tr '\n' ' ')"
+    elif grep -q '| done$' <<<"$first"; then
+        how="the ranks finished the run without it ($(attempts "$dir") attempt, ended ${t_end}s after the kill; the job $mid until n2's slurmd was back)"
+    elif grep -q 'requeued' <<<"$first" && grep -q 'resumed from .*ckpt-' "$WORK/job-$id.out"; then
+        how="the job ended ${t_end}s after the kill ($first), was requeued and resumed from its checkpoint"
+    else
+        why="the first attempt neither finished nor was requeued: $first"
+    fi
+    if [ -n "$why" ]; then fail "$name" "$why"
+    else pass "$name ($how; final weights bit-identical; $((SECONDS - t))s)"; fi
+}
+want slurmd_kill && slurmd_kill
+
+# One run on 4 nodes × 1 rank with node SLOW's link at 10 Mbit/s (0: none) and the
+# others' at 1 Gbit/s, a link probe every 5 steps; prints "STEPS STEP_NAMED MEDIAN_MS
+# PROBES LINK_NAMED NONE WARNED": steps after 2 of warm-up, how many of them name the slow
+# node's rank (rank SLOW-1) as slowest_rank, the median step (slowest_ms), the probes,
+# how many name rank SLOW-1 as link_straggler, how many name nobody, and whether the log
+# names it.
+straggler_run() { # SLOW (0|1..4)
+    local slow=$1 k id state dir=$WORK/slow$1
+    for k in 1 2 3 4; do
+        if [ "$k" = "$slow" ]; then slurm/cluster.sh link "n$k" 10mbit >/dev/null
+        else slurm/cluster.sh link "n$k" 1gbit >/dev/null; fi ||
+            { echo "cluster.sh link refused the rates" >&2; return 1; }
+    done
+    id=$(submit 4 1 "$dir" --steps=30 --eval_every=0 --log_every=1 --link_probe_every=5 \
+        --dp=4 --tp=1 --pp=1)
+    state=$(wait_job "$id" 240)
+    for k in 1 2 3 4; do slurm/cluster.sh link "n$k" 200mbit >/dev/null; done
     [ "$state" = COMPLETED ] || { echo "job $id ended $state" >&2; explain "$id" >&2; return 1; }
-    sed -n 's/.*"step":\([0-9]*\),.*"slowest_ms":\([0-9.]*\),.*"slowest_rank":\([0-9]*\).*/\1 \2 \3/p' \
-        "$WORK/slow$slow/metrics.jsonl" | awk '$1 > 2' | sort -k2 -g |
-        awk -v s="$slow" '{ n++; v[n] = $2; if (int($3 / 2) + 1 == s) k++ }
-            END { printf "%d %d %.0f\n", n, k + 0, n ? v[int((n + 1) / 2)] : 0 }'
+    local steps probes warned=0
+    steps=$(sed -n 's/.*"step":\([0-9]*\),.*"slowest_ms":\([0-9.]*\),.*"slowest_rank":\([0-9]*\).*/\1 \2 \3/p' \
+        "$dir/metrics.jsonl" | awk '$1 > 2' | sort -k2 -g |
+        awk -v r=$((slow - 1)) '{ n++; v[n] = $2; if ($3 == r) k++ }
+            END { printf "%d %d %.0f\n", n, k + 0, n ? v[int((n + 1) / 2)] : 0 }')
+    probes=$(grep -o '"link_straggler":[0-9-]*' "$dir/metrics.jsonl" | cut -d: -f2 |
+        awk -v r=$((slow - 1)) '{ n++; if ($1 == r) k++; if ($1 == -1) z++ }
+            END { printf "%d %d %d\n", n, k + 0, z + 0 }')
+    [ "$slow" = 0 ] || ! grep -q "link probe after step [0-9]*: rank $((slow - 1)) (node $((slow - 1)) of 4)" \
+        "$WORK/job-$id.out" || warned=1
+    echo "$steps $probes $warned"
 }
 if want straggler; then
     t=$SECONDS why=""
-    progress "netns_straggler: n2's link at 10mbit (n1 at 1gbit), then n1's"
-    # the slow link's node must be named in most steps, whichever node it is: a run with
-    # each, since a rank can be named for other reasons (rank order, who writes metrics)
+    progress "netns_straggler: 4 nodes × 1 rank; n2's link at 10mbit (others 1gbit), then n1's, then none"
+    # the slow link's node must be named whichever node it is: a run with each (rank 0 is
+    # also the rank a tie or a default would name)
     r2=$(straggler_run 2) || why="the run with n2 slow failed"
     [ -n "$why" ] || r1=$(straggler_run 1) || why="the run with n1 slow failed"
+    [ -n "$why" ] || r0=$(straggler_run 0) || why="the run with equal links failed"
     if [ -z "$why" ]; then
-        read -r n2_all n2_named n2_ms <<<"$r2"
-        read -r n1_all n1_named n1_ms <<<"$r1"
+        read -r n2_all n2_named n2_ms n2_probes n2_link n2_none n2_warned <<<"$r2"
+        read -r n1_all n1_named n1_ms n1_probes n1_link n1_none n1_warned <<<"$r1"
+        read -r n0_all n0_named n0_ms n0_probes n0_link n0_none n0_warned <<<"$r0"
         # 10 Mbit/s carries the 0.47-MB gradient in >= 380 ms: steps this slow prove the
         # link was shaped
         if [ "$n2_all" -lt 20 ] || [ "$n1_all" -lt 20 ]; then
             why="too few steps in metrics.jsonl ($n2_all, $n1_all)"
         elif [ "$n2_ms" -lt 300 ] || [ "$n1_ms" -lt 300 ]; then
             why="median steps of $n2_ms and $n1_ms ms: the 10-Mbit/s link did not slow the job"
+        elif [ "$n2_probes" -lt 5 ] || [ "$n1_probes" -lt 5 ] || [ "$n0_probes" -lt 5 ]; then
+            why="too few link probes in metrics.jsonl ($n2_probes, $n1_probes, $n0_probes; 6 expected)"
+        elif [ "$n2_link" -ne "$n2_probes" ] || [ "$n1_link" -ne "$n1_probes" ]; then
+            why="the link probe named the slow node's rank in $n2_link/$n2_probes probes with n2 slow, $n1_link/$n1_probes with n1 slow"
+        elif [ "$n2_warned" != 1 ] || [ "$n1_warned" != 1 ]; then
+            why="no log line names the slow node's rank (n2 slow: $n2_warned, n1 slow: $n1_warned)"
+        elif [ "$n0_none" -ne "$n0_probes" ]; then
+            why="with all links at 1 Gbit/s the probe named a straggler in $((n0_probes - n0_none))/$n0_probes probes"
         fi
     fi
     if [ -n "$why" ]; then fail netns_straggler "$why"
-    elif [ $((2 * n2_named)) -gt "$n2_all" ] && [ $((2 * n1_named)) -gt "$n1_all" ]; then
-        pass "netns_straggler (the slow node named in $n2_named/$n2_all steps with n2 slow, $n1_named/$n1_all with n1 slow; $((SECONDS - t))s)"
     else
-        # every rank ends the step in the same all-reduce, so the step time of a rank does
-        # not say whose link is slow: trident needs a measure of its own (see the report)
-        skip netns_straggler "trident's slowest_rank does not follow a slow link: the slow node was named in $n2_named/$n2_all steps with n2's link slow and $n1_named/$n1_all with n1's (median steps $n2_ms and $n1_ms ms, so the link was slow); it times whole steps, which every rank ends in the same all-reduce"
+        pass "netns_straggler (the link probe named the slow node's rank in $n2_link/$n2_probes probes with n2 slow, $n1_link/$n1_probes with n1 slow, nobody in $n0_none/$n0_probes with equal links; the step time's slowest_rank named it in only $n2_named/$n2_all and $n1_named/$n1_all steps; median steps $n2_ms, $n1_ms ms against $n0_ms ms; $((SECONDS - t))s)"
     fi
 fi
 
