@@ -152,6 +152,35 @@ if want 8; then
     echo " efficiency is against the matmul kernel of the same precision on the model's shapes.)"
 fi
 
+# The plot of section 9: bus bandwidth of flat and hierarchical all-reduce against message
+# size, one pair of lines per node count. Arguments: the PNG to write, then "NODES FILE"
+# pairs, each FILE holding "bytes flat_GBs hier_GBs ratio" rows. Needs gnuplot (a line
+# says so when it is missing: the table above is the result, the plot its picture).
+plot_allreduce() { # OUT.png NODES FILE [NODES FILE ...]
+    local out=$1 series=() colors=('#1f77b4' '#d62728' '#2ca02c' '#9467bd') i=0
+    shift
+    command -v gnuplot >/dev/null 2>&1 || { echo "(no plot: gnuplot is not installed)"; return 0; }
+    while [ $# -ge 2 ]; do
+        series+=("'$2' using 1:2 with linespoints lw 2 pt 7 dt 2 lc rgb '${colors[$i]}' title '$1 nodes: flat'")
+        series+=("'$2' using 1:3 with linespoints lw 2 pt 5 lc rgb '${colors[$i]}' title '$1 nodes: hierarchical'")
+        i=$((i + 1)); shift 2
+    done
+    gnuplot <<EOF
+set terminal pngcairo size 900,540 font ',10'
+set output '$out'
+set title "all-reduce bus bandwidth across shaped links (netns nodes of 2 ranks)"
+set xlabel 'message size (bytes)'
+set ylabel 'bus bandwidth (GB/s)'
+set logscale x 2
+set logscale y 10
+set format x '%.0b%B'
+set grid
+set key outside bottom center horizontal
+plot $(IFS=,; echo "${series[*]}")
+EOF
+    echo "plot: $out"
+}
+
 if want 9; then
     # 9. hierarchical vs flat all-reduce across real, shaped links: a Slurm cluster whose
     # nodes each have their own network namespace (slurm/cluster.sh up --netns), joined by
@@ -218,6 +247,10 @@ if want 9; then
             awk '$1 == "ROW" { printf "%6d %12s %12.2f %12.2f %14.2f %12.4f %12.4f\n", $2, $3, $4, $5, $6, $7, $8 }' "$TMP/b9-rows"
             echo "(the link: tbf at $link on both ends of each node's veth, ~90 % of it reaches TCP;"
             echo " 2 cores run all the ranks, so small sizes are bound by the CPU, not the link.)"
+            b9_plot=()
+            for nodes in 2 4; do [ -s "$TMP/b9-$nodes.dat" ] && b9_plot+=("$nodes" "$TMP/b9-$nodes.dat"); done
+            mkdir -p runs/bench
+            plot_allreduce runs/bench/allreduce-netns.png "${b9_plot[@]}"
         fi
     fi
 fi
