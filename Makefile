@@ -2,7 +2,8 @@
 #   make            build bin/trident (CPU backend; every test binary too with `make tests`)
 #   make deps       install the Debian packages trident needs (or print the apt-get line)
 #   make test       build and run every test (ends with "N passed, N failed, N skipped")
-#   make bench      run the benchmarks (ratios measured in the same run)
+#   make bench      run the benchmarks (ratios measured in the same run); with BACKEND=cuda
+#                   the GPU one: GPT-2 124M MFU vs the GPU's peak and vs cuBLAS
 #   make demo       the README's main job: prepare the fortunes corpus, train, sample
 #   make BACKEND=cuda [CUDA_ARCHS="80 90"] [CUDA_HOME=/usr/local/cuda]
 #                   the CUDA build: bin-cuda/trident with both backends (device = cpu | cuda;
@@ -123,8 +124,9 @@ deps:
 test: all tests
 	@./tests/run.sh
 
+# BACKEND=cuda: the GPU section alone (tests/bench.sh 11: bin-cuda/bench_train on the GPU)
 bench: all tests
-	@./tests/bench.sh
+	@./tests/bench.sh $(if $(filter cuda,$(BACKEND)),11)
 
 demo: all
 	@./slurm/demo.sh

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "cuda/launch.h"
 
 enum cfg_type { CT_INT, CT_LONG, CT_FLOAT, CT_STR, CT_ENUM };
 
@@ -451,6 +452,47 @@ static void refuse_unbuilt(const struct config *c) {
                 "built with it");
 }
 
+/* device = cuda: what the CUDA kernels are not built for (kernels/cuda/launch.c), refused
+ * here, on every rank, before any GPU work. Plain arithmetic on the config, so the CPU
+ * build judges a config for a GPU alike (and its tests check the messages). Called once
+ * n_head is known to divide n_embd. */
+static void refuse_cuda_limits(const struct config *c) {
+    char hint[256];
+    const int hs = c->n_embd / c->n_head;
+    if (!cuda_attention_head_size_ok(hs)) {
+        /* the head count nearest to the one given whose head size the kernels take */
+        static const int sizes[] = {16, 32, 64, 128};
+        int best = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            if (c->n_embd % sizes[i]) continue;
+            int h = c->n_embd / sizes[i];
+            if (!best || abs(h - c->n_head) < abs(best - c->n_head)) best = h;
+        }
+        if (best)
+            snprintf(hint, sizeof hint, "use n_head = %d (head size %d), or another n_head "
+                     "that makes n_embd / n_head one of %s; or device = cpu", best,
+                     c->n_embd / best, cuda_attention_head_sizes());
+        else
+            snprintf(hint, sizeof hint, "use an n_embd that is a multiple of 64 and n_head = "
+                     "n_embd / 64 (head sizes %s are built), or device = cpu",
+                     cuda_attention_head_sizes());
+        tr_fail(TR_EXIT_USAGE, hint, "device = cuda: head size n_embd / n_head = %d / %d = %d "
+                "is not one the CUDA attention kernels are built for (%s)", c->n_embd,
+                c->n_head, hs, cuda_attention_head_sizes());
+    }
+    /* LayerNorm's backward pass and the matmul's bias gradient sum the rows of a
+     * micro-batch in chunks of CUDA_LN_CHUNK_ROWS, one grid row per chunk */
+    const long max_tokens = (long)CUDA_MAX_GRID_YZ * CUDA_LN_CHUNK_ROWS;
+    if ((long)c->micro_batch * c->seq_len > max_tokens) {
+        snprintf(hint, sizeof hint, "use micro_batch <= %ld with seq_len = %d (and grad_accum "
+                 "for a larger batch), or device = cpu", max_tokens / c->seq_len, c->seq_len);
+        tr_fail(TR_EXIT_USAGE, hint, "device = cuda: micro_batch x seq_len = %d x %d tokens "
+                "is more than the CUDA kernels' %ld per micro-batch (%d row chunks of %d)",
+                c->micro_batch, c->seq_len, max_tokens, (int)CUDA_MAX_GRID_YZ,
+                (int)CUDA_LN_CHUNK_ROWS);
+    }
+}
+
 void config_validate(const struct config *c) {
     char hint[256];
     refuse_unbuilt(c);
@@ -467,6 +509,7 @@ void config_validate(const struct config *c) {
         tr_fail(TR_EXIT_USAGE, hint, "n_head = %d does not divide n_embd = %d", c->n_head,
                 c->n_embd);
     }
+    if (strcmp(c->device, "cuda") == 0) refuse_cuda_limits(c);
     if (c->seq_len > c->block_size) {
         snprintf(hint, sizeof hint, "set seq_len <= %d, or raise block_size to %d",
                  c->block_size, c->seq_len);

@@ -12,12 +12,17 @@
 #   8. mixed precision: peak memory, tokens/s and MFU of fp32, bf16 and fp16
 #   9. hierarchical vs flat all-reduce across shaped links between netns nodes
 #   10. memory switches (recompute, optimizer state, precision, zero): measured vs the planner
+#   11. CUDA: GPT-2 124M on one GPU in fp32 and bf16 (then dp = 2 over NCCL with two GPUs):
+#       tokens/s, MFU vs the GPU's peak (inputs/hardware), efficiency vs cuBLAS on the model's
+#       GEMMs, device peak memory vs the planner. Needs bin-cuda/ (make BACKEND=cuda tests)
+#       and a GPU (nvidia-smi -L); else it says why it is skipped. `make bench BACKEND=cuda`
+#       runs this section alone.
 # Sections can be picked: tests/bench.sh 1 3
 set -u
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 NCORES=$(nproc)
-SECTIONS=${*:-1 2 3 4 5 6 7 8 9 10}
+SECTIONS=${*:-1 2 3 4 5 6 7 8 9 10 11}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -291,4 +296,100 @@ if want 10; then
     LAYOUT=2x1x1
     sw_row "dp=2 zero=0" 2 --dp=2 --precision=fp32 --recompute=none --zero=0 --optim_state=fp32
     sw_row "dp=2 zero=1" 2 --dp=2 --precision=fp32 --recompute=none --zero=1 --optim_state=fp32
+fi
+
+if want 11; then
+    # The model runs on the GPU (bin-cuda/bench_train --device=cuda): the median step's
+    # tokens/s; MFU against the GPU's dense peak for the precision (fp32: CUDA cores, bf16:
+    # tensor cores) from the hardware file its name maps to (tests/bench_train.c GPU_HW;
+    # TRIDENT_BENCH_PEAK_TFLOPS=N or TRIDENT_BENCH_HW=FILE override it, per run); efficiency
+    # against cuBLAS(Lt)'s own rate on the model's GEMM shapes in the same dtype, measured
+    # in the same run; the backend's peak allocation against `trident plan`'s device memory
+    # (its total less the assumed runtime) for the same switches, with the GPU's hardware
+    # file (the H100 SXM one for a GPU not in the table). Nothing is printed that was not
+    # measured on a GPU.
+    echo
+    echo "== 11. CUDA: GPT-2 124M (vocabulary 50257, T 1024) on the GPU: MFU vs the peak, vs cuBLAS, memory vs the planner"
+    c11_why=""
+    if [ ! -x bin-cuda/bench_train ] || [ ! -x bin-cuda/trident ]; then
+        c11_why="no CUDA build (bin-cuda/bench_train and bin-cuda/trident come from make BACKEND=cuda tests)"
+    elif ! command -v nvidia-smi >/dev/null 2>&1; then
+        c11_why="no GPU (nvidia-smi is not installed)"
+    else
+        c11_ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+        [ "$c11_ngpu" -gt 0 ] || c11_why="no GPU (nvidia-smi -L lists none)"
+    fi
+    if [ -n "$c11_why" ]; then
+        echo "section 11 skipped: $c11_why"
+    else
+        c11_mb=${TRIDENT_BENCH_CUDA_MB:-8}
+        GPT2=(--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --seq_len=1024 --block_size=1024
+              --micro_batch="$c11_mb" --grad_accum=1)
+        c11_peak=()
+        [ -n "${TRIDENT_BENCH_PEAK_TFLOPS:-}" ] && c11_peak+=(--peak_tflops="$TRIDENT_BENCH_PEAK_TFLOPS")
+        [ -n "${TRIDENT_BENCH_HW:-}" ] && c11_peak+=(--hardware="$TRIDENT_BENCH_HW")
+        echo "-- $(nvidia-smi -L | head -n 1); $c11_ngpu GPU(s); micro-batch $c11_mb (TRIDENT_BENCH_CUDA_MB)"
+        : >"$TMP/c11_rows"
+        for p in fp32 bf16; do
+            out="$TMP/c11_$p.txt"
+            timeout -k 10 900 bin-cuda/bench_train --device=cuda "${GPT2[@]}" --steps=10 --precision=$p \
+                "${c11_peak[@]}" >"$out" 2>&1
+            rc=$?
+            echo "-- 1 GPU, $p"
+            # the header, the peak, and the table (the step lines and the machine line left out)
+            grep -v -e '^  step ' -e '^CUDA_BENCH ' "$out"
+            line=$(grep '^CUDA_BENCH ' "$out")
+            if [ $rc -ne 0 ] || [ -z "$line" ]; then
+                echo "(bench_train --device=cuda --precision=$p failed: exit $rc)"
+                continue
+            fi
+            # the planner's device memory for the same run, with the hardware file the
+            # peak came from (its "from FILE:" on the peak line)
+            hw=$(sed -n 's/^peak: .* from \(inputs\/hardware\/[^:]*\.hw\):.*/\1/p' "$out")
+            hw=${hw:-${TRIDENT_BENCH_HW:-inputs/hardware/h100-sxm-8x.hw}}
+            plan=$(bin-cuda/trident plan inputs/small.conf --nodes 1 --ranks-per-node 1 --layout 1x1x1 \
+                   --hardware "$hw" --json "${GPT2[@]}" --precision=$p --recompute=none --zero=0 \
+                   --optim_state=fp32 --device=cuda 2>/dev/null)
+            pmib=$(python3 -c 'import json,sys; m=json.load(sys.stdin)["candidates"][0]["memory"]; print((m["total"]-m["runtime"])/2**20)' <<<"$plan" 2>/dev/null)
+            echo "ROW 1-GPU-$p ${pmib:-0} $(basename "$hw") $line" >>"$TMP/c11_rows"
+        done
+        if [ "$c11_ngpu" -ge 2 ]; then
+            # dp = 2: trident train over NCCL, one rank per GPU, on the sample corpus
+            bin-cuda/trident prep --force --out "$TMP/c11.h5" --split-on % inputs/sample.txt >/dev/null 2>&1
+            for p in fp32 bf16; do
+                d="$TMP/c11_dp2_$p"
+                timeout -k 10 900 mpirun -np 2 bin-cuda/trident train inputs/small.conf "${GPT2[@]}" \
+                    --device=cuda --dp=2 --precision=$p --steps=10 --warmup=1 --eval_every=0 \
+                    --ckpt_every=0 --log_every=1 --data="$TMP/c11.h5" --resume=none --run_dir="$d" \
+                    >"$d.log" 2>&1 || { echo "(dp = 2, $p: trident train failed; the end of its log:)"; tail -n 5 "$d.log"; continue; }
+                tok=$(series tokens_per_s "$d/metrics.jsonl" | median)
+                dev=$(series device_peak_mb_max "$d/metrics.jsonl" | sort -k2 -g | tail -n 1 | cut -d' ' -f2)
+                echo "DP2 dp=2-$p ${tok:-0} ${dev:-0}" >>"$TMP/c11_rows"
+            done
+        else
+            echo "(dp = 2 over NCCL needs two GPUs: this machine has $c11_ngpu)"
+        fi
+        echo "-- summary (median step; MFU against the dense peak of the precision; device MiB: the"
+        echo "   backend's peak allocation; plan MiB: trident plan --json, total less its runtime)"
+        printf '%-14s %10s %8s %10s %11s %10s %7s  %s\n' run tokens/s MFU "vs cuBLAS" "device MiB" "plan MiB" err hardware
+        awk '
+            function kv(s, k,   i, a, n) { n = split(s, a, " "); for (i = 1; i <= n; i++) if (index(a[i], k "=") == 1) return substr(a[i], length(k) + 2); return "" }
+            $1 == "ROW" {
+                line = $0; p = $5
+                tok = kv(line, "tokens_s"); mfu = kv(line, "mfu"); eff = kv(line, "cublas_eff"); dev = kv(line, "device_peak_mib")
+                pk = kv(line, "peak_gflops"); cb = kv(line, "cublas_gflops"); fpt = kv(line, "flops_per_token")
+                prec = kv(line, "precision"); peak[prec] = pk; cub[prec] = cb; flops[prec] = fpt
+                err = ($3 > 0 && dev > 0) ? sprintf("%+.0f%%", 100 * ($3 - dev) / dev) : "?"
+                printf "%-14s %10.0f %8s %9.1f%% %11.0f %10.0f %7s  %s\n", $2, tok, pk > 0 ? sprintf("%.1f%%", 100 * mfu) : "n/a",
+                       100 * eff, dev, $3, err, $4
+            }
+            $1 == "DP2" {
+                prec = substr($2, 6); per_gpu = $3 / 2
+                g = per_gpu * flops[prec] / 1e9
+                printf "%-14s %10.0f %8s %9s %11.0f %10s %7s  %s\n", $2, $3, peak[prec] > 0 ? sprintf("%.1f%%", 100 * g / peak[prec]) : "n/a",
+                       cub[prec] > 0 ? sprintf("%.1f%%", 100 * g / cub[prec]) : "n/a", $4, "-", "-", "(2 GPUs, NCCL; tokens/s of both)"
+            }' "$TMP/c11_rows"
+        echo "(dp = 2 rows: MFU and vs cuBLAS per GPU, from the 1-GPU run's FLOPs per token, peak"
+        echo " and cuBLAS rate; their data is inputs/sample.txt, their model the same.)"
+    fi
 fi
