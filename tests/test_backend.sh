@@ -64,4 +64,78 @@ if [ "$rc" -eq 0 ]
 then pass sample_runs_on_cpu
 else fail sample_runs_on_cpu "exit $rc: $(tail -n 3 <<<"$out")"; fi
 
+# device = cuda: what the CUDA kernels are not built for (kernels/cuda/launch.c: head sizes
+# 16/32/64/128; at most 65535 row chunks of 256 tokens per micro-batch) is refused by the
+# config's validation, on every rank, before the device is opened. The CPU build runs that
+# validation too, so its message comes here instead of "built without the CUDA backend".
+refused_cuda_limit() { # NAME MESSAGE HINT ARGS...
+    local name=$1 why=$2 hint=$3; shift 3
+    local dir="$TEST_TMP/$name" out rc
+    out=$(mpi 2 "${BASE[@]}" --run_dir="$dir" --device=cuda --dp=2 "$@" 2>&1); rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(grep -c -F -- "$why" <<<"$out")" -eq 1 ] &&
+       [ "$(grep -c -F -- "HINT: $hint" <<<"$out")" -eq 1 ] &&
+       ! grep -q 'built without the CUDA backend' <<<"$out" && [ ! -e "$dir" ]
+    then pass "$name"
+    else fail "$name" "exit $rc: $(tail -n 3 <<<"$out")"; fi
+}
+refused_cuda_limit cuda_refuses_head_size_8_on_every_rank \
+    "device = cuda: head size n_embd / n_head = 64 / 8 = 8 is not one the CUDA attention kernels are built for (16, 32, 64, 128)" \
+    "use n_head = 4 (head size 16)" --n_head=8
+refused_cuda_limit cuda_refuses_head_size_256 \
+    "device = cuda: head size n_embd / n_head = 512 / 2 = 256 is not one" \
+    "use n_head = 4 (head size 128)" --n_embd=512 --n_head=2
+refused_cuda_limit cuda_refuses_too_many_tokens_per_micro_batch \
+    "device = cuda: micro_batch x seq_len = 65536 x 256 tokens is more than the CUDA kernels' 16776960 per micro-batch" \
+    "use micro_batch <= 65535 with seq_len = 256" --micro_batch=65536 --seq_len=256 --block_size=256
+# the same head size on the CPU is fine: the limit is the CUDA kernels' only
+if "$TRIDENT" "${BASE[@]}" --run_dir="$TEST_TMP/hs8cpu" --n_head=8 --device=cpu >/dev/null 2>&1 &&
+   [ -n "$(losses "$TEST_TMP/hs8cpu")" ]
+then pass cpu_takes_head_size_8
+else fail cpu_takes_head_size_8 "training with n_head = 8 (head size 8) on the CPU failed"; fi
+
+# bench_train --device=cuda (tests/bench.sh section 11). The CPU build says in one line that
+# the CUDA path is skipped, and exits 0; the CUDA build without a GPU says why, the same way.
+out=$(cd "$ROOT" && bin/bench_train --device=cuda 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -q 'device=cuda skipped: this is the CPU build' <<<"$out"
+then pass bench_train_cuda_skipped_in_the_cpu_build
+else fail bench_train_cuda_skipped_in_the_cpu_build "exit $rc: $out"; fi
+# the peak comes from the hardware file the GPU's name maps to (the driver's names)
+hw_for() { # NAME GPU EXPECTED...: bench_train --hw_for_gpu=GPU prints every EXPECTED
+    local name=$1 gpu=$2 out e ok=1; shift 2
+    out=$(cd "$ROOT" && bin/bench_train --hw_for_gpu="$gpu" 2>&1) || ok=0
+    for e in "$@"; do grep -q -F -- "$e" <<<"$out" || ok=0; done
+    if [ $ok -eq 1 ]; then pass "$name"; else fail "$name" "$out"; fi
+}
+hw_for bench_peak_h100_sxm "NVIDIA H100 80GB HBM3" "h100-sxm-8x.hw" "fp32 67.0, bf16 989.0"
+hw_for bench_peak_h100_pcie "NVIDIA H100 PCIe" "h100-pcie-8x.hw" "fp32 51.0, bf16 756.0"
+hw_for bench_peak_h200 "NVIDIA H200" "h200-sxm-8x.hw" "fp32 67.0, bf16 989.0"
+hw_for bench_peak_a100_80gb "NVIDIA A100-SXM4-80GB" "a100-80gb-8x.hw" "fp32 19.5, bf16 312.0"
+hw_for bench_peak_a100_40gb "NVIDIA A100-SXM4-40GB" "a100-40gb-8x.hw" "fp32 19.5, bf16 312.0"
+out=$(cd "$ROOT" && bin/bench_train --hw_for_gpu="NVIDIA H100 NVL" 2>&1); rc=$?
+if [ "$rc" -eq 1 ] && grep -q "no hardware file" <<<"$out" && grep -q '^HINT: give --peak_tflops=N or --hardware=FILE' <<<"$out"
+then pass bench_peak_unknown_gpu_says_how_to_give_it
+else fail bench_peak_unknown_gpu_says_how_to_give_it "exit $rc: $out"; fi
+# the CUDA build: without a GPU the one "skipped" line; with one, a small real run whose
+# numbers must be sane (GPU-only: skipped here)
+if [ ! -x "$ROOT/bin-cuda/bench_train" ]; then
+    skip bench_train_cuda_path "no CUDA build (bin-cuda/bench_train: make BACKEND=cuda tests)"
+elif ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+    out=$(cd "$ROOT" && bin-cuda/bench_train --device=cuda 2>&1); rc=$?
+    if [ "$rc" -eq 0 ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -q 'device=cuda skipped: no CUDA device' <<<"$out"
+    then pass bench_train_cuda_skipped_without_a_gpu
+    else fail bench_train_cuda_skipped_without_a_gpu "exit $rc: $out"; fi
+    skip bench_train_cuda_runs_on_the_gpu "no CUDA device: nvidia-smi -L lists no GPU"
+else
+    out=$(cd "$ROOT" && timeout -k 5 600 bin-cuda/bench_train --device=cuda --n_layer=2 --steps=3 \
+          --seq_len=256 --micro_batch=4 --precision=bf16 2>&1); rc=$?
+    line=$(grep '^CUDA_BENCH ' <<<"$out")
+    # tokens/s and the cuBLAS rate positive; the model cannot beat cuBLAS on its own GEMMs
+    # by much (its GEMMs are most of its FLOPs): efficiency in (0, 1.5]; memory positive
+    if [ "$rc" -eq 0 ] && awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
+           END { exit !(f["tokens_s"] > 0 && f["cublas_gflops"] > 0 && f["cublas_eff"] > 0 &&
+                        f["cublas_eff"] <= 1.5 && f["device_peak_mib"] > 0) }' <<<"$line"
+    then pass bench_train_cuda_runs_on_the_gpu
+    else fail bench_train_cuda_runs_on_the_gpu "exit $rc: $(tail -n 3 <<<"$out")"; fi
+fi
+
 test_summary
