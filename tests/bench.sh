@@ -380,14 +380,14 @@ if want 11; then
                 pk = kv(line, "peak_gflops"); cb = kv(line, "cublas_gflops"); fpt = kv(line, "flops_per_token")
                 prec = kv(line, "precision"); peak[prec] = pk; cub[prec] = cb; flops[prec] = fpt
                 err = ($3 > 0 && dev > 0) ? sprintf("%+.0f%%", 100 * ($3 - dev) / dev) : "?"
-                printf "%-14s %10.0f %8s %9.1f%% %11.0f %10.0f %7s  %s\n", $2, tok, pk > 0 ? sprintf("%.1f%%", 100 * mfu) : "n/a",
+                printf "%-14s %10.0f %8s %9.1f%% %11.0f %10.0f %7s  %s\n", $2, tok, (pk > 0 ? sprintf("%.1f%%", 100 * mfu) : "n/a"),
                        100 * eff, dev, $3, err, $4
             }
             $1 == "DP2" {
                 prec = substr($2, 6); per_gpu = $3 / 2
                 g = per_gpu * flops[prec] / 1e9
-                printf "%-14s %10.0f %8s %9s %11.0f %10s %7s  %s\n", $2, $3, peak[prec] > 0 ? sprintf("%.1f%%", 100 * g / peak[prec]) : "n/a",
-                       cub[prec] > 0 ? sprintf("%.1f%%", 100 * g / cub[prec]) : "n/a", $4, "-", "-", "(2 GPUs, NCCL; tokens/s of both)"
+                printf "%-14s %10.0f %8s %9s %11.0f %10s %7s  %s\n", $2, $3, (peak[prec] > 0 ? sprintf("%.1f%%", 100 * g / peak[prec]) : "n/a"),
+                       (cub[prec] > 0 ? sprintf("%.1f%%", 100 * g / cub[prec]) : "n/a"), $4, "-", "-", "(2 GPUs, NCCL; tokens/s of both)"
             }' "$TMP/c11_rows"
         echo "(dp = 2 rows: MFU and vs cuBLAS per GPU, from the 1-GPU run's FLOPs per token, peak"
         echo " and cuBLAS rate; their data is inputs/sample.txt, their model the same.)"
