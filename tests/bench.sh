@@ -26,7 +26,8 @@ SECTIONS=${*:-1 2 3 4 5 6 7 8 9 10 11}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 TMP=$(mktemp -d /tmp/trident-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-[ -f data/fortunes.h5 ] || bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
+# (the CUDA-only `make bench BACKEND=cuda` has no bin/trident and needs no fortunes data)
+[ -f data/fortunes.h5 ] || [ ! -x bin/trident ] || bin/trident prep --out data/fortunes.h5 --split-on % /usr/share/games/fortunes >/dev/null
 # median of column 2 of "step value" lines, skipping the first (warm-up) step
 median() { awk 'NR > 1 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "nan" }'; }
 field() { sed -n "s/.*\"$1\":\\([-0-9.e]*\\).*/\\1/p" "$2"; }
