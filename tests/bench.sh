@@ -303,7 +303,8 @@ if want 11; then
     # The model runs on the GPU (bin-cuda/bench_train --device=cuda): the median step's
     # tokens/s; MFU against the GPU's dense peak for the precision (fp32: CUDA cores, bf16:
     # tensor cores) from the hardware file its name maps to (tests/bench_train.c GPU_HW;
-    # TRIDENT_BENCH_PEAK_TFLOPS=N or TRIDENT_BENCH_HW=FILE override it, per run); efficiency
+    # TRIDENT_BENCH_HW=FILE overrides the file, TRIDENT_BENCH_PEAK_TFLOPS_FP32=N and
+    # TRIDENT_BENCH_PEAK_TFLOPS_BF16=N the peak of one precision); efficiency
     # against cuBLAS(Lt)'s own rate on the model's GEMM shapes in the same dtype, measured
     # in the same run; the backend's peak allocation against `trident plan`'s device memory
     # (its total less the assumed runtime) for the same switches, with the GPU's hardware
@@ -326,13 +327,16 @@ if want 11; then
         c11_mb=${TRIDENT_BENCH_CUDA_MB:-8}
         GPT2=(--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --seq_len=1024 --block_size=1024
               --micro_batch="$c11_mb" --grad_accum=1)
-        c11_peak=()
-        [ -n "${TRIDENT_BENCH_PEAK_TFLOPS:-}" ] && c11_peak+=(--peak_tflops="$TRIDENT_BENCH_PEAK_TFLOPS")
-        [ -n "${TRIDENT_BENCH_HW:-}" ] && c11_peak+=(--hardware="$TRIDENT_BENCH_HW")
+        c11_hw=()
+        [ -n "${TRIDENT_BENCH_HW:-}" ] && c11_hw=(--hardware="$TRIDENT_BENCH_HW")
         echo "-- $(nvidia-smi -L | head -n 1); $c11_ngpu GPU(s); micro-batch $c11_mb (TRIDENT_BENCH_CUDA_MB)"
         : >"$TMP/c11_rows"
         for p in fp32 bf16; do
             out="$TMP/c11_$p.txt"
+            # a peak given for this precision wins over the hardware file
+            c11_pk=TRIDENT_BENCH_PEAK_TFLOPS_${p^^}
+            c11_peak=("${c11_hw[@]}")
+            [ -n "${!c11_pk:-}" ] && c11_peak=(--peak_tflops="${!c11_pk}")
             timeout -k 10 900 bin-cuda/bench_train --device=cuda "${GPT2[@]}" --steps=10 --precision=$p \
                 "${c11_peak[@]}" >"$out" 2>&1
             rc=$?
