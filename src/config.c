@@ -92,8 +92,8 @@ static const struct cfg_key KEYS[] = {
     {"log_every", CT_INT, F(log_every), "10", 1, INT_MAX, NULL, "progress line every N steps"},
     /* device */
     {"device", CT_ENUM, F(device), "cpu", 0, 0, "cpu|cuda",
-     "where each rank computes: cpu (OpenMP + OpenBLAS) or cuda (one GPU per rank; not "
-     "written yet, refused with a clear message)"},
+     "where each rank computes: cpu (OpenMP + OpenBLAS) or cuda (one GPU per rank, "
+     "cuBLAS + NCCL; the CUDA build, make BACKEND=cuda)"},
     {"precision", CT_ENUM, F(precision), "fp32", 0, 0, "fp32|bf16|fp16",
      "mixed precision: weights are computed with, and activations stored in, this type; "
      "master weights, optimizer state and gradients stay fp32"},
