@@ -69,7 +69,8 @@ ifeq ($(BACKEND),cpu)
 EMU_SRC  := $(wildcard tests/cuda_emu/*.cpp)
 EMU_OBJ  := $(EMU_SRC:%.cpp=$(BUILD)/%.o)
 EMU_CXXFLAGS := -std=c++17 -pthread -ffp-contract=off -O1 -DTR_CUDA_EMU -Wall \
-            -Wno-unused-parameter -Wno-unused-function -Wno-unused-variable -Itests/cuda_emu/include -Itests/cuda_emu \
+            -Wno-unused-parameter -Wno-unused-function -Wno-unused-variable \
+            -Wno-unknown-pragmas -Wno-sign-compare -Itests/cuda_emu/include -Itests/cuda_emu \
             -Itests -Ikernels/cuda -Ikernels -Isrc -MMD -MP
 TEST_BIN += $(BIN)/test_cuda_emu
 endif

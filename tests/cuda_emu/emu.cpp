@@ -14,7 +14,13 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include <vector>
 
@@ -31,11 +37,11 @@ struct abort_kernel {};  /* thrown out of a barrier when the launch has failed *
 double g_timeout = 20.0;
 char g_error[1024];
 
+/* A barrier on a futex: the last thread to arrive bumps the generation and wakes the
+ * others (no mutex for 256 threads to queue on after a broadcast). */
 struct barrier {
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    unsigned n = 0, arrived = 0;
-    unsigned long gen = 0;
+    std::atomic<unsigned> arrived{0}, gen{0};
+    unsigned n = 0;
 };
 
 struct launch {
@@ -46,7 +52,7 @@ struct launch {
     std::vector<barrier> warp_bar;
     std::vector<uint64_t> warp_buf;     /* [warps][32] */
     pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
-    volatile int failed = 0;
+    std::atomic<int> failed{0};
 };
 launch *g_launch;
 
@@ -63,52 +69,47 @@ void fail(launch *L, const char *fmt, ...)
     pthread_mutex_unlock(&L->fail_mu);
 }
 
+double seconds_since(const struct timespec &t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t0.tv_sec) + 1e-9 * (now.tv_nsec - t0.tv_nsec);
+}
+
 /* Waits until b's n threads have arrived. what names the barrier in the message. */
 void wait(launch *L, barrier &b, const char *what)
 {
-    pthread_mutex_lock(&b.mu);
-    if (L->failed) {
-        pthread_mutex_unlock(&b.mu);
-        throw abort_kernel();
-    }
-    const unsigned long gen = b.gen;
-    if (++b.arrived == b.n) {
-        b.arrived = 0;
-        b.gen++;
-        pthread_cond_broadcast(&b.cv);
-        pthread_mutex_unlock(&b.mu);
+    if (L->failed) throw abort_kernel();
+    const unsigned gen = b.gen.load(std::memory_order_acquire);
+    if (b.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == b.n) {
+        b.arrived.store(0, std::memory_order_relaxed);
+        b.gen.fetch_add(1, std::memory_order_release);
+        syscall(SYS_futex, &b.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
         return;
     }
+    for (int spin = 0; spin < 200; spin++)
+        if (b.gen.load(std::memory_order_acquire) != gen) return;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (b.gen == gen) {
+    while (b.gen.load(std::memory_order_acquire) == gen) {
         /* wake every 50 ms to see whether another barrier has failed the launch */
-        struct timespec now, until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 50 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&b.cv, &b.mu, &until);
-        if (b.gen != gen) break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        const double waited = (now.tv_sec - t0.tv_sec) + 1e-9 * (now.tv_nsec - t0.tv_nsec);
+        struct timespec slice = {0, 50 * 1000000L};
+        syscall(SYS_futex, &b.gen, FUTEX_WAIT_PRIVATE, gen, &slice, NULL, 0);
+        if (b.gen.load(std::memory_order_acquire) != gen) break;
+        const double waited = seconds_since(t0);
         if (L->failed || waited > g_timeout) {
-            const unsigned arrived = b.arrived;
-            b.arrived--;  /* this thread leaves */
-            pthread_mutex_unlock(&b.mu);
+            const unsigned arrived = b.arrived.fetch_sub(1);  /* this thread leaves */
             if (!L->failed)
                 fail(L,
                      "deadlock: %s in block (%u,%u,%u) reached by %u of its %u threads "
-                     "(thread %u waited %.0f s); a barrier must be reached by every thread "
+                     "(thread %u waited %.1f s); a barrier must be reached by every thread "
                      "of the block (or warp), and none may return from the kernel before it",
                      what, blockIdx.x, blockIdx.y, blockIdx.z, arrived, b.n, threadIdx.x,
                      waited);
             throw abort_kernel();
         }
     }
-    pthread_mutex_unlock(&b.mu);
+    std::atomic_thread_fence(std::memory_order_acquire);
 }
 
 void check_guards(launch *L)

@@ -5,6 +5,7 @@
 #define TRIDENT_CUDA_EMU_TEST_H
 
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #include <vector>
@@ -54,6 +55,33 @@ static inline int64_t emu_first_diff(const void *a, const void *b, enum kdtype d
             same = emu_same_16(((const uint16_t *)a)[i], ((const uint16_t *)b)[i], dt);
         else same = ((const uint8_t *)a)[i] == ((const uint8_t *)b)[i];
         if (!same) return i;
+    }
+    return -1;
+}
+
+/* the values of n elements of dt as fp32 */
+static inline std::vector<float> emu_to_f32(const void *x, enum kdtype dt, int64_t n)
+{
+    std::vector<float> f(n);
+    backend_kernels(emu_cpu())->convert(emu_cpu(), tensor_1d(f.data(), KDT_F32, n),
+                                        tensor_1d((void *)x, dt, n));
+    return f;
+}
+/* n elements of dt from fp32 values (rounded as the CPU rounds) */
+static inline std::vector<uint8_t> emu_from_f32(const std::vector<float> &f, enum kdtype dt)
+{
+    std::vector<uint8_t> b(f.size() * kdtype_size(dt));
+    backend_kernels(emu_cpu())->convert(emu_cpu(), tensor_1d(b.data(), dt, (int64_t)f.size()),
+                                        tensor_1d((void *)f.data(), KDT_F32, (int64_t)f.size()));
+    return b;
+}
+/* the first i with |got - want| > atol + rtol |want| (NaN anywhere counts), or -1 */
+static inline int64_t emu_first_far(const std::vector<float> &got, const std::vector<float> &want,
+                                    double rtol, double atol)
+{
+    for (size_t i = 0; i < want.size(); i++) {
+        const double d = fabs((double)got[i] - want[i]);
+        if (!(d <= atol + rtol * fabs((double)want[i]))) return (int64_t)i;
     }
     return -1;
 }
