@@ -50,11 +50,16 @@ struct launch {
     std::vector<unsigned char> shared;  /* GUARD | smem | GUARD */
     barrier start, end, block_bar;
     std::vector<barrier> warp_bar;
-    std::vector<uint64_t> warp_buf;     /* [warps][32] */
+    std::vector<uint64_t> warp_buf;     /* [warps][2][32]: warp operations alternate halves */
     pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
     std::atomic<int> failed{0};
 };
 launch *g_launch;
+/* the calling thread's count of warp operations in this block: all lanes of a warp make
+ * the same sequence of them, so its parity picks the half of the exchange buffer. Writing
+ * a half again needs the barrier of the operation in between, which every lane reaches
+ * only after reading that half: one barrier per operation is enough. */
+thread_local unsigned t_warp_ops;
 
 void fail(launch *L, const char *fmt, ...)
 {
@@ -140,6 +145,7 @@ void *thread_main(void *arg)
             for (unsigned y = 0; y < gridDim.y; y++)
                 for (unsigned x = 0; x < gridDim.x; x++) {
                     blockIdx = dim3(x, y, z);
+                    t_warp_ops = 0;
                     if (threadIdx.x == 0) {
                         unsigned char *s = L->shared.data();
                         memset(s, GUARD_BYTE, GUARD);
@@ -187,24 +193,21 @@ uint64_t emu_warp_exchange(uint64_t v, int src, unsigned mask)
 {
     launch *L = cur();
     const unsigned w = warp_of_caller(L, mask, "a warp shuffle");
-    uint64_t *buf = &L->warp_buf[(size_t)w * 32];
+    uint64_t *buf = &L->warp_buf[((size_t)w * 2 + (t_warp_ops++ & 1)) * 32];
     buf[threadIdx.x % 32] = v;
     wait(L, L->warp_bar[w], "a warp shuffle (__shfl*_sync)");
-    const uint64_t r = buf[src & 31];
-    wait(L, L->warp_bar[w], "a warp shuffle (__shfl*_sync)");
-    return r;
+    return buf[src & 31];
 }
 
 unsigned emu_warp_ballot(int pred, unsigned mask)
 {
     launch *L = cur();
     const unsigned w = warp_of_caller(L, mask, "a warp vote");
-    uint64_t *buf = &L->warp_buf[(size_t)w * 32];
+    uint64_t *buf = &L->warp_buf[((size_t)w * 2 + (t_warp_ops++ & 1)) * 32];
     buf[threadIdx.x % 32] = pred != 0;
     wait(L, L->warp_bar[w], "a warp vote (__any/__all/__ballot_sync)");
     unsigned bits = 0;
-    for (unsigned l = 0; l < 32; l++) bits |= (buf[l] ? 1u : 0u) << l;
-    wait(L, L->warp_bar[w], "a warp vote (__any/__all/__ballot_sync)");
+    for (unsigned l = 0; l < L->warp_bar[w].n; l++) bits |= (buf[l] ? 1u : 0u) << l;
     return bits;
 }
 
@@ -240,7 +243,7 @@ int emu_run(dim3 grid, dim3 block, size_t smem_bytes, bool optin,
     const unsigned warps = (nt + 31) / 32;
     L.warp_bar = std::vector<barrier>(warps);
     for (unsigned w = 0; w < warps; w++) L.warp_bar[w].n = nt - 32 * w < 32 ? nt - 32 * w : 32;
-    L.warp_buf.assign((size_t)warps * 32, 0);
+    L.warp_buf.assign((size_t)warps * 2 * 32, 0);
     g_launch = &L;
     gridDim = grid;
     blockDim = block;

@@ -76,8 +76,8 @@ void *emu_dyn_shared();
 /* synchronization                                                                      */
 
 void __syncthreads();
-/* every lane of the calling thread's warp stores 8 bytes, waits for the whole warp,
- * reads lane src's 8 bytes, waits again (so the buffer may be reused) */
+/* every lane of the calling thread's warp stores 8 bytes, waits for the whole warp and
+ * reads lane src's 8 bytes */
 uint64_t emu_warp_exchange(uint64_t v, int src, unsigned mask);
 /* the bits of every lane's pred (bit l: lane l), the same on every lane */
 unsigned emu_warp_ballot(int pred, unsigned mask);

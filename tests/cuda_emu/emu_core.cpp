@@ -40,13 +40,7 @@ static std::vector<float> special_values(int64_t n, uint64_t seed)
     return v;
 }
 
-static std::vector<uint8_t> as_dt(const std::vector<float> &f, enum kdtype dt)
-{
-    std::vector<uint8_t> b(f.size() * kdtype_size(dt));
-    backend_kernels(emu_cpu())->convert(emu_cpu(), tensor_1d(b.data(), dt, (int64_t)f.size()),
-                                        tensor_1d((void *)f.data(), KDT_F32, (int64_t)f.size()));
-    return b;
-}
+static std::vector<uint8_t> as_dt(const std::vector<float> &f, enum kdtype dt) { return emu_from_f32(f, dt); }
 
 static void test_convert_matches_cpu_bits_incl_nan_inf_ties(void)
 {
@@ -56,16 +50,21 @@ static void test_convert_matches_cpu_bits_incl_nan_inf_ties(void)
     for (enum kdtype s : dts)
         for (enum kdtype d : dts) {
             if (s == d) continue;  /* the launcher copies: no kernel */
-            std::vector<float> fs = f;
-            if (s == KDT_F32) fs = f;
-            std::vector<uint8_t> src = as_dt(fs, s), cpu(n * kdtype_size(d)), gpu(cpu.size());
+            std::vector<uint8_t> src = as_dt(f, s), cpu(n * kdtype_size(d)), gpu(cpu.size());
             backend_kernels(emu_cpu())->convert(emu_cpu(), tensor_1d(cpu.data(), d, n),
                                                 tensor_1d(src.data(), s, n));
             EMU_OK(emu_launch(ew_grid(n), EW_THREADS, 0, convert_kernel, (void *)gpu.data(), d,
                               (const void *)src.data(), s, n));
-            const int64_t i = emu_first_diff(gpu.data(), cpu.data(), d, n);
+            int64_t i = emu_first_diff(gpu.data(), cpu.data(), d, n);
             CHECK_MSG(i < 0, "convert %s -> %s: element %lld differs from the CPU's (input %a)",
                       kdtype_name(s), kdtype_name(d), (long long)i, (double)f[i < 0 ? 0 : i]);
+            /* a grid capped below the data (EW_MAX_BLOCKS on large tensors): grid stride */
+            std::vector<uint8_t> g2(cpu.size());
+            EMU_OK(emu_launch(2, EW_THREADS, 0, convert_kernel, (void *)g2.data(), d,
+                              (const void *)src.data(), s, n));
+            i = emu_first_diff(g2.data(), cpu.data(), d, n);
+            CHECK_MSG(i < 0, "convert %s -> %s on 2 blocks: element %lld differs", kdtype_name(s),
+                      kdtype_name(d), (long long)i);
         }
 }
 
@@ -135,6 +134,19 @@ static void test_count_nonfinite_and_sumsq_match_cpu(void)
                               (const double *)part.data() + 1, (int64_t)blocks));
             const double cpu = k->sumsq(emu_cpu(), tensor_1d(x.data(), dt, n));
             CHECK_CLOSE(part[0], cpu, 1e-12, 0.0);
+            /* a grid smaller than the data, as when n > SUMSQ_BLOCKS * 256 (too slow to
+             * emulate at that size): each thread strides over several elements */
+            if (n > 4 * EW_THREADS) {
+                std::vector<double> p4(5, NAN);
+                EMU_OK(emu_launch(4, EW_THREADS, 0, sumsq_partial_kernel, p4.data() + 1,
+                                  (const void *)x.data(), dt, n));
+                EMU_OK(emu_launch(1, 1024, 0, sum_partials_f64, p4.data(),
+                                  (const double *)p4.data() + 1, (int64_t)4));
+                CHECK_CLOSE(p4[0], cpu, 1e-12, 0.0);
+                unsigned long long c4 = 0;
+                EMU_OK(emu_launch(3, EW_THREADS, 0, nonfinite_kernel, &c4, (const void *)x.data(), dt, n));
+                CHECK(c4 == 0);
+            }
         }
 }
 

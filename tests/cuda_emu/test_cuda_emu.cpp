@@ -5,6 +5,8 @@
  * suite per kernel family (emu_core.cpp, emu_nn.cpp, emu_attention.cpp). */
 #include "emu.h"
 
+#include <time.h>
+
 #include "emu_test.h"
 #include "test.h"
 
@@ -121,8 +123,13 @@ int main(void)
     int counts[3];
     int total[3] = {0, 0, 0};
     const emu_suite suites[] = {shim_suite, emu_suite_core, emu_suite_nn, emu_suite_attention};
-    for (emu_suite s : suites) {
-        s(counts);
+    const char *names[] = {"shim", "core", "nn", "attention"};
+    for (int k = 0; k < 4; k++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        suites[k](counts);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("  (%s: %.1f s)\n", names[k], (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
         for (int i = 0; i < 3; i++) total[i] += counts[i];
     }
     test_n_pass = total[0];
