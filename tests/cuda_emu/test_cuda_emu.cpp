@@ -112,7 +112,8 @@ static void shim_suite(int counts[3])
     EMU_SUITE_END(counts);
 }
 
-int main(void)
+/* test_cuda_emu [suite]: every suite, or only the one named (shim, core, nn, attention) */
+int main(int argc, char **argv)
 {
     char err[256];
     g_cpu = backend_init(KDEV_CPU, 0, err, sizeof err);
@@ -125,6 +126,7 @@ int main(void)
     const emu_suite suites[] = {shim_suite, emu_suite_core, emu_suite_nn, emu_suite_attention};
     const char *names[] = {"shim", "core", "nn", "attention"};
     for (int k = 0; k < 4; k++) {
+        if (argc > 1 && strcmp(argv[1], names[k]) != 0) continue;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         suites[k](counts);

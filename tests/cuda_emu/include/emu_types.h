@@ -41,6 +41,13 @@ static inline __nv_bfloat16 __float2bfloat16_rn(float f)
     r.x = (uint16_t)(u >> 16);
     return r;
 }
+static inline __nv_bfloat16 __float2bfloat16_rz(float f)  /* toward zero */
+{
+    const uint32_t u = emu_f32_bits(f);
+    __nv_bfloat16 r;
+    r.x = (u & 0x7fffffffu) > 0x7f800000u ? 0x7fffu : (uint16_t)(u >> 16);
+    return r;
+}
 static inline float __bfloat162float(__nv_bfloat16 h) { return emu_bits_f32((uint32_t)h.x << 16); }
 
 static inline __half __float2half_rn(float f)
