@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -215,6 +216,12 @@ int emu_run(dim3 grid, dim3 block, size_t smem_bytes, bool optin,
             const std::function<void()> &body)
 {
     g_error[0] = 0;
+    static bool env_read;
+    if (!env_read) {  /* EMU_BARRIER_TIMEOUT_S: a shorter wait when hunting a deadlock */
+        env_read = true;
+        const char *e = getenv("EMU_BARRIER_TIMEOUT_S");
+        if (e && atof(e) > 0) g_timeout = atof(e);
+    }
     const unsigned nt = block.x * block.y * block.z;
     if (block.y != 1 || block.z != 1) {
         snprintf(g_error, sizeof g_error, "block (%u,%u,%u): the emulator runs 1-D blocks only",

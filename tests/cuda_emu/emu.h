@@ -174,7 +174,8 @@ int emu_run(dim3 grid, dim3 block, size_t smem_bytes, bool optin,
             const std::function<void()> &body);
 const char *emu_error();
 /* Seconds a barrier waits for the rest of its threads before it reports a deadlock
- * (default 20; the shim's own test uses a short one). */
+ * (default 20, or the environment's EMU_BARRIER_TIMEOUT_S; the shim's own test uses a
+ * short one). */
 void emu_set_barrier_timeout(double seconds);
 
 /* emu_launch(grid, block, smem, kernel, args...): kernel<<<grid, block, smem>>>(args...)

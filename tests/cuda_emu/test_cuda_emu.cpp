@@ -5,6 +5,7 @@
  * suite per kernel family (emu_core.cpp, emu_nn.cpp, emu_attention.cpp). */
 #include "emu.h"
 
+#include <stdlib.h>
 #include <time.h>
 
 #include "emu_test.h"
@@ -48,13 +49,14 @@ static __global__ void warp_ops_kernel(float *out, const float *in)
 
 static void test_shim_reports_a_skipped_syncthreads_as_deadlock(void)
 {
+    const char *env = getenv("EMU_BARRIER_TIMEOUT_S");
     emu_set_barrier_timeout(0.5);
     std::vector<int> out(64, 0);
     int rc = emu_launch(2, 64, 0, skipped_sync_kernel, out.data());
     CHECK_MSG(rc != 0 && strstr(emu_error(), "deadlock"), "rc %d, error '%s'", rc, emu_error());
     rc = emu_launch(1, 64, 0, early_return_kernel, out.data());
     CHECK_MSG(rc != 0 && strstr(emu_error(), "deadlock"), "rc %d, error '%s'", rc, emu_error());
-    emu_set_barrier_timeout(20.0);
+    emu_set_barrier_timeout(env && atof(env) > 0 ? atof(env) : 20.0);
 }
 
 static void test_shim_catches_shared_memory_overrun_and_launch_limits(void)
