@@ -1,12 +1,13 @@
-/* attention_k.cuh — the device code of attention.cu: the flash-style attention forward and its two backward kernels.
- * Only __global__ / __device__ functions and the types and constants they use; the host
- * launchers stay in attention.cu, which includes this file. tests/cuda_emu compiles it with g++
- * (-DTR_CUDA_EMU) against a CPU emulation of blocks and warps, so the kernels' own source
- * is checked in every CPU test run. */
+/* attention_k.cuh — the device code of attention.cu: the flash-style attention forward and
+ * its two backward kernels. Only __global__ / __device__ functions and the types and
+ * constants they use; the host launchers stay in attention.cu, which includes this file.
+ * tests/cuda_emu compiles it with g++ (-DTR_CUDA_EMU) against a CPU emulation of blocks and
+ * warps, so the kernels' own source is checked in every CPU test run. */
 #ifndef TRIDENT_CUDA_ATTENTION_K_CUH
 #define TRIDENT_CUDA_ATTENTION_K_CUH
 
 #include <math.h>
+
 #include "dtype.cuh"
 #include "launch.h"
 

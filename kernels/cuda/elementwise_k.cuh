@@ -1,8 +1,9 @@
-/* elementwise_k.cuh — the device code of elementwise.cu: residual, convert, scale, accumulate, the sum-of-squares partials and the non-finite count.
- * Only __global__ / __device__ functions and the types and constants they use; the host
- * launchers stay in elementwise.cu, which includes this file. tests/cuda_emu compiles it with g++
- * (-DTR_CUDA_EMU) against a CPU emulation of blocks and warps, so the kernels' own source
- * is checked in every CPU test run. */
+/* elementwise_k.cuh — the device code of elementwise.cu: residual, convert, scale,
+ * accumulate, the sum-of-squares partials and the non-finite count. Only __global__ /
+ * __device__ functions and the types and constants they use; the host launchers stay in
+ * elementwise.cu, which includes this file. tests/cuda_emu compiles it with g++
+ * (-DTR_CUDA_EMU) against a CPU emulation of blocks and warps, so the kernels' own source is
+ * checked in every CPU test run. */
 #ifndef TRIDENT_CUDA_ELEMENTWISE_K_CUH
 #define TRIDENT_CUDA_ELEMENTWISE_K_CUH
 
@@ -14,7 +15,6 @@ enum { EW_THREADS = 256, EW_MAX_BLOCKS = 65536, SUMSQ_BLOCKS = 1024 };
 #define GRID_STRIDE(i, n)                                                                \
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);            \
          i += (int64_t)gridDim.x * blockDim.x)
-
 
 /* ---------------------------------------------------------------------------------- */
 /* kernels                                                                              */

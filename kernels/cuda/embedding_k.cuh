@@ -1,8 +1,8 @@
-/* embedding_k.cuh — the device code of embedding.cu: embedding forward, the sort keys, dwte over sorted runs and dwpe.
- * Only __global__ / __device__ functions and the types and constants they use; the host
- * launchers stay in embedding.cu, which includes this file. tests/cuda_emu compiles it with g++
- * (-DTR_CUDA_EMU) against a CPU emulation of blocks and warps, so the kernels' own source
- * is checked in every CPU test run. */
+/* embedding_k.cuh — the device code of embedding.cu: embedding forward, the sort keys, dwte
+ * over sorted runs and dwpe. Only __global__ / __device__ functions and the types and
+ * constants they use; the host launchers stay in embedding.cu, which includes this file.
+ * tests/cuda_emu compiles it with g++ (-DTR_CUDA_EMU) against a CPU emulation of blocks and
+ * warps, so the kernels' own source is checked in every CPU test run. */
 #ifndef TRIDENT_CUDA_EMBEDDING_K_CUH
 #define TRIDENT_CUDA_EMBEDDING_K_CUH
 

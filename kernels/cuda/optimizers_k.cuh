@@ -1,12 +1,13 @@
-/* optimizers_k.cuh — the device code of optimizers.cu: AdamW, LAMB, LARS/SGD momentum and the state conversions on state of any form.
- * Only __global__ / __device__ functions and the types and constants they use; the host
- * launchers stay in optimizers.cu, which includes this file. tests/cuda_emu compiles it with g++
- * (-DTR_CUDA_EMU) against a CPU emulation of blocks and warps, so the kernels' own source
- * is checked in every CPU test run. */
+/* optimizers_k.cuh — the device code of optimizers.cu: AdamW, LAMB, LARS/SGD momentum and
+ * the state conversions on state of any form. Only __global__ / __device__ functions and the
+ * types and constants they use; the host launchers stay in optimizers.cu, which includes
+ * this file. tests/cuda_emu compiles it with g++ (-DTR_CUDA_EMU) against a CPU emulation of
+ * blocks and warps, so the kernels' own source is checked in every CPU test run. */
 #ifndef TRIDENT_CUDA_OPTIMIZERS_K_CUH
 #define TRIDENT_CUDA_OPTIMIZERS_K_CUH
 
 #include <math.h>
+
 #include "dtype.cuh"
 #include "reduce.cuh"
 extern "C" {

@@ -28,12 +28,14 @@
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
-namespace {
+namespace
+{
 
 enum { GUARD = 256, MAX_THREADS = 1024, SMEM_DEFAULT = 48 * 1024, SMEM_OPTIN = 227 * 1024 };
 const unsigned char GUARD_BYTE = 0xa5;
 
-struct abort_kernel {};  /* thrown out of a barrier when the launch has failed */
+struct abort_kernel {
+}; /* thrown out of a barrier when the launch has failed */
 
 double g_timeout = 20.0;
 char g_error[1024];
@@ -48,10 +50,10 @@ struct barrier {
 struct launch {
     std::function<void()> body;
     size_t smem = 0;
-    std::vector<unsigned char> shared;  /* GUARD | smem | GUARD */
+    std::vector<unsigned char> shared; /* GUARD | smem | GUARD */
     barrier start, end, block_bar;
     std::vector<barrier> warp_bar;
-    std::vector<uint64_t> warp_buf;     /* [warps][2][32]: warp operations alternate halves */
+    std::vector<uint64_t> warp_buf; /* [warps][2][32]: warp operations alternate halves */
     pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
     std::atomic<int> failed{0};
 };
@@ -104,14 +106,13 @@ void wait(launch *L, barrier &b, const char *what)
         if (b.gen.load(std::memory_order_acquire) != gen) break;
         const double waited = seconds_since(t0);
         if (L->failed || waited > g_timeout) {
-            const unsigned arrived = b.arrived.fetch_sub(1);  /* this thread leaves */
+            const unsigned arrived = b.arrived.fetch_sub(1); /* this thread leaves */
             if (!L->failed)
                 fail(L,
                      "deadlock: %s in block (%u,%u,%u) reached by %u of its %u threads "
                      "(thread %u waited %.1f s); a barrier must be reached by every thread "
                      "of the block (or warp), and none may return from the kernel before it",
-                     what, blockIdx.x, blockIdx.y, blockIdx.z, arrived, b.n, threadIdx.x,
-                     waited);
+                     what, blockIdx.x, blockIdx.y, blockIdx.z, arrived, b.n, threadIdx.x, waited);
             throw abort_kernel();
         }
     }
@@ -123,15 +124,17 @@ void check_guards(launch *L)
     const unsigned char *s = L->shared.data();
     for (size_t i = 0; i < GUARD; i++) {
         if (s[GUARD - 1 - i] != GUARD_BYTE) {
-            fail(L, "dynamic shared memory written out of bounds in block (%u,%u,%u): byte %zu "
-                    "before its start (smem %zu bytes)", blockIdx.x, blockIdx.y, blockIdx.z,
-                 i + 1, L->smem);
+            fail(L,
+                 "dynamic shared memory written out of bounds in block (%u,%u,%u): byte %zu "
+                 "before its start (smem %zu bytes)",
+                 blockIdx.x, blockIdx.y, blockIdx.z, i + 1, L->smem);
             return;
         }
         if (s[GUARD + L->smem + i] != GUARD_BYTE) {
-            fail(L, "dynamic shared memory written out of bounds in block (%u,%u,%u): byte %zu "
-                    "past its end (smem %zu bytes)", blockIdx.x, blockIdx.y, blockIdx.z, i,
-                 L->smem);
+            fail(L,
+                 "dynamic shared memory written out of bounds in block (%u,%u,%u): byte %zu "
+                 "past its end (smem %zu bytes)",
+                 blockIdx.x, blockIdx.y, blockIdx.z, i, L->smem);
             return;
         }
     }
@@ -155,8 +158,9 @@ void *thread_main(void *arg)
                     }
                     wait(L, L->start, "the start of the block");
                     L->body();
-                    wait(L, L->end, "the end of the kernel (a thread returned while "
-                                    "others wait at a barrier)");
+                    wait(L, L->end,
+                         "the end of the kernel (a thread returned while "
+                         "others wait at a barrier)");
                     if (threadIdx.x == 0) check_guards(L);
                     if (L->failed) return NULL;
                 }
@@ -167,7 +171,7 @@ void *thread_main(void *arg)
 
 launch *cur() { return g_launch; }
 
-}  // namespace
+} // namespace
 
 void emu_set_barrier_timeout(double seconds) { g_timeout = seconds; }
 const char *emu_error() { return g_error; }
@@ -212,12 +216,11 @@ unsigned emu_warp_ballot(int pred, unsigned mask)
     return bits;
 }
 
-int emu_run(dim3 grid, dim3 block, size_t smem_bytes, bool optin,
-            const std::function<void()> &body)
+int emu_run(dim3 grid, dim3 block, size_t smem_bytes, bool optin, const std::function<void()> &body)
 {
     g_error[0] = 0;
     static bool env_read;
-    if (!env_read) {  /* EMU_BARRIER_TIMEOUT_S: a shorter wait when hunting a deadlock */
+    if (!env_read) { /* EMU_BARRIER_TIMEOUT_S: a shorter wait when hunting a deadlock */
         env_read = true;
         const char *e = getenv("EMU_BARRIER_TIMEOUT_S");
         if (e && atof(e) > 0) g_timeout = atof(e);
@@ -232,12 +235,13 @@ int emu_run(dim3 grid, dim3 block, size_t smem_bytes, bool optin,
         grid.y > 65535 || grid.z > 65535) {
         snprintf(g_error, sizeof g_error,
                  "invalid launch: grid (%u,%u,%u), %u threads (a GPU takes 1..1024 threads and "
-                 "grid y, z up to 65535)", grid.x, grid.y, grid.z, nt);
+                 "grid y, z up to 65535)",
+                 grid.x, grid.y, grid.z, nt);
         return -1;
     }
     if (smem_bytes > (optin ? (size_t)SMEM_OPTIN : (size_t)SMEM_DEFAULT)) {
-        snprintf(g_error, sizeof g_error,
-                 "invalid launch: %zu bytes of dynamic shared memory %s", smem_bytes,
+        snprintf(g_error, sizeof g_error, "invalid launch: %zu bytes of dynamic shared memory %s",
+                 smem_bytes,
                  optin ? "(more than the 227 KiB of compute capability 8.x/9.0)"
                        : "without the opt-in (cudaFuncSetAttribute) above 48 KiB");
         return -1;

@@ -146,7 +146,7 @@ template <typename T> static inline T atomicMax(T *p, T v)
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* math intrinsics (glibc declares __expf and __logf itself): the fast forms are the accurate ones                          */
+/* math intrinsics: the fast forms are the accurate ones (glibc declares __expf, __logf) */
 
 static inline float __fdividef(float a, float b) { return a / b; }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }

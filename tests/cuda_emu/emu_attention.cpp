@@ -22,7 +22,8 @@
 #define EMU_OK(rc) CHECK_MSG((rc) == 0, "emulated launch failed: %s", emu_error())
 
 /* the launcher's att_launch: the opt-in when the plan asks for it */
-template <typename K> static int att_launch(K kernel, const struct cuda_launch &l, const att_args &a)
+template <typename K>
+static int att_launch(K kernel, const struct cuda_launch &l, const att_args &a)
 {
     if (l.grid_x == 0) return 0;
     return l.smem_optin ? emu_launch_optin((unsigned)l.grid_x, l.threads, l.smem, kernel, a)
@@ -30,8 +31,7 @@ template <typename K> static int att_launch(K kernel, const struct cuda_launch &
 }
 
 /* plans with the opt-in maximum of an A100/H100 (227 KiB) and runs forward and backward */
-template <int HS>
-static bool run_attention(att_args &a, int B, int NH, int T)
+template <int HS> static bool run_attention(att_args &a, int B, int NH, int T)
 {
     struct cuda_attn_plan p;
     char err[512];
@@ -85,10 +85,18 @@ template <int HS> static void fp32_case(int B, int NH, int T)
     };
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            auto Q = [&](int t, int d) { return (double)qkv[((int64_t)b * T + t) * 3 * Cq + h * HS + d]; };
-            auto K = [&](int t, int d) { return (double)qkv[((int64_t)b * T + t) * 3 * Cq + Cq + h * HS + d]; };
-            auto V = [&](int t, int d) { return (double)qkv[((int64_t)b * T + t) * 3 * Cq + 2 * Cq + h * HS + d]; };
-            auto DO = [&](int t, int d) { return (double)dout[((int64_t)b * T + t) * Cq + h * HS + d]; };
+            auto Q = [&](int t, int d) {
+                return (double)qkv[((int64_t)b * T + t) * 3 * Cq + h * HS + d];
+            };
+            auto K = [&](int t, int d) {
+                return (double)qkv[((int64_t)b * T + t) * 3 * Cq + Cq + h * HS + d];
+            };
+            auto V = [&](int t, int d) {
+                return (double)qkv[((int64_t)b * T + t) * 3 * Cq + 2 * Cq + h * HS + d];
+            };
+            auto DO = [&](int t, int d) {
+                return (double)dout[((int64_t)b * T + t) * Cq + h * HS + d];
+            };
             std::vector<double> P((size_t)T * T, 0), dP((size_t)T * T, 0), Dr(T);
             std::vector<double> dq((size_t)T * HS, 0), dk((size_t)T * HS, 0), dv((size_t)T * HS, 0);
             for (int i = 0; i < T; i++) {
@@ -120,7 +128,8 @@ template <int HS> static void fp32_case(int B, int NH, int T)
             }
             for (int i = 0; i < T; i++)
                 for (int j = 0; j <= i; j++) {
-                    const double pij = P[(size_t)i * T + j], ds = pij * (dP[(size_t)i * T + j] - Dr[i]) * sc;
+                    const double pij = P[(size_t)i * T + j],
+                                 ds = pij * (dP[(size_t)i * T + j] - Dr[i]) * sc;
                     for (int d = 0; d < HS; d++) {
                         dq[(size_t)i * HS + d] += ds * K(j, d);
                         dk[(size_t)j * HS + d] += ds * Q(i, d);
@@ -135,8 +144,10 @@ template <int HS> static void fp32_case(int B, int NH, int T)
                     near(dv[(size_t)t * HS + d], dqkv[row + 2 * Cq], "dv");
                 }
         }
-    CHECK_MSG(worst <= tol, "attention fp32 B %d NH %d T %d hs %d: %s off the double reference by %.3g (limit %g)",
-              B, NH, T, HS, worst_what, worst, tol);
+    CHECK_MSG(
+        worst <= tol,
+        "attention fp32 B %d NH %d T %d hs %d: %s off the double reference by %.3g (limit %g)", B,
+        NH, T, HS, worst_what, worst, tol);
 }
 
 static void test_attention_fp32_matches_double_reference_every_head_size(void)
@@ -149,7 +160,8 @@ static void test_attention_fp32_matches_double_reference_every_head_size(void)
 }
 
 /* worst excess of |got - cpu| over atol * max(amax, 1) + rtol |cpu| (<= 0 passes) */
-static double excess(const std::vector<float> &g, const std::vector<float> &c, double rtol, double atol)
+static double excess(const std::vector<float> &g, const std::vector<float> &c, double rtol,
+                     double atol)
 {
     double amax = 0, w = -1e30;
     for (float x : c) amax = fmax(amax, fabs(x));
@@ -178,9 +190,10 @@ template <int HS> static void half_case(enum kdtype dt, int B, int NH, int T)
     std::vector<float> scratch((size_t)(rows * T));
     k->attention_fwd(cpu, tensor_2d(oc.data(), dt, BT, Cq), tensor_2d(att.data(), dt, rows, T),
                      tensor_2d(q.data(), dt, BT, 3 * Cq), B, NH);
-    k->attention_bwd(cpu, tensor_2d(gc.data(), dt, BT, 3 * Cq), tensor_2d(scratch.data(), KDT_F32, rows, T),
-                     tensor_2d(d.data(), dt, BT, Cq), tensor_2d(q.data(), dt, BT, 3 * Cq),
-                     tensor_2d(att.data(), dt, rows, T), B, NH);
+    k->attention_bwd(cpu, tensor_2d(gc.data(), dt, BT, 3 * Cq),
+                     tensor_2d(scratch.data(), KDT_F32, rows, T), tensor_2d(d.data(), dt, BT, Cq),
+                     tensor_2d(q.data(), dt, BT, 3 * Cq), tensor_2d(att.data(), dt, rows, T), B,
+                     NH);
     std::vector<uint8_t> og(oc.size(), 0xff), gg(gc.size(), 0xff);
     std::vector<float> lse(rows, NAN), D(rows, NAN);
     att_args a{};
@@ -200,10 +213,13 @@ template <int HS> static void half_case(enum kdtype dt, int B, int NH, int T)
     if (!run_attention<HS>(a, B, NH, T)) return;
     const bool bf = dt == KDT_BF16;
     const double eo = excess(emu_to_f32(og.data(), dt, BT * Cq), emu_to_f32(oc.data(), dt, BT * Cq),
-                             bf ? 1e-4 + 2.0 / 256 : 1e-4 + 2.0 / 2048, bf ? 1e-5 + 2.0 / 256 * 1e-2 : 1e-5 + 2.0 / 2048 * 1e-2);
-    const double eg = excess(emu_to_f32(gg.data(), dt, BT * 3 * Cq), emu_to_f32(gc.data(), dt, BT * 3 * Cq),
-                             bf ? 1.0 / 64 : 1.0 / 512, bf ? 1.0 / 128 : 1.0 / 1024);
-    CHECK_MSG(eo <= 0 && eg <= 0, "attention %s B %d NH %d T %d hs %d vs the CPU: out excess %.3g, dqkv excess %.3g",
+                             bf ? 1e-4 + 2.0 / 256 : 1e-4 + 2.0 / 2048,
+                             bf ? 1e-5 + 2.0 / 256 * 1e-2 : 1e-5 + 2.0 / 2048 * 1e-2);
+    const double eg =
+        excess(emu_to_f32(gg.data(), dt, BT * 3 * Cq), emu_to_f32(gc.data(), dt, BT * 3 * Cq),
+               bf ? 1.0 / 64 : 1.0 / 512, bf ? 1.0 / 128 : 1.0 / 1024);
+    CHECK_MSG(eo <= 0 && eg <= 0,
+              "attention %s B %d NH %d T %d hs %d vs the CPU: out excess %.3g, dqkv excess %.3g",
               kdtype_name(dt), B, NH, T, HS, eo, eg);
 }
 

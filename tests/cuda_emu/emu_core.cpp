@@ -17,7 +17,7 @@
 
 #define EMU_OK(rc) CHECK_MSG((rc) == 0, "emulated launch failed: %s", emu_error())
 
-static unsigned ew_grid(int64_t n)  /* elementwise.cu's grid_for */
+static unsigned ew_grid(int64_t n) /* elementwise.cu's grid_for */
 {
     int64_t g = (n + EW_THREADS - 1) / EW_THREADS;
     return (unsigned)(g < 1 ? 1 : g > EW_MAX_BLOCKS ? EW_MAX_BLOCKS : g);
@@ -27,10 +27,28 @@ static unsigned ew_grid(int64_t n)  /* elementwise.cu's grid_for */
  * fp16 subnormals, NaN, inf, signed zero, then random ones of every magnitude */
 static std::vector<float> special_values(int64_t n, uint64_t seed)
 {
-    const float sp[] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -(1.0f + 0x1p-8f), 1.0f + 0x1p-11f,
-                        1.0f + 3 * 0x1p-11f, 65504.0f, 65519.0f, 65520.0f, -65520.0f, 3.3895e38f,
-                        0x1p-24f, 0x1p-25f, 3 * 0x1p-26f, 0x1p-15f + 0x1p-25f, 5.96e-8f, -0.0f,
-                        NAN, -NAN, INFINITY, -INFINITY, 1e-40f, 0x1.fffffep127f};
+    const float sp[] = {1.0f + 0x1p-8f,
+                        1.0f + 3 * 0x1p-8f,
+                        -(1.0f + 0x1p-8f),
+                        1.0f + 0x1p-11f,
+                        1.0f + 3 * 0x1p-11f,
+                        65504.0f,
+                        65519.0f,
+                        65520.0f,
+                        -65520.0f,
+                        3.3895e38f,
+                        0x1p-24f,
+                        0x1p-25f,
+                        3 * 0x1p-26f,
+                        0x1p-15f + 0x1p-25f,
+                        5.96e-8f,
+                        -0.0f,
+                        NAN,
+                        -NAN,
+                        INFINITY,
+                        -INFINITY,
+                        1e-40f,
+                        0x1.fffffep127f};
     std::vector<float> v(n);
     emu_rng r(seed);
     for (int64_t i = 0; i < n; i++) {
@@ -40,7 +58,10 @@ static std::vector<float> special_values(int64_t n, uint64_t seed)
     return v;
 }
 
-static std::vector<uint8_t> as_dt(const std::vector<float> &f, enum kdtype dt) { return emu_from_f32(f, dt); }
+static std::vector<uint8_t> as_dt(const std::vector<float> &f, enum kdtype dt)
+{
+    return emu_from_f32(f, dt);
+}
 
 static void test_convert_matches_cpu_bits_incl_nan_inf_ties(void)
 {
@@ -49,7 +70,7 @@ static void test_convert_matches_cpu_bits_incl_nan_inf_ties(void)
     const enum kdtype dts[] = {KDT_F32, KDT_BF16, KDT_F16};
     for (enum kdtype s : dts)
         for (enum kdtype d : dts) {
-            if (s == d) continue;  /* the launcher copies: no kernel */
+            if (s == d) continue; /* the launcher copies: no kernel */
             std::vector<uint8_t> src = as_dt(f, s), cpu(n * kdtype_size(d)), gpu(cpu.size());
             backend_kernels(emu_cpu())->convert(emu_cpu(), tensor_1d(cpu.data(), d, n),
                                                 tensor_1d(src.data(), s, n));
@@ -107,13 +128,13 @@ static void test_scale_residual_accumulate_match_cpu_bits(void)
 static void test_count_nonfinite_and_sumsq_match_cpu(void)
 {
     const struct kernels *k = backend_kernels(emu_cpu());
-    const int64_t sizes[] = {1, 255, 256 * 7 + 100};  /* the last: > 1024 blocks */
+    const int64_t sizes[] = {1, 255, 256 * 7 + 100}; /* the last: > 1024 blocks */
     const enum kdtype dts[] = {KDT_F32, KDT_BF16, KDT_F16};
     for (int64_t n : sizes)
         for (enum kdtype dt : dts) {
             std::vector<float> f(n);
             emu_rng r((uint64_t)n);
-            for (auto &v : f) v = r.uniform() * 300.0f;  /* fp16 overflows above 65504: x^2 fine */
+            for (auto &v : f) v = r.uniform() * 300.0f; /* fp16 overflows above 65504: x^2 fine */
             for (int64_t j = 3; j < n; j += 997) f[j] = j % 2 ? NAN : -INFINITY;
             std::vector<uint8_t> x = as_dt(f, dt);
             unsigned long long cnt = 0;
@@ -144,7 +165,8 @@ static void test_count_nonfinite_and_sumsq_match_cpu(void)
                                   (const double *)p4.data() + 1, (int64_t)4));
                 CHECK_CLOSE(p4[0], cpu, 1e-12, 0.0);
                 unsigned long long c4 = 0;
-                EMU_OK(emu_launch(3, EW_THREADS, 0, nonfinite_kernel, &c4, (const void *)x.data(), dt, n));
+                EMU_OK(emu_launch(3, EW_THREADS, 0, nonfinite_kernel, &c4, (const void *)x.data(),
+                                  dt, n));
                 CHECK(c4 == 0);
             }
         }
@@ -166,13 +188,16 @@ struct host_state {
         if (dt == KDT_I32) {
             s.q = tensor_1d(q.data(), KDT_I32, (n + 3) / 4);
             s.scale = tensor_1d(scale.data(), KDT_F32, (int64_t)scale.size());
-        } else s.q = tensor_1d(q.data(), dt, n);
+        } else
+            s.q = tensor_1d(q.data(), dt, n);
         return s;
     }
     dstate ds(int role)
     {
-        dstate d = {dt == KDT_F32 ? SF_F32 : dt == KDT_BF16 ? SF_BF16 : SF_I8, q.data(),
-                    dt == KDT_I32 ? scale.data() : NULL, role};
+        dstate d = {dt == KDT_F32    ? SF_F32
+                    : dt == KDT_BF16 ? SF_BF16
+                                     : SF_I8,
+                    q.data(), dt == KDT_I32 ? scale.data() : NULL, role};
         return d;
     }
 };
@@ -194,17 +219,21 @@ static host_state make_state(int form, int64_t n, int role, uint64_t seed)
 
 static void check_state(const host_state &g, const host_state &c, const char *what, int form)
 {
-    const int64_t i = emu_first_diff(g.q.data(), c.q.data(), form == 0 ? KDT_F32 : form == 1 ? KDT_BF16 : KDT_I32,
+    const int64_t i = emu_first_diff(g.q.data(), c.q.data(),
+                                     form == 0   ? KDT_F32
+                                     : form == 1 ? KDT_BF16
+                                                 : KDT_I32,
                                      form == 2 ? (int64_t)g.q.size() : g.n);
-    CHECK_MSG(i < 0, "%s (form %d): element %lld of the state differs from the CPU's", what,
-              form, (long long)i);
+    CHECK_MSG(i < 0, "%s (form %d): element %lld of the state differs from the CPU's", what, form,
+              (long long)i);
     if (form == 2) {
-        const int64_t j = emu_first_diff(g.scale.data(), c.scale.data(), KDT_F32, (int64_t)g.scale.size());
+        const int64_t j =
+            emu_first_diff(g.scale.data(), c.scale.data(), KDT_F32, (int64_t)g.scale.size());
         CHECK_MSG(j < 0, "%s: the scale of block %lld differs from the CPU's", what, (long long)j);
     }
 }
 
-static void bias_corr(float b1, float b2, int t, float *c1, float *c2)  /* optimizers.cu's */
+static void bias_corr(float b1, float b2, int t, float *c1, float *c2) /* optimizers.cu's */
 {
     *c1 = (float)(1.0 / (1.0 - pow(b1, t)));
     *c2 = (float)(1.0 / (1.0 - pow(b2, t)));
@@ -243,12 +272,13 @@ static void test_adamw_and_adamw_state_match_cpu_bits(void)
                 host_state m = make_state(0, n, 0, 5), v = make_state(0, n, 1, 6);
                 host_state mg = m, vg = v;
                 std::vector<float> pc = p, pg = p;
-                k->adamw(emu_cpu(), tensor_1d(pc.data(), KDT_F32, n), tensor_1d(g.data(), KDT_F32, n),
-                         m.ks().q, v.ks().q, lr, b1, b2, eps, wd, gs, t);
+                k->adamw(emu_cpu(), tensor_1d(pc.data(), KDT_F32, n),
+                         tensor_1d(g.data(), KDT_F32, n), m.ks().q, v.ks().q, lr, b1, b2, eps, wd,
+                         gs, t);
                 const int64_t blocks = (n + QB - 1) / QB;
                 EMU_OK(emu_launch((unsigned)blocks, QB, 0, adamw_kernel, pg.data(),
-                                  (const float *)g.data(), (float *)mg.q.data(), (float *)vg.q.data(),
-                                  n, lr, b1, b2, eps, wd, gs, c1, c2));
+                                  (const float *)g.data(), (float *)mg.q.data(),
+                                  (float *)vg.q.data(), n, lr, b1, b2, eps, wd, gs, c1, c2));
                 const int64_t i = emu_first_diff(pg.data(), pc.data(), KDT_F32, n);
                 CHECK_MSG(i < 0, "adamw t %d: p[%lld] differs", t, (long long)i);
                 check_state(mg, m, "adamw m", 0);
@@ -259,14 +289,14 @@ static void test_adamw_and_adamw_state_match_cpu_bits(void)
                 host_state mg = m, vg = v;
                 std::vector<float> pc = p, pg = p;
                 k->adamw_state(emu_cpu(), tensor_1d(pc.data(), KDT_F32, n),
-                               tensor_1d(g.data(), KDT_F32, n), m.ks(), v.ks(), lr, b1, b2, eps,
-                               wd, gs, t);
+                               tensor_1d(g.data(), KDT_F32, n), m.ks(), v.ks(), lr, b1, b2, eps, wd,
+                               gs, t);
                 EMU_OK(emu_launch((unsigned)((n + QB - 1) / QB), QB, 0, adamw_state_kernel,
-                                  pg.data(), (const float *)g.data(), mg.ds(0), vg.ds(1), n, lr,
-                                  b1, b2, eps, wd, gs, c1, c2));
+                                  pg.data(), (const float *)g.data(), mg.ds(0), vg.ds(1), n, lr, b1,
+                                  b2, eps, wd, gs, c1, c2));
                 const int64_t i = emu_first_diff(pg.data(), pc.data(), KDT_F32, n);
-                CHECK_MSG(i < 0, "adamw_state form %d t %d nonfinite %d: p[%lld] differs", form,
-                          t, nonfinite, (long long)i);
+                CHECK_MSG(i < 0, "adamw_state form %d t %d nonfinite %d: p[%lld] differs", form, t,
+                          nonfinite, (long long)i);
                 check_state(mg, m, "adamw_state m", form);
                 check_state(vg, v, "adamw_state v", form);
             }
@@ -301,8 +331,11 @@ static void test_lamb_lars_sgd_and_state_conversions_match_cpu(void)
                                   vg.ds(1), n, b1, b2, eps, wd, gs, c1, c2, own0, own0 + own_n));
                 EMU_OK(emu_launch(1, 1024, 0, sum_partials_f64, part.data(),
                                   (const double *)part.data() + 1, nb));
-                if (nonfinite) CHECK_MSG(part[0] != part[0] && sc != sc, "lamb_moments with a NaN gradient: %g (CPU %g)", part[0], sc);
-                else CHECK_CLOSE(part[0], sc, 1e-12, 0.0);
+                if (nonfinite)
+                    CHECK_MSG(part[0] != part[0] && sc != sc,
+                              "lamb_moments with a NaN gradient: %g (CPU %g)", part[0], sc);
+                else
+                    CHECK_CLOSE(part[0], sc, 1e-12, 0.0);
                 check_state(mg, m, "lamb_moments m", form);
                 check_state(vg, v, "lamb_moments v", form);
                 k->lamb_apply(emu_cpu(), tensor_1d(pc.data(), KDT_F32, n), m.ks(), v.ks(), lr, b1,
@@ -344,7 +377,8 @@ static void test_lamb_lars_sgd_and_state_conversions_match_cpu(void)
                 check_state(gs_, c, "state_from_f32", form);
                 std::vector<float> dc(n), dg(n);
                 k->state_to_f32(emu_cpu(), tensor_1d(dc.data(), KDT_F32, n), c.ks(), role);
-                EMU_OK(emu_launch((unsigned)nb, QB, 0, state_to_f32_kernel, dg.data(), c.ds(role), n));
+                EMU_OK(
+                    emu_launch((unsigned)nb, QB, 0, state_to_f32_kernel, dg.data(), c.ds(role), n));
                 const int64_t i = emu_first_diff(dg.data(), dc.data(), KDT_F32, n);
                 CHECK_MSG(i < 0, "state_to_f32 form %d role %d: element %lld differs", form, role,
                           (long long)i);

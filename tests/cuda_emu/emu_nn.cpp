@@ -38,13 +38,13 @@ static std::vector<float> rnd(int64_t n, float amp, uint64_t seed)
     return v;
 }
 
-#define CHECK_NEAR_VEC(got, want, rtol, atol, ...)                                        \
-    do {                                                                                 \
-        const int64_t i_ = emu_first_far(got, want, rtol, atol);                         \
-        CHECK_MSG(i_ < 0, __VA_ARGS__);                                                  \
-        if (i_ >= 0)                                                                     \
-            fprintf(stderr, "    element %lld: %.9g, the CPU %.9g\n", (long long)i_,     \
-                    (double)(got)[i_], (double)(want)[i_]);                              \
+#define CHECK_NEAR_VEC(got, want, rtol, atol, ...)                                                 \
+    do {                                                                                           \
+        const int64_t i_ = emu_first_far(got, want, rtol, atol);                                   \
+        CHECK_MSG(i_ < 0, __VA_ARGS__);                                                            \
+        if (i_ >= 0)                                                                               \
+            fprintf(stderr, "    element %lld: %.9g, the CPU %.9g\n", (long long)i_,               \
+                    (double)(got)[i_], (double)(want)[i_]);                                        \
     } while (0)
 
 static void layernorm_case(int64_t N, int C, enum kdtype dt)
@@ -52,9 +52,10 @@ static void layernorm_case(int64_t N, int C, enum kdtype dt)
     const struct kernels *k = backend_kernels(emu_cpu());
     const size_t es = kdtype_size(dt);
     std::vector<float> xf = rnd(N * C, 2.0f, 1 + C);
-    for (auto &v : xf) v += 0.3f;  /* rows off zero mean */
+    for (auto &v : xf) v += 0.3f; /* rows off zero mean */
     std::vector<uint8_t> x = emu_from_f32(xf, dt);
-    std::vector<uint8_t> w = emu_from_f32(rnd(C, 1.0f, 3), dt), bias = emu_from_f32(rnd(C, 1.0f, 4), dt);
+    std::vector<uint8_t> w = emu_from_f32(rnd(C, 1.0f, 3), dt),
+                         bias = emu_from_f32(rnd(C, 1.0f, 4), dt);
     std::vector<uint8_t> g = emu_from_f32(rnd(N * C, 1.0f, 5), dt);
     std::vector<uint8_t> oc(N * C * es), og(N * C * es);
     std::vector<float> mc(N), rc(N), mg(N, NAN), rg(N, NAN);
@@ -62,14 +63,16 @@ static void layernorm_case(int64_t N, int C, enum kdtype dt)
                      tensor_1d(rc.data(), KDT_F32, N), tensor_2d(x.data(), dt, N, C),
                      tensor_1d(w.data(), dt, C), tensor_1d(bias.data(), dt, C));
     struct cuda_launch l = cuda_launch_warp_rows(N);
-    EMU_OK(emu_launch((unsigned)l.grid_x, l.threads, 0, layernorm_fwd_kernel, (void *)og.data(),
-                      dt, mg.data(), rg.data(), (const void *)x.data(), dt,
-                      (const void *)w.data(), dt, (const void *)bias.data(), dt, N, C));
-    CHECK_NEAR_VEC(mg, mc, 1e-5, 1e-6, "layernorm_fwd N %lld C %d %s: mean", (long long)N, C, kdtype_name(dt));
-    CHECK_NEAR_VEC(rg, rc, 1e-5, 0.0, "layernorm_fwd N %lld C %d %s: rstd", (long long)N, C, kdtype_name(dt));
-    CHECK_NEAR_VEC(emu_to_f32(og.data(), dt, N * C), emu_to_f32(oc.data(), dt, N * C), rtol_of(dt),
-                   dt == KDT_F32 ? 1e-5 : 1.0 / 64, "layernorm_fwd N %lld C %d %s: out", (long long)N, C,
+    EMU_OK(emu_launch((unsigned)l.grid_x, l.threads, 0, layernorm_fwd_kernel, (void *)og.data(), dt,
+                      mg.data(), rg.data(), (const void *)x.data(), dt, (const void *)w.data(), dt,
+                      (const void *)bias.data(), dt, N, C));
+    CHECK_NEAR_VEC(mg, mc, 1e-5, 1e-6, "layernorm_fwd N %lld C %d %s: mean", (long long)N, C,
                    kdtype_name(dt));
+    CHECK_NEAR_VEC(rg, rc, 1e-5, 0.0, "layernorm_fwd N %lld C %d %s: rstd", (long long)N, C,
+                   kdtype_name(dt));
+    CHECK_NEAR_VEC(emu_to_f32(og.data(), dt, N * C), emu_to_f32(oc.data(), dt, N * C), rtol_of(dt),
+                   dt == KDT_F32 ? 1e-5 : 1.0 / 64, "layernorm_fwd N %lld C %d %s: out",
+                   (long long)N, C, kdtype_name(dt));
     /* backward from the CPU's statistics (both sides read the same mean, rstd) */
     std::vector<uint8_t> dic = emu_from_f32(rnd(N * C, 1.0f, 6), dt), dig = dic;
     std::vector<float> dwc = rnd(C, 1.0f, 7), dbc = rnd(C, 1.0f, 8), dwg = dwc, dbg = dbc;
@@ -82,27 +85,31 @@ static void layernorm_case(int64_t N, int C, enum kdtype dt)
     CHECK_MSG(cuda_ln_bwd_plan(N, C, &p, err, sizeof err) == 0, "%s", err);
     std::vector<float> part(p.ws_bytes / sizeof(float), NAN);
     EMU_OK(emu_launch((unsigned)p.rows.grid_x, p.rows.threads, 0, layernorm_bwd_inp_kernel,
-                      (void *)dig.data(), dt, (const void *)g.data(), dt, (const void *)x.data(), dt,
-                      (const void *)w.data(), dt, (const float *)mc.data(), (const float *)rc.data(), N, C));
-    EMU_OK(emu_launch(dim3((unsigned)p.partial.grid_x, (unsigned)p.partial.grid_y), p.partial.threads,
-                      0, layernorm_bwd_partial_kernel, part.data(), (const void *)g.data(), dt,
-                      (const void *)x.data(), dt, (const float *)mc.data(), (const float *)rc.data(), N, C));
+                      (void *)dig.data(), dt, (const void *)g.data(), dt, (const void *)x.data(),
+                      dt, (const void *)w.data(), dt, (const float *)mc.data(),
+                      (const float *)rc.data(), N, C));
+    EMU_OK(emu_launch(dim3((unsigned)p.partial.grid_x, (unsigned)p.partial.grid_y),
+                      p.partial.threads, 0, layernorm_bwd_partial_kernel, part.data(),
+                      (const void *)g.data(), dt, (const void *)x.data(), dt,
+                      (const float *)mc.data(), (const float *)rc.data(), N, C));
     EMU_OK(emu_launch((unsigned)p.finish.grid_x, p.finish.threads, 0, layernorm_bwd_finish_kernel,
                       dwg.data(), dbg.data(), (const float *)part.data(), p.n_chunks, C));
-    CHECK_NEAR_VEC(emu_to_f32(dig.data(), dt, N * C), emu_to_f32(dic.data(), dt, N * C), rtol_of(dt),
-                   dt == KDT_F32 ? 2e-5 : 1.0 / 32, "layernorm_bwd N %lld C %d %s: dinp", (long long)N, C,
-                   kdtype_name(dt));
+    CHECK_NEAR_VEC(emu_to_f32(dig.data(), dt, N * C), emu_to_f32(dic.data(), dt, N * C),
+                   rtol_of(dt), dt == KDT_F32 ? 2e-5 : 1.0 / 32,
+                   "layernorm_bwd N %lld C %d %s: dinp", (long long)N, C, kdtype_name(dt));
     /* dw, db: sums over N rows of O(1) terms: absolute error ~ N ulps of the partial sums */
-    CHECK_NEAR_VEC(dwg, dwc, 1e-5, 1e-6 * N, "layernorm_bwd N %lld C %d %s: dw", (long long)N, C, kdtype_name(dt));
-    CHECK_NEAR_VEC(dbg, dbc, 1e-5, 1e-6 * N, "layernorm_bwd N %lld C %d %s: db", (long long)N, C, kdtype_name(dt));
+    CHECK_NEAR_VEC(dwg, dwc, 1e-5, 1e-6 * N, "layernorm_bwd N %lld C %d %s: dw", (long long)N, C,
+                   kdtype_name(dt));
+    CHECK_NEAR_VEC(dbg, dbc, 1e-5, 1e-6 * N, "layernorm_bwd N %lld C %d %s: db", (long long)N, C,
+                   kdtype_name(dt));
 }
 
 static void test_layernorm_fwd_bwd_match_cpu(void)
 {
     for (enum kdtype dt : ACT) {
-        layernorm_case(37, 100, dt);   /* ragged rows per block, C not a multiple of 32 */
+        layernorm_case(37, 100, dt); /* ragged rows per block, C not a multiple of 32 */
         layernorm_case(5, 768, dt);
-        layernorm_case(300, 64, dt);   /* two dw/db chunks (256 rows each), the second ragged */
+        layernorm_case(300, 64, dt); /* two dw/db chunks (256 rows each), the second ragged */
         layernorm_case(1, 33, dt);
     }
 }
@@ -131,7 +138,7 @@ static void test_gelu_fwd_bwd_match_cpu(void)
     }
 }
 
-static int n_real(int64_t Vl, int v0, int V)  /* crossentropy.cu's xent_n_real */
+static int n_real(int64_t Vl, int v0, int V) /* crossentropy.cu's xent_n_real */
 {
     const int64_t n = (int64_t)V - v0;
     return (int)(n < 0 ? 0 : n > Vl ? Vl : n);
@@ -143,47 +150,57 @@ static void xent_case(int N, int Vl, int v0, int V, enum kdtype dt)
     std::vector<uint8_t> L = emu_from_f32(rnd((int64_t)N * Vl, 8.0f, 31 + Vl), dt);
     std::vector<int32_t> tg(N);
     for (int n = 0; n < N; n++) tg[n] = (n * 131 + 7) % V;
-    tg[0] = v0;  /* at least one target in the shard */
+    tg[0] = v0; /* at least one target in the shard */
     const int nr = n_real(Vl, v0, V);
     std::vector<float> mc(N), sc(N), tc(N), mg(N, NAN), sg(N, NAN), tgt(N, NAN);
     struct tensor lt = tensor_2d(L.data(), dt, N, Vl);
     k->xent_max(emu_cpu(), tensor_1d(mc.data(), KDT_F32, N), lt, v0, V);
-    k->xent_sumexp(emu_cpu(), tensor_1d(sc.data(), KDT_F32, N), lt, tensor_1d(mc.data(), KDT_F32, N), v0, V);
-    k->xent_target(emu_cpu(), tensor_1d(tc.data(), KDT_F32, N), lt, tensor_1d(tg.data(), KDT_I32, N), v0);
-    const double lossc = k->xent_loss(emu_cpu(), tensor_1d(mc.data(), KDT_F32, N),
-                                      tensor_1d(sc.data(), KDT_F32, N), tensor_1d(tc.data(), KDT_F32, N));
+    k->xent_sumexp(emu_cpu(), tensor_1d(sc.data(), KDT_F32, N), lt,
+                   tensor_1d(mc.data(), KDT_F32, N), v0, V);
+    k->xent_target(emu_cpu(), tensor_1d(tc.data(), KDT_F32, N), lt,
+                   tensor_1d(tg.data(), KDT_I32, N), v0);
+    const double lossc =
+        k->xent_loss(emu_cpu(), tensor_1d(mc.data(), KDT_F32, N), tensor_1d(sc.data(), KDT_F32, N),
+                     tensor_1d(tc.data(), KDT_F32, N));
     struct cuda_launch lr = cuda_launch_block_rows(N), le = cuda_launch_elementwise(N);
     EMU_OK(emu_launch((unsigned)lr.grid_x, lr.threads, 0, xent_max_kernel, mg.data(),
                       (const void *)L.data(), dt, (int64_t)Vl, nr));
     EMU_OK(emu_launch((unsigned)lr.grid_x, lr.threads, 0, xent_sumexp_kernel, sg.data(),
                       (const void *)L.data(), dt, (const float *)mg.data(), (int64_t)Vl, nr));
     EMU_OK(emu_launch((unsigned)le.grid_x, le.threads, 0, xent_target_kernel, tgt.data(),
-                      (const void *)L.data(), dt, (const int32_t *)tg.data(), (int64_t)N, (int64_t)Vl, v0));
+                      (const void *)L.data(), dt, (const int32_t *)tg.data(), (int64_t)N,
+                      (int64_t)Vl, v0));
     double lossg = NAN;
     EMU_OK(emu_launch(1, CUDA_ELEM_THREADS, 0, xent_loss_kernel, &lossg, (const float *)mg.data(),
                       (const float *)sg.data(), (const float *)tgt.data(), (int64_t)N));
     const char *dn = kdtype_name(dt);
-    for (int n = 0; n < N; n++) CHECK_MSG(emu_same_f32(mg[n], mc[n]), "xent_max %s row %d: %g, the CPU %g", dn, n, mg[n], mc[n]);
-    CHECK_NEAR_VEC(sg, sc, 2e-6 + 1e-7 * nr, 0.0, "xent_sumexp N %d Vl %d v0 %d V %d %s", N, Vl, v0, V, dn);
-    for (int n = 0; n < N; n++) CHECK_MSG(tgt[n] == tc[n], "xent_target %s row %d: %g, the CPU %g", dn, n, tgt[n], tc[n]);
+    for (int n = 0; n < N; n++)
+        CHECK_MSG(emu_same_f32(mg[n], mc[n]), "xent_max %s row %d: %g, the CPU %g", dn, n, mg[n],
+                  mc[n]);
+    CHECK_NEAR_VEC(sg, sc, 2e-6 + 1e-7 * nr, 0.0, "xent_sumexp N %d Vl %d v0 %d V %d %s", N, Vl, v0,
+                   V, dn);
+    for (int n = 0; n < N; n++)
+        CHECK_MSG(tgt[n] == tc[n], "xent_target %s row %d: %g, the CPU %g", dn, n, tgt[n], tc[n]);
     if (nr) CHECK_CLOSE(lossg, lossc, 1e-6, 1e-6);
     /* backward in place; the padding after the real columns must become 0 */
     std::vector<uint8_t> Lg = L;
     k->xent_bwd(emu_cpu(), lt, tensor_1d(mc.data(), KDT_F32, N), tensor_1d(sc.data(), KDT_F32, N),
                 tensor_1d(tg.data(), KDT_I32, N), 0.25f, v0, V);
     EMU_OK(emu_launch((unsigned)lr.grid_x, lr.threads, 0, xent_bwd_kernel, (void *)Lg.data(), dt,
-                      (const float *)mc.data(), (const float *)sc.data(), (const int32_t *)tg.data(),
-                      0.25f, (int64_t)Vl, nr, v0));
-    CHECK_NEAR_VEC(emu_to_f32(Lg.data(), dt, (int64_t)N * Vl), emu_to_f32(L.data(), dt, (int64_t)N * Vl),
-                   rtol_of(dt), dt == KDT_F32 ? 1e-7 : 1e-4, "xent_bwd N %d Vl %d v0 %d V %d %s", N, Vl, v0, V, dn);
+                      (const float *)mc.data(), (const float *)sc.data(),
+                      (const int32_t *)tg.data(), 0.25f, (int64_t)Vl, nr, v0));
+    CHECK_NEAR_VEC(emu_to_f32(Lg.data(), dt, (int64_t)N * Vl),
+                   emu_to_f32(L.data(), dt, (int64_t)N * Vl), rtol_of(dt),
+                   dt == KDT_F32 ? 1e-7 : 1e-4, "xent_bwd N %d Vl %d v0 %d V %d %s", N, Vl, v0, V,
+                   dn);
 }
 
 static void test_crossentropy_matches_cpu_with_padding_and_shards(void)
 {
     for (enum kdtype dt : ACT) {
-        xent_case(9, 37, 30, 60, dt);      /* 30 real columns, 7 padded */
+        xent_case(9, 37, 30, 60, dt);       /* 30 real columns, 7 padded */
         xent_case(3, 1000, 2000, 2900, dt); /* more columns than threads */
-        xent_case(5, 16, 64, 60, dt);      /* a shard past V: no real column */
+        xent_case(5, 16, 64, 60, dt);       /* a shard past V: no real column */
         xent_case(4, 300, 0, 300, dt);
     }
 }
@@ -194,14 +211,15 @@ static void emb_case(int B, int T, int C, int Vl, int v0, bool with_wpe, enum kd
     const size_t es = kdtype_size(dt);
     const int nt = B * T;
     std::vector<int32_t> tok(nt);
-    for (int i = 0; i < nt; i++) tok[i] = (i * 7 + i / 5) % (v0 + Vl + 6);  /* some outside */
-    tok[5 % nt] = tok[6 % nt] = v0 + 1;  /* a repeated token */
+    for (int i = 0; i < nt; i++) tok[i] = (i * 7 + i / 5) % (v0 + Vl + 6); /* some outside */
+    tok[5 % nt] = tok[6 % nt] = v0 + 1;                                    /* a repeated token */
     std::vector<uint8_t> wte = emu_from_f32(rnd((int64_t)Vl * C, 1.0f, 41), dt);
     std::vector<uint8_t> wpe = emu_from_f32(rnd((int64_t)T * C, 1.0f, 42), dt);
     std::vector<uint8_t> oc((size_t)nt * C * es), og(oc.size());
     struct tensor wpe_t = with_wpe ? tensor_2d(wpe.data(), dt, T, C) : tensor_2d(NULL, dt, 0, 0);
-    k->embedding_fwd(emu_cpu(), tensor_2d(oc.data(), dt, nt, C), tensor_2d(tok.data(), KDT_I32, B, T),
-                     tensor_2d(wte.data(), dt, Vl, C), wpe_t, v0);
+    k->embedding_fwd(emu_cpu(), tensor_2d(oc.data(), dt, nt, C),
+                     tensor_2d(tok.data(), KDT_I32, B, T), tensor_2d(wte.data(), dt, Vl, C), wpe_t,
+                     v0);
     const int64_t n = (int64_t)nt * C;
     struct cuda_launch l = cuda_launch_elementwise(n);
     EMU_OK(emu_launch((unsigned)l.grid_x, l.threads, 0, embedding_fwd_kernel, (void *)og.data(), dt,
@@ -215,7 +233,8 @@ static void emb_case(int B, int T, int C, int Vl, int v0, bool with_wpe, enum kd
     std::vector<float> dwc = rnd((int64_t)Vl * C, 1.0f, 44), dpc = rnd((int64_t)T * C, 1.0f, 45);
     std::vector<float> dwg = dwc, dpg = dpc;
     k->embedding_bwd(emu_cpu(), tensor_2d(dwc.data(), KDT_F32, Vl, C),
-                     with_wpe ? tensor_2d(dpc.data(), KDT_F32, T, C) : tensor_2d(NULL, KDT_F32, 0, 0),
+                     with_wpe ? tensor_2d(dpc.data(), KDT_F32, T, C)
+                              : tensor_2d(NULL, KDT_F32, 0, 0),
                      tensor_2d(g.data(), dt, nt, C), tensor_2d(tok.data(), KDT_I32, B, T), v0);
     if (with_wpe) {
         struct cuda_launch lp = cuda_launch_elementwise((int64_t)T * C);
@@ -253,7 +272,7 @@ static void test_embedding_matches_cpu_on_a_shard(void)
     for (enum kdtype dt : ACT) {
         emb_case(3, 37, 50, 13, 10, true, dt);
         emb_case(3, 37, 50, 13, 10, false, dt);
-        emb_case(2, 5, 200, 40, 0, true, dt);  /* C over CUDA_EMB_COLS: two column blocks */
+        emb_case(2, 5, 200, 40, 0, true, dt); /* C over CUDA_EMB_COLS: two column blocks */
     }
 }
 

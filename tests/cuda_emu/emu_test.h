@@ -38,7 +38,10 @@ static inline uint32_t emu_bits(float f)
     return u;
 }
 /* equal bits, or both NaN (a NaN's payload differs between x86 and the GPU) */
-static inline bool emu_same_f32(float a, float b) { return (a != a && b != b) || emu_bits(a) == emu_bits(b); }
+static inline bool emu_same_f32(float a, float b)
+{
+    return (a != a && b != b) || emu_bits(a) == emu_bits(b);
+}
 static inline bool emu_same_16(uint16_t a, uint16_t b, enum kdtype dt)
 {
     const uint16_t e = dt == KDT_BF16 ? 0x7f80u : 0x7c00u, m = dt == KDT_BF16 ? 0x7fu : 0x3ffu;

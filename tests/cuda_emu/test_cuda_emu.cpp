@@ -19,12 +19,12 @@ struct backend *emu_cpu() { return g_cpu; }
 
 static __global__ void skipped_sync_kernel(int *out)
 {
-    if (threadIdx.x != 5) __syncthreads();  /* thread 5 never arrives */
+    if (threadIdx.x != 5) __syncthreads(); /* thread 5 never arrives */
     out[threadIdx.x] = 1;
 }
 static __global__ void early_return_kernel(int *out)
 {
-    if (threadIdx.x >= 32) return;  /* the other warps leave before the barrier */
+    if (threadIdx.x >= 32) return; /* the other warps leave before the barrier */
     __syncthreads();
     out[threadIdx.x] = 1;
 }
@@ -62,7 +62,7 @@ static void test_shim_reports_a_skipped_syncthreads_as_deadlock(void)
 static void test_shim_catches_shared_memory_overrun_and_launch_limits(void)
 {
     CHECK_MSG(emu_launch(3, 128, 1024, overrun_kernel, 256) == 0, "%s", emu_error());
-    const int rc = emu_launch(3, 128, 1024, overrun_kernel, 257);  /* one float past the end */
+    const int rc = emu_launch(3, 128, 1024, overrun_kernel, 257); /* one float past the end */
     CHECK_MSG(rc != 0 && strstr(emu_error(), "out of bounds"), "rc %d, '%s'", rc, emu_error());
     CHECK(emu_launch(1, 1025, 0, overrun_kernel, 0) != 0);
     CHECK(emu_launch(1, 32, 49 * 1024, overrun_kernel, 0) != 0);
@@ -89,8 +89,8 @@ static void test_shim_warp_shuffles_and_votes(void)
 /* round to nearest even, overflow, subnormals and NaN as cuda_bf16.h / cuda_fp16.h */
 static void test_shim_16bit_conversions(void)
 {
-    CHECK(__float2bfloat16_rn(1.0f + 0x1p-8f).x == 0x3f80);       /* tie to even (down) */
-    CHECK(__float2bfloat16_rn(1.0f + 3 * 0x1p-8f).x == 0x3f82);   /* tie to even (up) */
+    CHECK(__float2bfloat16_rn(1.0f + 0x1p-8f).x == 0x3f80);     /* tie to even (down) */
+    CHECK(__float2bfloat16_rn(1.0f + 3 * 0x1p-8f).x == 0x3f82); /* tie to even (up) */
     CHECK(__float2bfloat16_rn(NAN).x == 0x7fff);
     CHECK(__float2bfloat16_rn(-INFINITY).x == 0xff80);
     CHECK(__float2half_rn(1.0f + 0x1p-11f).x == 0x3c00);
@@ -98,7 +98,7 @@ static void test_shim_16bit_conversions(void)
     CHECK(__float2half_rn(65519.0f).x == 0x7bff);
     CHECK(__float2half_rn(65520.0f).x == 0x7c00);
     CHECK(__float2half_rn(0x1p-24f).x == 0x0001);
-    CHECK(__float2half_rn(0x1p-25f).x == 0x0000);                 /* tie to even 0 */
+    CHECK(__float2half_rn(0x1p-25f).x == 0x0000); /* tie to even 0 */
     CHECK(__float2half_rn(3 * 0x1p-26f).x == 0x0001);
     CHECK(__float2half_rn(-NAN).x == 0x7fff);
     CHECK(__half2float(__float2half_rn(0x1p-14f - 0x1p-24f)) == 0x1p-14f - 0x1p-24f);
@@ -133,7 +133,8 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         suites[k](counts);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        printf("  (%s: %.1f s)\n", names[k], (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
+        printf("  (%s: %.1f s)\n", names[k],
+               (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
         for (int i = 0; i < 3; i++) total[i] += counts[i];
     }
     test_n_pass = total[0];

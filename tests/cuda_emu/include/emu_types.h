@@ -87,7 +87,8 @@ static inline __half __float2half_rn(float f)
 }
 static inline float __half2float(__half h)
 {
-    const uint32_t sign = (uint32_t)(h.x & 0x8000u) << 16, e = (h.x >> 10) & 0x1fu, m = h.x & 0x3ffu;
+    const uint32_t sign = (uint32_t)(h.x & 0x8000u) << 16;
+    const uint32_t e = (h.x >> 10) & 0x1fu, m = h.x & 0x3ffu;
     if (e == 0x1f) return emu_bits_f32(sign | 0x7f800000u | (m << 13));
     if (e == 0) {
         const float v = (float)m * 0x1p-24f;
