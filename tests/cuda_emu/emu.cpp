@@ -45,6 +45,7 @@ char g_error[1024];
 struct barrier {
     std::atomic<unsigned> arrived{0}, gen{0};
     unsigned n = 0;
+    std::atomic<const char *> what{""};  /* the kind of the last wait (for a deadlock report) */
 };
 
 struct launch {
@@ -88,6 +89,7 @@ double seconds_since(const struct timespec &t0)
 void wait(launch *L, barrier &b, const char *what)
 {
     if (L->failed) throw abort_kernel();
+    b.what.store(what, std::memory_order_relaxed);
     const unsigned gen = b.gen.load(std::memory_order_acquire);
     if (b.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == b.n) {
         b.arrived.store(0, std::memory_order_relaxed);
@@ -107,12 +109,33 @@ void wait(launch *L, barrier &b, const char *what)
         const double waited = seconds_since(t0);
         if (L->failed || waited > g_timeout) {
             const unsigned arrived = b.arrived.fetch_sub(1); /* this thread leaves */
-            if (!L->failed)
+            if (!L->failed) {
+                /* every barrier with threads in it: where the block's threads are stuck */
+                char where[512] = "";
+                size_t len = 0;
+                auto add = [&](barrier &x, const char *name, int w) {
+                    const unsigned k = x.arrived.load();
+                    if (k == 0 || len >= sizeof where) return;
+                    const char *nm = name[0] ? name : x.what.load();
+                    if (w >= 0)
+                        len += snprintf(where + len, sizeof where - len, "%s%s of warp %d %u/%u",
+                                        len ? ", " : "", nm, w, k, x.n);
+                    else
+                        len += snprintf(where + len, sizeof where - len, "%s%s %u/%u",
+                                        len ? ", " : "", nm, k, x.n);
+                };
+                add(L->start, "block start", -1);
+                add(L->block_bar, "__syncthreads", -1);
+                for (size_t w = 0; w < L->warp_bar.size(); w++) add(L->warp_bar[w], "", (int)w);
+                add(L->end, "kernel end", -1);
                 fail(L,
                      "deadlock: %s in block (%u,%u,%u) reached by %u of its %u threads "
-                     "(thread %u waited %.1f s); a barrier must be reached by every thread "
-                     "of the block (or warp), and none may return from the kernel before it",
-                     what, blockIdx.x, blockIdx.y, blockIdx.z, arrived, b.n, threadIdx.x, waited);
+                     "(thread %u waited %.1f s; threads waiting: %s); a barrier must be reached "
+                     "by every thread of the block (or warp), and none may return from the "
+                     "kernel before it",
+                     what, blockIdx.x, blockIdx.y, blockIdx.z, arrived, b.n, threadIdx.x, waited,
+                     where);
+            }
             throw abort_kernel();
         }
     }
