@@ -23,10 +23,14 @@
  *  - __nv_bfloat16 / __half convert as cuda_bf16.h / cuda_fp16.h do: round to nearest
  *    even, NaN to the canonical 0x7fff;
  *  - atomics are the compiler's __atomic builtins.
- * What it cannot show: timing, the GPU memory model (blocks here never overlap, so a race
- * between blocks is invisible), real warp scheduling (independent thread scheduling,
- * lanes of a warp running apart), the accuracy of the GPU's expf/logf (glibc's are used),
- * out-of-bounds use of static __shared__ arrays, and library code (cub, cuBLAS).
+ * Built with AddressSanitizer (the Makefile's EMU_SAN, the default), a kernel's access
+ * outside its buffers or outside a static __shared__ array stops the test with a report.
+ * What it cannot show: timing; the GPU memory model (blocks here never overlap, so a race
+ * between blocks is invisible, and every warp operation here also orders memory, as a
+ * missing __syncwarp on the GPU would not); real warp scheduling (independent thread
+ * scheduling, lanes of a warp running apart); the GPU's floating point where it differs
+ * from the CPU's (fused multiply-adds that nvcc forms by itself outside the -fmad=false
+ * files, expf/logf accuracy: glibc's are used); and library code (cub, cuBLAS).
  */
 #ifndef TRIDENT_CUDA_EMU_H
 #define TRIDENT_CUDA_EMU_H
