@@ -284,8 +284,12 @@ static void test_adamw_and_adamw_state_match_cpu_bits(void)
                 check_state(mg, m, "adamw m", 0);
                 check_state(vg, v, "adamw v", 0);
             }
-            for (int form = 1; form <= 2; form++) {
-                host_state m = make_state(form, n, 0, 5), v = make_state(form, n, 1, 6);
+            /* (m, v) forms: bf16, int8, and mixed ones (the launcher sends only fp32/fp32
+             * to adamw_kernel) */
+            const int forms[4][2] = {{1, 1}, {2, 2}, {0, 1}, {2, 0}};
+            for (const auto &fm : forms) {
+                const int form = fm[0], vform = fm[1];
+                host_state m = make_state(form, n, 0, 5), v = make_state(vform, n, 1, 6);
                 host_state mg = m, vg = v;
                 std::vector<float> pc = p, pg = p;
                 k->adamw_state(emu_cpu(), tensor_1d(pc.data(), KDT_F32, n),
@@ -295,10 +299,10 @@ static void test_adamw_and_adamw_state_match_cpu_bits(void)
                                   pg.data(), (const float *)g.data(), mg.ds(0), vg.ds(1), n, lr, b1,
                                   b2, eps, wd, gs, c1, c2));
                 const int64_t i = emu_first_diff(pg.data(), pc.data(), KDT_F32, n);
-                CHECK_MSG(i < 0, "adamw_state form %d t %d nonfinite %d: p[%lld] differs", form, t,
-                          nonfinite, (long long)i);
+                CHECK_MSG(i < 0, "adamw_state forms %d/%d t %d nonfinite %d: p[%lld] differs", form,
+                          vform, t, nonfinite, (long long)i);
                 check_state(mg, m, "adamw_state m", form);
-                check_state(vg, v, "adamw_state v", form);
+                check_state(vg, v, "adamw_state v", vform);
             }
         }
 }
