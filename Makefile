@@ -62,6 +62,22 @@ CUDATEST_SRC := $(if $(CU_SRC),$(wildcard tests/cudatest_*.c))
 CUDATEST_BIN := $(CUDATEST_SRC:tests/%.c=$(BIN)/%)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BIN)/%)
+# bin/test_cuda_emu (CPU build): the CUDA kernels' own source (kernels/cuda/<name>_k.cuh) built
+# with g++ against tests/cuda_emu's imitation of CUDA blocks and warps and checked against the
+# CPU backend, so every test run checks the device code without a GPU. -ffp-contract=off:
+# no multiply-add is fused that the GPU build (-fmad=false where it matters) keeps apart.
+# EMU_SAN (AddressSanitizer by default; `make EMU_SAN=` builds without it): a kernel's
+# access out of bounds of its buffers or of a static __shared__ array stops the test.
+ifeq ($(BACKEND),cpu)
+EMU_SAN  ?= -fsanitize=address -fno-omit-frame-pointer
+EMU_SRC  := $(wildcard tests/cuda_emu/*.cpp)
+EMU_OBJ  := $(EMU_SRC:%.cpp=$(BUILD)/%.o)
+EMU_CXXFLAGS := -std=c++17 -pthread -ffp-contract=off -O1 -DTR_CUDA_EMU -Wall \
+            -Wno-unused-parameter -Wno-unused-function -Wno-unused-variable \
+            -Wno-unknown-pragmas -Wno-sign-compare -Itests/cuda_emu/include -Itests/cuda_emu \
+            -Itests -Ikernels/cuda -Ikernels -Isrc -MMD -MP $(EMU_SAN)
+TEST_BIN += $(BIN)/test_cuda_emu
+endif
 TOOL_SRC := $(wildcard tests/tool_*.c)
 TOOL_BIN := $(TOOL_SRC:tests/%.c=$(BIN)/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
@@ -77,6 +93,13 @@ $(BIN)/trident: $(BUILD)/src/main.o $(LIB_OBJ) | $(BIN)
 
 $(BIN)/test_%: $(BUILD)/tests/test_%.o $(LIB_OBJ) | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/test_cuda_emu: $(EMU_OBJ) $(LIB_OBJ) | $(BIN)
+	$(CC) $(CFLAGS) $(EMU_SAN) -pthread -o $@ $^ $(LDLIBS) -lstdc++
+
+$(BUILD)/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
 $(BIN)/tool_%: $(BUILD)/tests/tool_%.o | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

@@ -3,7 +3,7 @@
 # run (with Slurm), if any is missing. As root it runs apt-get; otherwise it uses sudo
 # when available, or prints the exact command to run.
 set -euo pipefail
-PACKAGES=(gcc libc6-dev make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
+PACKAGES=(gcc g++ libc6-dev make pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
           hdf5-tools libopenblas-openmp-dev libdnnl-dev fortunes gnuplot-nox slurm-wlm munge
           procps)
 missing=()

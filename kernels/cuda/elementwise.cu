@@ -9,10 +9,8 @@
  * each block's partial sum (double) in a fixed tree order, the partials summed in order.
  */
 #include "cuda_ctx.h"
-#include "dtype.cuh"
-#include "reduce.cuh"
+#include "elementwise_k.cuh"
 
-enum { EW_THREADS = 256, EW_MAX_BLOCKS = 65536, SUMSQ_BLOCKS = 1024 };
 enum { WS_RED = 0 };  /* workspace slot of the reductions */
 
 static unsigned grid_for(int64_t n)
@@ -21,71 +19,7 @@ static unsigned grid_for(int64_t n)
     return (unsigned)(g < 1 ? 1 : g > EW_MAX_BLOCKS ? EW_MAX_BLOCKS : g);
 }
 
-#define GRID_STRIDE(i, n)                                                                \
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);            \
-         i += (int64_t)gridDim.x * blockDim.x)
-
 static int is_act(struct tensor t) { return t.dt == KDT_F32 || kdtype_is_16bit(t.dt); }
-
-/* ---------------------------------------------------------------------------------- */
-/* kernels                                                                              */
-
-__global__ static void residual_kernel(void *out, enum kdtype odt, const void *a, enum kdtype adt,
-                                       const void *c, enum kdtype cdt, int64_t n)
-{
-    GRID_STRIDE(i, n) st_act(out, odt, i, ld_act(a, adt, i) + ld_act(c, cdt, i));
-}
-
-__global__ static void convert_kernel(void *dst, enum kdtype ddt, const void *src,
-                                      enum kdtype sdt, int64_t n)
-{
-    GRID_STRIDE(i, n) st_act(dst, ddt, i, ld_act(src, sdt, i));
-}
-
-__global__ static void scale_kernel(void *x, enum kdtype dt, float s, int64_t n)
-{
-    GRID_STRIDE(i, n) st_act(x, dt, i, ld_act(x, dt, i) * s);
-}
-
-__global__ static void accumulate_kernel(float *dst, const void *src, enum kdtype sdt, int64_t n)
-{
-    GRID_STRIDE(i, n) dst[i] += ld_act(src, sdt, i);
-}
-
-/* one partial sum of squares per block: thread t of block g takes elements
- * g*256 + t, then + gridDim*256, ... in order */
-__global__ static void sumsq_partial_kernel(double *part, const void *x, enum kdtype dt, int64_t n)
-{
-    __shared__ double sh[EW_THREADS];
-    double s = 0.0;
-    GRID_STRIDE(i, n)
-    {
-        double v = (double)ld_act(x, dt, i);
-        s += v * v;
-    }
-    s = block_reduce<red_sum>(s, sh);
-    if (threadIdx.x == 0) part[blockIdx.x] = s;
-}
-
-/* the count of inf/NaN: exponent bits all set (fp32 0x7f800000, bf16 0x7f80, fp16 0x7c00) */
-__global__ static void nonfinite_kernel(unsigned long long *count, const void *x, enum kdtype dt,
-                                        int64_t n)
-{
-    __shared__ int sh[EW_THREADS];
-    int bad = 0;
-    GRID_STRIDE(i, n)
-    {
-        if (dt == KDT_F32) bad += (((const uint32_t *)x)[i] & 0x7f800000u) == 0x7f800000u;
-        else {
-            const uint16_t e = dt == KDT_BF16 ? 0x7f80u : 0x7c00u;
-            bad += (((const uint16_t *)x)[i] & e) == e;
-        }
-    }
-    bad = block_reduce<red_sum>(bad, sh);
-    /* an integer sum: the same whatever order the blocks add in */
-    if (threadIdx.x == 0 && bad) atomicAdd(count, (unsigned long long)bad);
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* the table's entries                                                                  */
 
