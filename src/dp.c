@@ -398,7 +398,8 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
     if (r->algo == DP_ZERO_HIER) {
         /* dpr_zero_layout's numbering: dp rank = node * L + local index */
         const int L = node_size(g);
-        if (g->dp % L || g->dp / L != g->dp_nodes || comm_rank(&g->comm, COMM_DP_NODE) != g->dp_rank % L ||
+        if (g->dp % L || g->dp / L != g->dp_nodes ||
+            comm_rank(&g->comm, COMM_DP_NODE) != g->dp_rank % L ||
             comm_rank(&g->comm, COMM_DP_CROSS) != g->dp_rank / L)
             TR_ABORT("dp: dp rank %d is local rank %d of %d on its node and rank %d across "
                      "%d nodes, not the numbering dpr_zero_layout assumes", g->dp_rank,

@@ -32,8 +32,9 @@ struct optim {
     double *norms;      /* per table entry: two sums of squares (LAMB, LARS) */
     /* zero = 1 (m->z.on): the state covers this rank's slice only (n = m->z.n floats,
      * state float j is local float m->z.lo + j; int8: the slice laid out as the local
-     * buffer is, its scales from float / KSTATE_BLOCK + entry), and optim_step ends by starting the
-     * all-gather of the updated weights over COMM_DP, finished by optim_gather_wait */
+     * buffer is, its scales from float / KSTATE_BLOCK + entry), and optim_step ends by
+     * starting the all-gather of the updated weights over COMM_DP, finished by
+     * optim_gather_wait */
     struct comm_req gather;
     int gathering;
     /* zero = 1 with the hierarchical reduction: the all-gather in two phases, across
