@@ -429,29 +429,6 @@ int config_padded_vocab(const struct config *cfg) {
     return (cfg->vocab_size + 127) / 128 * 128;
 }
 
-/* Switches whose value is accepted by the key table but not built yet: refused here, by
- * name, until they are. zero = 1 is built for AdamW and SGD, state in fp32 or bf16, with
- * the flat reduce-scatter. */
-static void refuse_unbuilt(const struct config *c) {
-    if (!c->zero) return;
-    if (strcmp(c->optimizer, "lamb") == 0 || strcmp(c->optimizer, "lars") == 0)
-        tr_fail(TR_EXIT_USAGE, "use zero = 0 with LAMB and LARS, or optimizer = adamw or sgd "
-                "with zero = 1", "zero = 1 is not built for optimizer = %s (its per-tensor "
-                "norms over sliced tensors)", c->optimizer);
-    if (strcmp(c->optim_state, "int8") == 0)
-        tr_fail(TR_EXIT_USAGE, "use optim_state = fp32 or bf16 with zero = 1",
-                "zero = 1 is not built for optim_state = int8 (its blocks start at tensor "
-                "boundaries, which a slice may cut)");
-    if (strcmp(c->allreduce, "hier") == 0)
-        tr_fail(TR_EXIT_USAGE, "use allreduce = flat (or auto, which picks flat with zero = 1)",
-                "zero = 1 reduce-scatters the gradients over the data-parallel group in one "
-                "flat step; its hierarchical form is not built");
-    if (strcmp(c->grad_reduce, "bf16") == 0)
-        tr_fail(TR_EXIT_USAGE, "use grad_reduce = fp32 with zero = 1",
-                "zero = 1 reduce-scatters the gradients in fp32; grad_reduce = bf16 is not "
-                "built with it");
-}
-
 /* device = cuda: what the CUDA kernels are not built for (kernels/cuda/launch.c), refused
  * here, on every rank, before any GPU work. Plain arithmetic on the config, so the CPU
  * build judges a config for a GPU alike (and its tests check the messages). Called once
@@ -495,7 +472,6 @@ static void refuse_cuda_limits(const struct config *c) {
 
 void config_validate(const struct config *c) {
     char hint[256];
-    refuse_unbuilt(c);
     if (strcmp(c->grad_reduce, "bf16") == 0 && strcmp(c->allreduce, "hier") == 0)
         tr_fail(TR_EXIT_USAGE, "use allreduce = flat (or auto) with grad_reduce = bf16, or "
                 "grad_reduce = fp32 with allreduce = hier",

@@ -6,7 +6,9 @@
  *   bf16 once, and every member gathers every slice (all-gather), widened back to fp32.
  *
  * That moves the bytes of a bf16 reduce-scatter + all-gather (half of fp32's) while the
- * sum itself is fp32, and every rank ends with the same bits. */
+ * sum itself is fp32, and every rank ends with the same bits. With zero = 1 each member
+ * keeps its own slice's rounded sum (widened into m->z.grads) and nothing is gathered:
+ * the same bits as zero = 0 for that slice. */
 #include "dp.h"
 
 #include <stdlib.h>
@@ -35,23 +37,126 @@ struct dp_bucket {
     int   *rcounts, *rdispls;
     struct tensor dst;     /* the bucket's fp32 gradients */
     const struct model *m; /* bf16: whose kernels sum, round and widen (NULL otherwise) */
+    /* zero = 1: reduced into m->z.grads from float zoff of it; hierarchical: what each
+     * node's member receives of this rank's chunk across nodes (by cross rank) */
+    int   zero;
+    long  zoff;
+    int  *xcounts;
 };
 
 const char *dpr_algo_name(enum dp_algo a) {
-    return a == DP_HIER ? "hierarchical" : a == DP_BF16 ? "flat, bf16 on the wire"
-           : a == DP_ZERO ? "flat reduce-scatter (zero = 1)" : "flat";
+    switch (a) {
+    case DP_HIER:      return "hierarchical";
+    case DP_BF16:      return "flat, bf16 on the wire";
+    case DP_ZERO:      return "flat reduce-scatter (zero = 1)";
+    case DP_ZERO_HIER: return "hierarchical reduce-scatter (zero = 1)";
+    case DP_ZERO_BF16: return "flat reduce-scatter, bf16 on the wire (zero = 1)";
+    default:           return "flat";
+    }
 }
 
-/* zero = 1: the part of the bucket in each dp rank's slice (counts), and where this
- * rank's part starts in m->z.grads (chunk offset, in b->displs[0] unused otherwise) */
-static void bucket_plan_zero(struct dp_bucket *b, const struct model *m, int p) {
-    b->counts = tr_malloc(sizeof(int) * (size_t)p);
-    b->displs = tr_malloc(sizeof(int) * (size_t)p);
+/* the address of element off of the fp32 gradients (what the collectives move) */
+static void *grad_at(struct tensor grads, long off) { return tensor_view(grads, off, 1, 1).data; }
+
+static struct tensor dev_tensor(struct backend *be, enum kdtype dt, long n) {
+    return tensor_1d(backend_alloc(be, kdtype_size(dt) * (size_t)(n > 0 ? n : 1)), dt, n);
+}
+
+static int node_size(const struct grid *g) { return comm_size(&g->comm, COMM_DP_NODE); }
+
+enum dp_algo dpr_choose(const struct config *cfg, const struct grid *g, int warn) {
+    const int zero = cfg->zero && g->dp > 1;
+    /* config_validate refuses allreduce = hier with grad_reduce = bf16 */
+    if (strcmp(cfg->grad_reduce, "bf16") == 0) return zero ? DP_ZERO_BF16 : DP_BF16;
+    if (strcmp(cfg->allreduce, "hier") == 0 ||
+        (strcmp(cfg->allreduce, "auto") == 0 && g->dp_nodes > 1)) {
+        if (g->hier_ok) return zero ? DP_ZERO_HIER : DP_HIER;
+        if (warn)
+            tr_warn("hierarchical all-reduce needs the same number of data-parallel peers "
+                    "on every node; nodes differ here, so the flat all-reduce is used");
+    }
+    return zero ? DP_ZERO : DP_FLAT;
+}
+
+/* a cut of the local buffer at float c moved onto a block boundary of the tensor it
+ * falls in, or to the next tensor's start when it falls between tensors */
+static int64_t align_cut(const struct params *pt, int64_t n, int64_t c) {
+    int64_t next = n;
+    for (int i = 0; i < pt->n; i++) {
+        const struct param *p = &pt->p[i];
+        if (!p->n_local) continue;
+        if (p->offset <= c && c < p->offset + p->n_local)
+            return p->offset + (c - p->offset) / KSTATE_BLOCK * KSTATE_BLOCK;
+        if (p->offset > c) next = TR_MIN(next, p->offset);
+    }
+    return TR_MIN(next, n);
+}
+
+void dpr_zero_layout(const struct params *pt, int64_t n, const struct config *cfg,
+                     const struct grid *g, int *counts, int *displs) {
+    const int p = g->dp;
+    const int hier = dpr_choose(cfg, g, 0) == DP_ZERO_HIER;
+    const int nodes = hier ? g->dp_nodes : 1, per_node = p / nodes;
+    int64_t *cut = tr_malloc(sizeof(int64_t) * (size_t)(p + 1));
+    /* cut k of p even parts (the first n % p one float longer), aligned; aligning is
+     * monotonic, so the cuts stay in order (a slice may be empty) */
+    for (int k = 0; k <= p; k++) {
+        int64_t c = n / p * k + TR_MIN((int64_t)k, n % p);
+        cut[k] = k == 0 || k == p ? c : align_cut(pt, n, c);
+    }
+    for (int d = 0; d < p; d++) {
+        int q = hier ? (d % per_node) * nodes + d / per_node : d;  /* its position */
+        if (cut[q + 1] - cut[q] > 0x7fffffff)
+            tr_fail(TR_EXIT_USAGE, "use more data-parallel ranks, tensor or pipeline "
+                    "parallelism", "a ZeRO slice of %lld floats is too large for one MPI "
+                    "message", (long long)(cut[q + 1] - cut[q]));
+        displs[d] = (int)cut[q];
+        counts[d] = (int)(cut[q + 1] - cut[q]);
+    }
+    tr_free(cut);
+}
+
+/* zero = 1: the part of the bucket in each dp rank's slice. Flat: counts[r] (rank order,
+ * the order of the slices) and displs[r], where it starts in slice r (only this rank's is
+ * used, in m->z.grads). bf16: counts[r] and displs[r] from the bucket's start (what the
+ * all-to-all sends to r); this rank receives its part from every member. Hierarchical:
+ * counts[l] is local rank l's chunk (the parts of the slices of every rank with local
+ * index l, contiguous by the layout), xcounts[c] the part of node c's member of it. */
+static void bucket_plan_zero(struct dp_bucket *b, const struct model *m, const struct grid *g,
+                             enum dp_algo algo) {
+    const int p = g->dp, me = g->dp_rank;
+    int *cnt = tr_malloc(sizeof(int) * (size_t)p), *dsp = tr_malloc(sizeof(int) * (size_t)p);
     for (int r = 0; r < p; r++) {
         long lo = m->z.displs[r], hi = lo + m->z.counts[r];
         long a = TR_MAX(lo, b->off), e = TR_MIN(hi, b->off + b->n);
-        b->counts[r] = (int)(e > a ? e - a : 0);
-        b->displs[r] = (int)(e > a ? a - lo : 0);  /* into slice r */
+        cnt[r] = (int)(e > a ? e - a : 0);
+        dsp[r] = (int)(e > a ? a - b->off : 0);
+        if (r == me) b->zoff = e > a ? a - lo : 0;
+    }
+    b->zero = 1;
+    b->counts = cnt;
+    b->displs = dsp;
+    if (algo == DP_ZERO_BF16) {
+        b->rcounts = tr_malloc(sizeof(int) * (size_t)p);
+        b->rdispls = tr_malloc(sizeof(int) * (size_t)p);
+        for (int i = 0; i < p; i++) {
+            b->rcounts[i] = cnt[me];
+            b->rdispls[i] = i * cnt[me];
+        }
+        b->m = m;
+        b->wire = dev_tensor(m->be, KDT_BF16, b->n);
+        b->recv = dev_tensor(m->be, KDT_BF16, (long)p * cnt[me]);
+        b->mine = dev_tensor(m->be, KDT_BF16, cnt[me]);
+    } else if (algo == DP_ZERO_HIER) {
+        const int L = node_size(g), N = p / L, l = me % L;
+        b->counts = tr_calloc((size_t)L, sizeof(int));
+        b->xcounts = tr_malloc(sizeof(int) * (size_t)N);
+        for (int c = 0; c < N; c++) {
+            b->xcounts[c] = cnt[c * L + l];
+            for (int k = 0; k < L; k++) b->counts[k] += cnt[c * L + k];
+        }
+        b->chunk = backend_alloc(m->be, sizeof(float) * (size_t)TR_MAX(b->counts[l], 1));
+        tr_free(cnt);
     }
 }
 
@@ -66,10 +171,6 @@ static void split_evenly(struct dp_bucket *b, int p) {
         b->displs[i] = (int)off;
         off += b->counts[i];
     }
-}
-
-static struct tensor dev_tensor(struct backend *be, enum kdtype dt, long n) {
-    return tensor_1d(backend_alloc(be, kdtype_size(dt) * (size_t)(n > 0 ? n : 1)), dt, n);
 }
 
 /* bf16: slice j of the bucket goes to DP member j; this rank receives its own slice from
@@ -97,6 +198,7 @@ static void bucket_free(struct dp_bucket *b, struct backend *be) {
     tr_free(b->displs);
     tr_free(b->rcounts);
     tr_free(b->rdispls);
+    tr_free(b->xcounts);
     if (be) {
         backend_free_mem(be, b->wire.data);
         backend_free_mem(be, b->recv.data);
@@ -105,8 +207,6 @@ static void bucket_free(struct dp_bucket *b, struct backend *be) {
     }
 }
 
-static int node_size(const struct grid *g) { return comm_size(&g->comm, COMM_DP_NODE); }
-
 static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g, struct backend *be) {
     int ls = node_size(g);
     split_evenly(b, ls);
@@ -114,6 +214,7 @@ static void bucket_plan_hier(struct dp_bucket *b, const struct grid *g, struct b
 }
 
 static void bucket_unpack(struct dp_bucket *b, const struct model *m);
+static void bucket_sum_slice(struct dp_bucket *b);
 
 /* Has the bucket's request completed (block = 1: wait for it)? Moves an in-flight
  * bucket to the state after its phase; returns 1 when it did. */
@@ -132,8 +233,12 @@ static int bucket_poll(struct dp_bucket *b, int block) {
     switch (b->state) {
     case B_FLAT:    b->state = B_DONE; break;
     case B_SCATTER: b->state = B_SCATTERED; break;
-    case B_CROSS:   b->state = B_CROSSED; break;
-    case B_EXCHANGE: b->state = B_EXCHANGED; break;
+    case B_CROSS:   b->state = b->zero ? B_DONE : B_CROSSED; break;
+    case B_EXCHANGE:
+        /* zero = 1: nothing to gather; the sum is local and can happen at once */
+        if (b->zero) bucket_sum_slice(b);
+        b->state = b->zero ? B_DONE : B_EXCHANGED;
+        break;
     default:
         b->state = B_DONE;
         if (b->m) bucket_unpack(b, b->m);
@@ -160,6 +265,23 @@ static void bucket_sum_gather(struct dp_bucket *b, const struct grid *g, const s
     b->state = B_GATHER;
 }
 
+/* bf16 with zero = 1, once the all-to-all is done: this rank's part of the bucket summed
+ * in fp32 in rank order straight into m->z.grads, rounded to bf16 once and widened back
+ * (the bits zero = 0 gathers) */
+static void bucket_sum_slice(struct dp_bucket *b) {
+    const struct model *m = b->m;
+    const struct kernels *k = m->k;
+    int p = m->grid->dp;
+    long cnt = b->counts[m->grid->dp_rank];
+    if (cnt <= 0) return;
+    struct tensor sum = tensor_view(m->z.grads, b->zoff, 1, cnt);
+    k->convert(m->be, sum, tensor_view(b->recv, 0, 1, cnt));
+    for (int j = 1; j < p; j++)
+        k->accumulate(m->be, sum, tensor_view(b->recv, (int64_t)j * cnt, 1, cnt));
+    k->convert(m->be, b->mine, sum);
+    k->convert(m->be, sum, b->mine);
+}
+
 /* bf16, last step once the gather is done: the result, widened, into the gradients */
 static void bucket_unpack(struct dp_bucket *b, const struct model *m) {
     if (b->n > 0) m->k->convert(m->be, b->dst, b->wire);
@@ -167,16 +289,22 @@ static void bucket_unpack(struct dp_bucket *b, const struct model *m) {
 
 static int node_rank(const struct grid *g) { return comm_rank(&g->comm, COMM_DP_NODE); }
 
-static void bucket_cross(struct dp_bucket *b, const struct grid *g) {
+/* hierarchical, second phase: across nodes, of this rank's chunk; with zero = 1 a
+ * reduce-scatter that leaves each member its slice's part in m->z.grads */
+static void bucket_cross(struct dp_bucket *b, const struct grid *g, const struct model *m) {
+    if (b->zero) {
+        comm_reduce_scatter_start(&g->comm, COMM_DP_CROSS, b->chunk,
+                                  grad_at(m->z.grads, b->zoff), b->xcounts, COMM_F32, COMM_SUM,
+                                  &b->req);
+        b->state = B_CROSS;
+        return;
+    }
     comm_allreduce_start(&g->comm, COMM_DP_CROSS, b->chunk, b->counts[node_rank(g)], COMM_F32,
                          COMM_SUM, &b->req);
     b->state = B_CROSS;
 }
 
 /* on `gather`'s COMM_DP_NODE: the grid's, or the reducer's own duplicate */
-/* the address of element off of the fp32 gradients (what the collectives move) */
-static void *grad_at(struct tensor grads, long off) { return tensor_view(grads, off, 1, 1).data; }
-
 static void bucket_gather(struct dp_bucket *b, const struct grid *g, const struct comm *gather,
                           struct tensor grads) {
     comm_allgatherv_start(gather, COMM_DP_NODE, b->chunk, b->counts[node_rank(g)],
@@ -187,12 +315,11 @@ static void bucket_gather(struct dp_bucket *b, const struct grid *g, const struc
 static void bucket_start(struct dp_bucket *b, const struct grid *g, enum dp_algo algo,
                          struct tensor grads, const struct model *m) {
     if (algo == DP_ZERO) {
-        int me = comm_rank(&g->comm, COMM_DP);
         comm_reduce_scatter_start(&g->comm, COMM_DP, grad_at(grads, b->off),
-                                  grad_at(m->z.grads, b->displs[me]), b->counts, COMM_F32,
+                                  grad_at(m->z.grads, b->zoff), b->counts, COMM_F32,
                                   COMM_SUM, &b->req);
         b->state = B_FLAT;
-    } else if (algo == DP_BF16) {
+    } else if (algo == DP_BF16 || algo == DP_ZERO_BF16) {
         b->dst = tensor_view(grads, b->off, 1, b->n);
         if (b->n > 0) m->k->convert(m->be, b->wire, b->dst);
         comm_alltoallv_start(&g->comm, COMM_DP, b->wire.data, b->counts, b->displs,
@@ -221,7 +348,7 @@ void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo alg
         bucket_start(&b, g, algo, x, m);
         bucket_poll(&b, 1);
         if (b.state == B_SCATTERED) {
-            bucket_cross(&b, g);
+            bucket_cross(&b, g, m);
             bucket_poll(&b, 1);
             bucket_gather(&b, g, &g->comm, x);
             bucket_poll(&b, 1);
@@ -243,7 +370,7 @@ void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo alg
 static void issue_in_order(struct dp_reducer *r) {
     while (r->next_cross < r->n_started &&
            r->b[r->order[r->next_cross]].state == B_SCATTERED)
-        bucket_cross(&r->b[r->order[r->next_cross++]], r->g);
+        bucket_cross(&r->b[r->order[r->next_cross++]], r->g, r->m);
     while (r->next_gather < r->n_started &&
            r->b[r->order[r->next_gather]].state == B_CROSSED)
         bucket_gather(&r->b[r->order[r->next_gather++]], r->g, &r->gather, r->m->grads);
@@ -265,18 +392,20 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
     memset(r, 0, sizeof *r);
     r->m = m;
     r->g = g;
-    r->algo = DP_FLAT;
-    if (m->z.on) {
-        /* config_validate refuses allreduce = hier and grad_reduce = bf16 with it */
-        r->algo = DP_ZERO;
-    } else if (strcmp(cfg->grad_reduce, "bf16") == 0) {
-        /* config_validate refuses allreduce = hier with it */
-        r->algo = DP_BF16;
-    } else if (strcmp(cfg->allreduce, "hier") == 0 ||
-        (strcmp(cfg->allreduce, "auto") == 0 && g->dp_nodes > 1)) {
-        if (g->hier_ok) r->algo = DP_HIER;
-        else tr_warn("hierarchical all-reduce needs the same number of data-parallel peers "
-                     "on every node; nodes differ here, so the flat all-reduce is used");
+    r->algo = dpr_choose(cfg, g, 1);
+    if ((r->algo >= DP_ZERO) != m->z.on)
+        TR_ABORT("dp: the model is %ssliced for zero = 1 but the reduction is %s",
+                 m->z.on ? "" : "not ", dpr_algo_name(r->algo));
+    if (r->algo == DP_ZERO_HIER) {
+        /* dpr_zero_layout's numbering: dp rank = node * L + local index */
+        const int L = node_size(g);
+        if (g->dp % L || g->dp / L != g->dp_nodes ||
+            comm_rank(&g->comm, COMM_DP_NODE) != g->dp_rank % L ||
+            comm_rank(&g->comm, COMM_DP_CROSS) != g->dp_rank / L)
+            TR_ABORT("dp: dp rank %d is local rank %d of %d on its node and rank %d across "
+                     "%d nodes, not the numbering dpr_zero_layout assumes", g->dp_rank,
+                     comm_rank(&g->comm, COMM_DP_NODE), L, comm_rank(&g->comm, COMM_DP_CROSS),
+                     g->dp_nodes);
     }
     r->bucket_of = tr_malloc(sizeof(int) * (size_t)m->pt.n);
     r->b = tr_calloc((size_t)m->pt.n, sizeof(struct dp_bucket));
@@ -308,8 +437,8 @@ void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
         r->b[cur].n_tensors = 1;
     }
     r->order = tr_calloc((size_t)r->n_buckets + 1, sizeof(int));
-    if (r->algo == DP_ZERO)
-        for (int i = 0; i < r->n_buckets; i++) bucket_plan_zero(&r->b[i], m, g->dp);
+    if (r->algo >= DP_ZERO)
+        for (int i = 0; i < r->n_buckets; i++) bucket_plan_zero(&r->b[i], m, g, r->algo);
     if (r->algo == DP_HIER) {
         for (int i = 0; i < r->n_buckets; i++) bucket_plan_hier(&r->b[i], g, m->be);
         comm_dup(&r->gather, &g->comm, COMM_DP_NODE);
@@ -385,8 +514,10 @@ void dpr_finish(struct dp_reducer *r) {
         struct tensor dwte = model_param(m, m->grads, -1, PK_WTE);
         comm_allreduce(&g->comm, COMM_EMB, dwte.data, (long)tensor_numel(dwte), COMM_F32,
                        COMM_SUM);
-        dpr_allreduce(g, m, r->algo == DP_ZERO ? DP_FLAT : r->algo,
-                      tensor_reshape(dwte, 1, tensor_numel(dwte)));
+        /* in the form zero = 0 would use, so both sum the same way */
+        enum dp_algo whole = r->algo == DP_ZERO ? DP_FLAT : r->algo == DP_ZERO_HIER ? DP_HIER
+                             : r->algo == DP_ZERO_BF16 ? DP_BF16 : r->algo;
+        dpr_allreduce(g, m, whole, tensor_reshape(dwte, 1, tensor_numel(dwte)));
         if (m->z.on) {
             /* its part in this rank's slice */
             long lo = TR_MAX((long)m->z.lo, (long)wte->offset);

@@ -8,9 +8,12 @@
  *
  *   flat:         non-blocking all-reduce over COMM_DP
  *   zero = 1:     non-blocking reduce-scatter over COMM_DP: each dp rank receives the
- *                 sum of its ZeRO slice of the bucket (model_zero_slice) into m->z.grads
+ *                 sum of its ZeRO slice of the bucket (dpr_zero_layout) into m->z.grads
  *                 (a bucket's part of slice r is its intersection with slice r, maybe
- *                 empty); nothing else of m->grads is summed.
+ *                 empty); nothing else of m->grads is summed. Its hierarchical form:
+ *                 reduce-scatter inside the node, then reduce-scatter of the node's chunk
+ *                 across nodes; its bf16 form: the all-to-all of grad_reduce = bf16, each
+ *                 rank summing only its slice (no all-gather).
  *   hierarchical: reduce-scatter inside the node → all-reduce across nodes (of each
  *                 node's chunk) → all-gather inside the node. Only the 1/ranks_per_node
  *                 chunk crosses the network.
@@ -24,7 +27,10 @@
 #include "comm.h"
 #include "model.h"
 
-enum dp_algo { DP_FLAT = 0, DP_HIER = 1, DP_BF16 = 2, DP_ZERO = 3 };
+/* DP_ZERO*: zero = 1's reduce-scatters (flat, hierarchical, bf16 on the wire); the
+ * others reduce every gradient on every rank */
+enum dp_algo { DP_FLAT = 0, DP_HIER = 1, DP_BF16 = 2, DP_ZERO = 3, DP_ZERO_HIER = 4,
+               DP_ZERO_BF16 = 5 };
 
 struct dp_bucket;
 
@@ -42,8 +48,9 @@ struct dp_reducer {
     double t_exposed;     /* seconds spent waiting in dpr_finish (not hidden) */
 };
 
-/* algo from cfg.allreduce: auto picks hierarchical when dp spans several nodes with the
- * same number of peers on each; hier on unequal nodes falls back to flat with a warning. */
+/* algo from cfg.grad_reduce, cfg.allreduce and zero: grad_reduce = bf16 first; then
+ * auto picks hierarchical when dp spans several nodes with the same number of peers on
+ * each; hier on unequal nodes falls back to flat with a warning. */
 void dpr_init(struct dp_reducer *r, struct model *m, const struct grid *g,
               const struct config *cfg);
 void dpr_free(struct dp_reducer *r);
@@ -55,7 +62,8 @@ void dpr_ready(struct dp_reducer *r, int first, int n);
 /* Push started reductions along (cheap; call between layers). */
 void dpr_progress(struct dp_reducer *r);
 /* Finish everything (and the tied embedding); afterwards every rank holds the sum of the
- * gradients over the data-parallel group (zero = 1: of its slice, in m->z.grads). */
+ * gradients over the data-parallel group (zero = 1: of its slice, in m->z.grads; the
+ * rest of m->grads is then free until the next step zeroes it). */
 void dpr_finish(struct dp_reducer *r);
 
 /* One blocking all-reduce (sum) of the fp32 tensor x with the chosen algorithm — the same
@@ -65,5 +73,27 @@ void dpr_allreduce(const struct grid *g, const struct model *m, enum dp_algo alg
                    struct tensor x);
 
 const char *dpr_algo_name(enum dp_algo a);
+
+/* The algorithm dpr_init picks for this config and grid (the DP_ZERO forms where
+ * m->z.on would be set: zero = 1 and dp > 1); warn: say so when hier falls back to flat.
+ * Needs only the grid's numbers (dp, dp_rank, dp_nodes, hier_ok), so the memory planner's
+ * grids answer too. */
+enum dp_algo dpr_choose(const struct config *cfg, const struct grid *g, int warn);
+
+/* ZeRO-1's slices (zero = 1, dp > 1): the local buffer of n floats (the layout of table
+ * pt) cut into dp contiguous slices; dp rank r takes floats [displs[r], displs[r] +
+ * counts[r]). The same on every rank of the data-parallel group. Two rules shape it:
+ *  - a cut inside a tensor falls on a multiple of KSTATE_BLOCK from that tensor's start
+ *    (a cut in a gap between tensors moves to the next tensor's start), so int8 state
+ *    quantizes the same 256-float blocks as zero = 0 and every slice starts on a
+ *    4-float code word; slices differ from n / dp by less than a block;
+ *  - with the hierarchical reduction (DP_ZERO_HIER: L dp ranks on each of N nodes, dp
+ *    rank d = node * L + l) the slices lie in the buffer ordered by (l, node), not by d:
+ *    position l * N + node. So the node-local reduce-scatter hands local rank l one
+ *    contiguous chunk (the slices of every rank with local index l), and the cross-node
+ *    reduce-scatter of that chunk, ordered by node, leaves each rank its own slice.
+ *    The flat forms keep rank order (MPI's reduce-scatter needs it). */
+void dpr_zero_layout(const struct params *pt, int64_t n, const struct config *cfg,
+                     const struct grid *g, int *counts, int *displs);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "dp.h"
 #include "rng.h"
 #include "tp.h"
 
@@ -247,18 +248,19 @@ static void model_layout(struct model *m, const struct config *cfg, const struct
     build_table(m);
 }
 
-void model_zero_slice(int64_t n, int p, int r, int64_t *lo, int64_t *cnt) {
-    int64_t base = n / p, extra = n % p;
-    *cnt = base + (r < extra);
-    *lo = base * r + (r < extra ? r : extra);
-}
-
-/* the slice of this rank (zero = 1 and dp > 1), in m->z */
+/* the slices of every dp rank and this rank's (zero = 1 and dp > 1), in m->z: laid out
+ * by the data-parallel reduction (dpr_zero_layout) */
 static void zero_layout(struct model *m, const struct config *cfg, const struct grid *g) {
     m->z.on = cfg->zero && g->dp > 1;
     m->z.lo = 0;
     m->z.n = m->n_local;
-    if (m->z.on) model_zero_slice(m->n_local, g->dp, g->dp_rank, &m->z.lo, &m->z.n);
+    m->z.counts = m->z.displs = NULL;
+    if (!m->z.on) return;
+    m->z.counts = tr_malloc(sizeof(int) * (size_t)g->dp);
+    m->z.displs = tr_malloc(sizeof(int) * (size_t)g->dp);
+    dpr_zero_layout(&m->pt, m->n_local, cfg, g, m->z.counts, m->z.displs);
+    m->z.lo = m->z.displs[g->dp_rank];
+    m->z.n = m->z.counts[g->dp_rank];
 }
 
 void model_init(struct model *m, const struct config *cfg, const struct grid *g,
@@ -274,15 +276,6 @@ void model_init(struct model *m, const struct config *cfg, const struct grid *g,
     backend_memset(be, m->params.data, 0, sizeof(float) * (size_t)n_masters);
     backend_memset(be, m->grads.data, 0, n_bytes);
     if (m->z.on) {
-        int p = g->dp;
-        m->z.counts = tr_malloc(sizeof(int) * (size_t)p);
-        m->z.displs = tr_malloc(sizeof(int) * (size_t)p);
-        for (int r = 0; r < p; r++) {
-            int64_t lo, cnt;
-            model_zero_slice(m->n_local, p, r, &lo, &cnt);
-            m->z.counts[r] = (int)cnt;
-            m->z.displs[r] = (int)lo;
-        }
         size_t zb = sizeof(float) * (size_t)TR_MAX(m->z.n, 1);
         m->z.grads = tensor_1d(backend_alloc(be, zb), KDT_F32, m->z.n);
         backend_memset(be, m->z.grads.data, 0, zb);
@@ -351,6 +344,8 @@ void model_mem_plan(const struct config *cfg, const struct grid *g, struct model
         mm->zero_grads = alloc_bytes(sizeof(float) * (size_t)TR_MAX(m.z.n, 1));
         if (m.dt != KDT_F32) mm->masters = alloc_bytes(sizeof(float) * (size_t)m.z.n);
     }
+    tr_free(m.z.counts);
+    tr_free(m.z.displs);
     if (m.dt != KDT_F32) mm->weights16 = alloc_bytes(kdtype_size(m.dt) * (size_t)m.n_local);
     mm->table = alloc_bytes((size_t)params_table_bytes(m.L));
     struct acts a;

@@ -69,8 +69,8 @@ struct model {
     int64_t n_logical;               /* parameters of the whole model */
     struct tensor params, grads;     /* [1][n_local] fp32 master weights, their gradients */
     struct tensor w;                 /* [1][n_local] weights in dt (= params for fp32) */
-    /* zero = 1 with dp > 1 (ZeRO-1): this rank's slice of the local buffers (see
-     * model_zero_slice). params is then [1][z.n], the masters of the slice only, for
+    /* zero = 1 with dp > 1 (ZeRO-1): this rank's slice of the local buffers (laid out by
+     * dpr_zero_layout in dp.h). params is then [1][z.n], the masters of the slice only, for
      * bf16/fp16; for fp32 params stays full (it is w). z.grads holds the slice's
      * gradients summed over the data-parallel group (the reduce-scatter's output). */
     struct zero_slice {
@@ -131,10 +131,6 @@ struct model_mem {
 };
 void model_mem_plan(const struct config *cfg, const struct grid *g, struct model_mem *mm);
 
-/* ZeRO-1's slices: the local buffer of n floats split into p contiguous slices, the
- * first n % p one float longer; dp rank r takes slice r: floats [*lo, *lo + *cnt). The
- * same on every rank of the data-parallel group (they hold the same layout). */
-void model_zero_slice(int64_t n, int p, int r, int64_t *lo, int64_t *cnt);
 /* zero = 1: the fp32 masters at full local size (a new backend buffer [1][n_local]; free
  * with backend_free_mem), gathered from every dp rank's slice (collective over COMM_DP);
  * for fp32 precision a copy of params. model_masters_set_full keeps this rank's slice of

@@ -31,10 +31,18 @@ struct optim {
     double  lr_factor;  /* lr_scaling's factor for this run's global batch */
     double *norms;      /* per table entry: two sums of squares (LAMB, LARS) */
     /* zero = 1 (m->z.on): the state covers this rank's slice only (n = m->z.n floats,
-     * state float j is local float m->z.lo + j), and optim_step ends by starting the
-     * all-gather of the updated weights over COMM_DP, finished by optim_gather_wait */
+     * state float j is local float m->z.lo + j; int8: the slice laid out as the local
+     * buffer is, its scales from float / KSTATE_BLOCK + entry), and optim_step ends by
+     * starting the all-gather of the updated weights over COMM_DP, finished by
+     * optim_gather_wait */
     struct comm_req gather;
     int gathering;
+    /* zero = 1 with the hierarchical reduction: the all-gather in two phases, across
+     * nodes then inside the node (see gather_plan_hier in optim.c); hier_m: the model
+     * whose weights the second phase completes */
+    int hier;
+    int *xcounts, *xdispls, *ncounts, *ndispls;
+    const struct model *hier_m;
 };
 
 /* Learning rate at 0-based step: linear warmup to lr over `warmup` steps, then cosine
@@ -79,14 +87,17 @@ void optim_state_set_f32(const struct optim *o, const struct model *m, int which
 double optim_grad_norm(const struct model *m);
 
 /* zero = 1: finish the all-gather of the weights optim_step started (nothing to do
- * otherwise). Before anything reads m->w (or fp32's m->params) again: the next forward,
- * evaluation, the finiteness check, a checkpoint. */
+ * otherwise; hierarchical: it runs the second, node-local phase, collective over the
+ * node's dp members). Before anything reads m->w (or fp32's m->params) again: the next
+ * forward, evaluation, the finiteness check, a checkpoint; and before m->grads is
+ * written again (the hierarchical gather stages its chunk there). */
 void optim_gather_wait(struct optim *o);
 
-/* One step of the configured optimizer over this rank's shards with the given learning
- * rate; gradients are multiplied by grad_scale first (clipping, fp16's loss scale).
- * Weight decay only where the table says. LAMB and LARS take their trust ratios from
- * norms of the logical tensors: one all-reduce over MPI_COMM_WORLD (collective). */
+/* One step of the configured optimizer over this rank's shards (zero = 1: its slice)
+ * with the given learning rate; gradients are multiplied by grad_scale first (clipping,
+ * fp16's loss scale). Weight decay only where the table says. LAMB and LARS take their
+ * trust ratios from norms of the logical tensors: one all-reduce over MPI_COMM_WORLD of
+ * the per-tensor sums (collective; zero = 1: each rank sums the parts in its slice). */
 void optim_step(struct optim *o, struct model *m, float lr, float grad_scale);
 
 #endif
