@@ -108,6 +108,15 @@ __global__ static void adamw_kernel(float *P, const float *G, float *m, float *v
     }
 }
 
+/* Adam's two moments of element i after gradient g (AdamW and LAMB alike; the CPU's
+ * expressions in the CPU's order) */
+__device__ static void adam_moments(const dstate &m, const dstate &v, int64_t blk, int64_t i,
+                                    float g, float b1, float b2, float *mi, float *vi)
+{
+    *mi = b1 * st_load(m, blk, i) + (1.0f - b1) * g;
+    *vi = b2 * st_load(v, blk, i) + (1.0f - b2) * g * g;
+}
+
 __global__ static void adamw_state_kernel(float *P, const float *G, dstate m, dstate v, int64_t n,
                                           float lr, float b1, float b2, float eps, float wd,
                                           float gs, float c1, float c2)
@@ -117,11 +126,7 @@ __global__ static void adamw_state_kernel(float *P, const float *G, dstate m, ds
     BLOCK_ELEMENT(n);
     float mi = 0.0f, vi = 0.0f;
     if (active) {
-        mi = st_load(m, blk, i);
-        vi = st_load(v, blk, i);
-        float g = G[i] * gs;
-        mi = b1 * mi + (1.0f - b1) * g;
-        vi = b2 * vi + (1.0f - b2) * g * g;
+        adam_moments(m, v, blk, i, G[i] * gs, b1, b2, &mi, &vi);
         P[i] -= lr * ((mi * c1) / (sqrtf(vi * c2) + eps) + wd * P[i]);
     }
     st_store(m, blk, i, active, mi, shf, shi);
@@ -140,11 +145,7 @@ __global__ static void lamb_moments_kernel(double *part, const float *P, const f
     BLOCK_ELEMENT(n);
     float mi = 0.0f, vi = 0.0f;
     if (active) {
-        mi = st_load(m, blk, i);
-        vi = st_load(v, blk, i);
-        float g = G[i] * gs;
-        mi = b1 * mi + (1.0f - b1) * g;
-        vi = b2 * vi + (1.0f - b2) * g * g;
+        adam_moments(m, v, blk, i, G[i] * gs, b1, b2, &mi, &vi);
     }
     mi = st_store(m, blk, i, active, mi, shf, shi);
     vi = st_store(v, blk, i, active, vi, shf, shi);
