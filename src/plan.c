@@ -19,15 +19,27 @@
  *                      block of 2048 (block-wise 8-bit state, Dettmers et al. 2022).
  *
  * Step time (plan_time): per micro-batch and stage, the matmul FLOPs over the calibrated
- * GEMM rate of the dtype, the other kernels' bytes over the memory bandwidth, and the
+ * GEMM rate of the dtype (forward and backward GEMMs, as `trident calibrate` times them),
+ * the other kernels' bytes over their measured rate in the dtype (kernels_bw_*: the CPU
+ * backend's widening of 16-bit operands into fp32 copies is in it) or, not measured, over
+ * the memory bandwidth (widened 16-bit kernels then move (8 + e)/e times their bytes), the
  * tensor-parallel all-reduces (ring, 2 per layer forward and 2 backward, not overlapped:
  * the next matmul needs their result); the slowest stage sets the pace of the pipeline,
  * (m + p − 1) micro-batch times per step for 1F1B and GPipe alike (the bubble is (p−1) of
  * them); each stage boundary's send is on the critical path once per micro-batch each way.
  * The data-parallel reduction runs under the last micro-batch's backward pass (dp.c starts
  * each bucket when its gradients are complete): only what is longer than that backward is
- * exposed. The optimizer step (memory-bound) and ZeRO's all-gather of the new weights
- * come after it and overlap nothing.
+ * exposed. The optimizer step (its measured AdamW rate per state form, optim_*, or its
+ * bytes over the bandwidth) and ZeRO's all-gather of the new weights come after it and
+ * overlap nothing. ZeRO-1 is planned with every optimizer, state form, allreduce and
+ * grad_reduce: the reduce-scatter (flat or through the node, fp32 or bf16 on the wire)
+ * under the backward pass, the all-gather after the step. The planner weighs them all
+ * whatever `train` accepts today (src/config.c says what is built); it applies no
+ * refusal list of its own.
+ *
+ * GPU hardware files describe trident's CUDA backend: 16-bit kernels are native
+ * (kernels_16bit = native: no widening, no fp32 workspaces) and attention is flash-style
+ * (attention = flash: a log-sum-exp per row kept, not the probabilities; backend_memory).
  */
 #include "plan.h"
 
@@ -956,14 +968,16 @@ static void print_text(const struct plan_req *r, const struct plan_result *res, 
            b->dp, b->tp, b->pp, b->mb, b->ga);
     const struct plan_time *t = &b->t;
     printf("  %-58s %10.4g s\n", "matmuls (model FLOPs / calibrated GEMM rate)", t->matmul);
-    printf("  %-58s %10.4g s\n", "other kernels (bytes moved / memory bandwidth)", t->other);
+    printf("  %-58s %10.4g s\n", r->hw.kernels_bw[b->prec] > 0 ? "other kernels (bytes moved / their measured rate)"
+           : r->hw.widened16 && b->prec != PD_FP32 ? "other kernels (bytes, widened to fp32 / bandwidth)"
+           : "other kernels (bytes moved / memory bandwidth)", t->other);
     printf("  %-58s %10.4g s\n", "tensor-parallel all-reduces (4 per layer, not overlapped)", t->tp_comm);
     printf("  %-58s %10.4g s\n", "pipeline sends (on the critical path)", t->p2p);
     printf("  %-58s %10.4g s\n", "pipeline bubble ((p-1) micro-batch times)", t->bubble);
     printf("  %-58s %10.4g s\n", "data-parallel reduction, total", t->dp_comm);
     printf("  %-58s %10.4g s\n", "  hidden under the last micro-batch's backward (up to)", t->bwd_last);
     printf("  %-58s %10.4g s\n", "  exposed", t->dp_exposed);
-    printf("  %-58s %10.4g s\n", "optimizer step (memory-bound, overlaps nothing)", t->optimizer);
+    printf("  %-58s %10.4g s\n", "optimizer step (overlaps nothing)", t->optimizer);
     if (b->zero) printf("  %-58s %10.4g s\n", "ZeRO all-gather of the new weights (exposed)", t->zero_gather);
     printf("  %-58s %10.4g s\n", "step", t->step);
     printf("\n  memory of the largest rank (stage %d, %d micro-batch%s in flight), MB:\n",
