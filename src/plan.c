@@ -594,7 +594,7 @@ static void plan_time(const struct config *cfg, const struct hardware *hw, int d
 
     /* The data-parallel reduction of the gradients: in fp32, or bf16 on the wire
      * (grad_reduce = bf16: an all-to-all and an all-gather, the bytes of an all-reduce at
-     * 2 bytes a gradient). Hierarchical (allreduce = hier, or auto across nodes) where
+     * 2 bytes a gradient). Hierarchical (allreduce = hier; auto too, but not with zero = 1) where
      * the group spans nodes and the node's ranks of it divide it evenly: inside the node
      * a reduce-scatter, across nodes the node's share, inside the node an all-gather.
      * With zero = 1 only the reduce-scatter half runs under the backward pass, and the
@@ -605,8 +605,11 @@ static void plan_time(const struct config *cfg, const struct hardware *hw, int d
         double bytes = n_local_max * (bf16_wire ? 2.0 : 4.0);
         int span = tp * (dp - 1) + 1 > rpn;
         int per_node = TR_MAX(1, rpn / tp), nodes = dp / TR_MAX(per_node, 1);
-        int hier = span && strcmp(cfg->allreduce, "flat") != 0 && !bf16_wire &&
-                   rpn % tp == 0 && dp % per_node == 0 && per_node > 1;
+        /* auto is hierarchical across nodes, but flat with zero = 1 (src/config.c) */
+        int asked = cfg->zero ? strcmp(cfg->allreduce, "hier") == 0
+                              : strcmp(cfg->allreduce, "flat") != 0;
+        int hier = span && asked && !bf16_wire && rpn % tp == 0 && dp % per_node == 0 &&
+                   per_node > 1;
         double lat = span ? hw->inter_latency : hw->intra_latency;
         double lbw = span ? inter_bw : hw->intra_bandwidth;
         if (!cfg->zero) {
