@@ -76,8 +76,20 @@ void memplan_rank(const struct config *cfg, const struct grid *g, int n_slots,
         if (strcmp(cfg->grad_reduce, "bf16") == 0)
             b->bytes[MEM_REDUCE] = mm.params + mm.params * 3 / 2 / TR_MAX(g->dp, 1);
         /* zero = 1 (dp.c, optim.c): the slice's reduced gradients (also the all-gather's
-         * send buffer) and MPI's reduce-scatter temporaries */
-        if (mm.zero_n) b->bytes[MEM_REDUCE] = mm.zero_grads + mm.params * 3 / 4;
+         * send buffer) and MPI's reduce-scatter temporaries; a two-level reduce-scatter
+         * (allreduce = hier across nodes) also keeps the node's partial sums of its share,
+         * as the hierarchical all-reduce does */
+        if (mm.zero_n) {
+            b->bytes[MEM_REDUCE] = mm.zero_grads + mm.params * 3 / 4;
+            if (strcmp(cfg->allreduce, "flat") != 0 && g->ranks_per_node < g->world_size)
+                b->bytes[MEM_REDUCE] += mm.params / TR_MAX(g->ranks_per_node, 1);
+            /* bf16 on the wire into the slice (dp.c, DP_ZERO_BF16): per bucket the bucket
+             * and the parts received in bf16, and this rank's part rounded to bf16; no MPI
+             * reduction temporaries and no all-gather of gradients */
+            if (strcmp(cfg->grad_reduce, "bf16") == 0)
+                b->bytes[MEM_REDUCE] = mm.zero_grads + mm.params / 2 + mm.params / 2 +
+                                       mm.params / 2 / TR_MAX(g->dp, 1);
+        }
     }
     int64_t n_win = (int64_t)TR_MAX(cfg->grad_accum, 1) * B;
     b->bytes[MEM_DATA] = align64(sizeof(int32_t) * n_win * (T + 1)) +

@@ -19,15 +19,27 @@
  *                      block of 2048 (block-wise 8-bit state, Dettmers et al. 2022).
  *
  * Step time (plan_time): per micro-batch and stage, the matmul FLOPs over the calibrated
- * GEMM rate of the dtype, the other kernels' bytes over the memory bandwidth, and the
+ * GEMM rate of the dtype (forward and backward GEMMs, as `trident calibrate` times them),
+ * the other kernels' bytes over their measured rate in the dtype (kernels_bw_*: the CPU
+ * backend's widening of 16-bit operands into fp32 copies is in it) or, not measured, over
+ * the memory bandwidth (widened 16-bit kernels then move (8 + e)/e times their bytes), the
  * tensor-parallel all-reduces (ring, 2 per layer forward and 2 backward, not overlapped:
  * the next matmul needs their result); the slowest stage sets the pace of the pipeline,
  * (m + p − 1) micro-batch times per step for 1F1B and GPipe alike (the bubble is (p−1) of
  * them); each stage boundary's send is on the critical path once per micro-batch each way.
  * The data-parallel reduction runs under the last micro-batch's backward pass (dp.c starts
  * each bucket when its gradients are complete): only what is longer than that backward is
- * exposed. The optimizer step (memory-bound) and ZeRO's all-gather of the new weights
- * come after it and overlap nothing.
+ * exposed. The optimizer step (its measured AdamW rate per state form, optim_*, or its
+ * bytes over the bandwidth) and ZeRO's all-gather of the new weights come after it and
+ * overlap nothing. ZeRO-1 is planned with every optimizer, state form, allreduce and
+ * grad_reduce: the reduce-scatter (flat or through the node, fp32 or bf16 on the wire)
+ * under the backward pass, the all-gather after the step. The planner weighs them all
+ * whatever `train` accepts today (src/config.c says what is built); it applies no
+ * refusal list of its own.
+ *
+ * GPU hardware files describe trident's CUDA backend: 16-bit kernels are native
+ * (kernels_16bit = native: no widening, no fp32 workspaces) and attention is flash-style
+ * (attention = flash: a log-sum-exp per row kept, not the probabilities; backend_memory).
  */
 #include "plan.h"
 
@@ -43,8 +55,6 @@
 
 #define MB (1024.0 * 1024.0)
 #define GB (1024.0 * 1024.0 * 1024.0)
-/* block of the block-wise int8 optimizer state (one fp32 scale each) */
-#define INT8_BLOCK 2048
 
 static const char *const PD_NAMES[PD_COUNT] = {"fp32", "bf16", "fp16"};
 static int pd_of(const char *precision) {
@@ -56,7 +66,7 @@ static int pd_of(const char *precision) {
 /* ------------------------------------------------------------------------------------ */
 /* hardware files                                                                       */
 
-enum hw_type { HW_STR, HW_INT, HW_NUM, HW_SIZE, HW_RUNTIME };
+enum hw_type { HW_STR, HW_INT, HW_NUM, HW_SIZE, HW_RUNTIME, HW_CHOICE };
 struct hw_key {
     const char *name;
     enum hw_type type;
@@ -64,25 +74,34 @@ struct hw_key {
     int required;
     double min, max;
     const char *meaning;
+    const char *choices;   /* HW_CHOICE: "a|b", stored as the index of the word given */
 };
 #define HO(f) offsetof(struct hardware, f)
 static const struct hw_key HW_KEYS[] = {
-    {"name", HW_STR, HO(name), 0, 0, 0, "what the file describes"},
-    {"devices_per_node", HW_INT, HO(devices_per_node), 1, 1, 4096, "GPUs (or cores) per node"},
-    {"peak_fp32", HW_NUM, HO(peak[PD_FP32]), 1, 1e6, 1e18, "dense FLOP/s per device, fp32"},
-    {"peak_bf16", HW_NUM, HO(peak[PD_BF16]), 0, 0, 1e18, "dense FLOP/s per device, bf16 (0: none)"},
-    {"peak_fp16", HW_NUM, HO(peak[PD_FP16]), 0, 0, 1e18, "dense FLOP/s per device, fp16 (0: none)"},
-    {"gemm_fp32", HW_NUM, HO(gemm[PD_FP32]), 0, 0, 1e18, "measured GEMM FLOP/s per device"},
-    {"gemm_bf16", HW_NUM, HO(gemm[PD_BF16]), 0, 0, 1e18, "measured GEMM FLOP/s per device"},
-    {"gemm_fp16", HW_NUM, HO(gemm[PD_FP16]), 0, 0, 1e18, "measured GEMM FLOP/s per device"},
-    {"gemm_efficiency", HW_NUM, HO(gemm_efficiency), 0, 0.01, 1, "GEMM rate / peak where none is measured"},
-    {"mem_per_device", HW_SIZE, HO(mem_per_device), 1, 0, 0, "bytes per device (80G)"},
-    {"mem_bandwidth", HW_NUM, HO(mem_bandwidth), 1, 1e6, 1e15, "bytes/s per device"},
-    {"runtime", HW_RUNTIME, HO(runtime_bytes), 0, 0, 0, "memory per rank outside the model: measured | SIZE"},
-    {"intra_latency", HW_NUM, HO(intra_latency), 1, 0, 1, "s, one message inside a node"},
-    {"intra_bandwidth", HW_NUM, HO(intra_bandwidth), 1, 1e3, 1e15, "bytes/s per rank inside a node"},
-    {"inter_latency", HW_NUM, HO(inter_latency), 1, 0, 1, "s, one message between nodes"},
-    {"inter_bandwidth", HW_NUM, HO(inter_bandwidth), 1, 1e3, 1e16, "bytes/s per node between nodes"},
+    {"name", HW_STR, HO(name), 0, 0, 0, "what the file describes", NULL},
+    {"devices_per_node", HW_INT, HO(devices_per_node), 1, 1, 4096, "GPUs (or cores) per node", NULL},
+    {"peak_fp32", HW_NUM, HO(peak[PD_FP32]), 1, 1e6, 1e18, "dense FLOP/s per device, fp32", NULL},
+    {"peak_bf16", HW_NUM, HO(peak[PD_BF16]), 0, 0, 1e18, "dense FLOP/s per device, bf16 (0: none)", NULL},
+    {"peak_fp16", HW_NUM, HO(peak[PD_FP16]), 0, 0, 1e18, "dense FLOP/s per device, fp16 (0: none)", NULL},
+    {"gemm_fp32", HW_NUM, HO(gemm[PD_FP32]), 0, 0, 1e18, "measured GEMM FLOP/s per device", NULL},
+    {"gemm_bf16", HW_NUM, HO(gemm[PD_BF16]), 0, 0, 1e18, "measured GEMM FLOP/s per device", NULL},
+    {"gemm_fp16", HW_NUM, HO(gemm[PD_FP16]), 0, 0, 1e18, "measured GEMM FLOP/s per device", NULL},
+    {"gemm_efficiency", HW_NUM, HO(gemm_efficiency), 0, 0.01, 1, "GEMM rate / peak where none is measured", NULL},
+    {"mem_per_device", HW_SIZE, HO(mem_per_device), 1, 0, 0, "bytes per device (80G)", NULL},
+    {"mem_bandwidth", HW_NUM, HO(mem_bandwidth), 1, 1e6, 1e15, "bytes/s per device", NULL},
+    {"runtime", HW_RUNTIME, HO(runtime_bytes), 0, 0, 0, "memory per rank outside the model: measured | SIZE", NULL},
+    {"intra_latency", HW_NUM, HO(intra_latency), 1, 0, 1, "s, one message inside a node", NULL},
+    {"intra_bandwidth", HW_NUM, HO(intra_bandwidth), 1, 1e3, 1e15, "bytes/s per rank inside a node", NULL},
+    {"inter_latency", HW_NUM, HO(inter_latency), 1, 0, 1, "s, one message between nodes", NULL},
+    {"inter_bandwidth", HW_NUM, HO(inter_bandwidth), 1, 1e3, 1e16, "bytes/s per node between nodes", NULL},
+    {"kernels_bw_fp32", HW_NUM, HO(kernels_bw[PD_FP32]), 0, 0, 1e16, "measured non-matmul kernel bytes/s per device, fp32", NULL},
+    {"kernels_bw_bf16", HW_NUM, HO(kernels_bw[PD_BF16]), 0, 0, 1e16, "measured non-matmul kernel bytes/s per device, bf16", NULL},
+    {"kernels_bw_fp16", HW_NUM, HO(kernels_bw[PD_FP16]), 0, 0, 1e16, "measured non-matmul kernel bytes/s per device, fp16", NULL},
+    {"optim_fp32", HW_NUM, HO(optim_rate[0]), 0, 0, 1e16, "measured AdamW parameters/s per device, fp32 state", NULL},
+    {"optim_bf16", HW_NUM, HO(optim_rate[1]), 0, 0, 1e16, "measured AdamW parameters/s per device, bf16 state", NULL},
+    {"optim_int8", HW_NUM, HO(optim_rate[2]), 0, 0, 1e16, "measured AdamW parameters/s per device, int8 state", NULL},
+    {"kernels_16bit", HW_CHOICE, HO(widened16), 0, 0, 0, "native | widened (to fp32 copies)", "native|widened"},
+    {"attention", HW_CHOICE, HO(flash_attention), 0, 0, 0, "probs (T x T kept) | flash (a log-sum-exp per row)", "probs|flash"},
 };
 #define N_HW_KEYS ((int)(sizeof HW_KEYS / sizeof HW_KEYS[0]))
 
@@ -90,6 +109,7 @@ void plan_hardware_load(struct hardware *hw, const char *path) {
     memset(hw, 0, sizeof *hw);
     hw->gemm_efficiency = 1.0;
     hw->runtime_bytes = -1;
+    hw->widened16 = 1;   /* trident's CPU backend, the one every machine has */
     FILE *f = fopen(path, "r");
     if (!f)
         tr_fail(TR_EXIT_USAGE, "give --hardware FILE (inputs/hardware/*.hw), or write this "
@@ -149,6 +169,23 @@ void plan_hardware_load(struct hardware *hw, const char *path) {
         case HW_NUM:
             *(double *)dst = config_parse_float(where, hk->name, v, hk->min, hk->max);
             break;
+        case HW_CHOICE: {
+            /* the words of "a|b|..." in order; the index of the one given */
+            int idx = -1, i = 0;
+            for (const char *w = hk->choices; *w; i++) {
+                size_t len = strcspn(w, "|");
+                if (strlen(v) == len && strncmp(v, w, len) == 0) idx = i;
+                w += len + (w[len] == '|');
+            }
+            if (idx < 0) {
+                char hint[160];
+                snprintf(hint, sizeof hint, "write %s = one of %s", hk->name, hk->choices);
+                tr_fail(TR_EXIT_USAGE, hint, "%s: %s = '%s' is not one of %s", where, hk->name,
+                        v, hk->choices);
+            }
+            *(int *)dst = idx;
+            break;
+        }
         case HW_SIZE:
         case HW_RUNTIME: {
             if (hk->type == HW_RUNTIME && strcmp(v, "measured") == 0) {
@@ -217,7 +254,35 @@ struct stage_mem {
     int nl;
 };
 
-static void stage_memory(const struct config *want, int built, int dp, int tp, int pp,
+/* What a backend other than the CPU one keeps, from memplan's CPU plan (x, by item) of a
+ * stage with nl layers and n_slots micro-batches in flight:
+ *  - flash attention (attention = flash: the CUDA backend) keeps one fp32 log-sum-exp per
+ *    row of each head, [B·NH/tp·T], for the backward pass instead of the [B·NH/tp·T][T]
+ *    probabilities, and needs no fp32 [B·NH/tp·T][T] scratch for their gradient. Where
+ *    recomputation already drops the probabilities from the slots (selective, full), the
+ *    one layer rebuilt at a time in the shared buffer no longer holds them either;
+ *  - native 16-bit kernels (kernels_16bit = native) need none of the CPU backend's fp32
+ *    widening workspaces (mm.widen, model.c). */
+static void backend_memory(const struct config *cfg, const struct hardware *hw, int tp,
+                           int n_slots, int nl, int64_t widen, int64_t *x) {
+    const int64_t B = cfg->micro_batch, T = cfg->seq_len, NHl = cfg->n_head / tp;
+    const int64_t rows = B * NHl * T, e = dtype_bytes(cfg);
+    if (hw->flash_attention) {
+        const int64_t probs = e * rows * T, lse = 4 * rows;
+        x[MEM_WORKSPACE] -= 4 * rows * T;                      /* the gradient's scratch */
+        if (strcmp(cfg->recompute, "none") == 0) {
+            x[MEM_ACTS] -= (int64_t)n_slots * nl * (probs - lse);
+        } else {
+            x[MEM_WORKSPACE] -= probs;                         /* the rebuilt layer's */
+            if (strcmp(cfg->recompute, "selective") == 0) x[MEM_ACTS] += (int64_t)n_slots * nl * lse;
+            else x[MEM_WORKSPACE] += lse;
+        }
+    }
+    if (!hw->widened16) x[MEM_WORKSPACE] -= widen;
+}
+
+static void stage_memory(const struct config *want, const struct hardware *hw, int built,
+                         int dp, int tp, int pp,
                          int rpn, int stage, int tp_rank, double runtime_bytes,
                          struct stage_mem *sm, int *analytic) {
     /* what memplan is asked: the wanted config with the switches it does not model at
@@ -281,7 +346,7 @@ static void stage_memory(const struct config *want, int built, int dp, int tp, i
         int64_t n = mm.n_local;
         x[MEM_OPTIM] = strcmp(want->optim_state, "bf16") == 0
                            ? 2 * 2 * n
-                           : 2 * (n + 4 * ((n + INT8_BLOCK - 1) / INT8_BLOCK));
+                           : 2 * (n + 4 * ((n + KSTATE_BLOCK - 1) / KSTATE_BLOCK));
         *analytic |= PLAN_SW_OPTIM_STATE;
     }
     if (!(built & PLAN_SW_ZERO) && want->zero && dp > 1) {
@@ -291,6 +356,7 @@ static void stage_memory(const struct config *want, int built, int dp, int tp, i
         }
         *analytic |= PLAN_SW_ZERO;
     }
+    if (hw && sm->nl > 0) backend_memory(want, hw, tp, n_slots, sm->nl, mm.widen, x);
     sm->b.total = 0;
     for (int i = 0; i < MEM_COUNT; i++) sm->b.total += x[i];
 }
@@ -326,8 +392,9 @@ static int switches_built(const struct config *cfg) {
     return cached;
 }
 
-void plan_memory(const struct config *cfg, int dp, int tp, int pp, int ranks_per_node,
-                 double runtime_bytes, struct plan_mem *pm, int64_t *stage_total) {
+void plan_memory(const struct config *cfg, const struct hardware *hw, int dp, int tp, int pp,
+                 int ranks_per_node, double runtime_bytes, struct plan_mem *pm,
+                 int64_t *stage_total) {
     memset(pm, 0, sizeof *pm);
     int built = switches_built(cfg);
     /* Which ranks to plan. Tensor rank 0 is the largest of its stage (the others differ
@@ -350,7 +417,7 @@ void plan_memory(const struct config *cfg, int dp, int tp, int pp, int ranks_per
                 if (seen_nl[k] < 0) { seen_nl[k] = nl; break; }
         }
         struct stage_mem sm;
-        stage_memory(cfg, built, dp, tp, pp, ranks_per_node, s, 0, runtime_bytes, &sm,
+        stage_memory(cfg, hw, built, dp, tp, pp, ranks_per_node, s, 0, runtime_bytes, &sm,
                      &pm->analytic);
         for (int i = 0; i < MEM_COUNT; i++)
             pm->item_max[i] = TR_MAX(pm->item_max[i], sm.b.bytes[i]);
@@ -365,6 +432,13 @@ void plan_memory(const struct config *cfg, int dp, int tp, int pp, int ranks_per
 
 /* ------------------------------------------------------------------------------------ */
 /* step time                                                                            */
+
+double plan_layer_kernel_bytes(double C, double NH, double T, int tp, double e, int flash) {
+    /* two LayerNorms (read + write C), two residual adds (read 2C, write C), GELU (4C/tp
+     * in and out), and the attention's softmax over the causal scores (read + write
+     * (T+1)/2 per local head) or, flash, its q, k, v in and output out (4C/tp) */
+    return e * (10.0 * C + 2.0 * 4.0 * C / tp + (flash ? 4.0 * C / tp : (NH / tp) * (T + 1)));
+}
 
 struct plan_time {
     double matmul, other, tp_comm, p2p;     /* per step on the slowest stage (critical path) */
@@ -395,6 +469,34 @@ struct cand {
     int intrusive;           /* how far the switches stray from plain fp32 training */
 };
 
+/* The optimizer step of n_local parameters (overlaps nothing): the update over the
+ * rank's share (1/dp of it with zero = 1) at the measured AdamW rate of the state form
+ * (optim_*), else its bytes over the memory bandwidth (AdamW: p, g, m, v read; p, m, v
+ * written, m and v at 4, 2 or 1 byte), scaled to the optimizer by its passes over the
+ * data (LAMB: moments, then the step, and two norms; LARS: one buffer and two norms;
+ * SGD: one buffer); then, over all n_local parameters, zeroing the gradients and their
+ * norm (4 + 4 bytes), and with 16-bit precision the fresh 16-bit copy of the weights
+ * (read 4, write e). */
+static double optimizer_time(const struct config *cfg, const struct hardware *hw,
+                             double n_local, int dp, double e, double bw, double share) {
+    const int form = strcmp(cfg->optim_state, "int8") == 0 ? 2
+                     : strcmp(cfg->optim_state, "bf16") == 0 ? 1 : 0;
+    const double sb = form == 2 ? 1.0 + 4.0 / KSTATE_BLOCK : form == 1 ? 2.0 : 4.0;
+    const double adamw_bytes = 4 + 4 + 2 * sb + 4 + 2 * sb;      /* per parameter */
+    double kind = 1.0;   /* the optimizer's bytes / AdamW's */
+    if (strcmp(cfg->optimizer, "lamb") == 0)
+        kind = (4 + 4 + 2 * sb + 2 * sb + 4 + 2 * sb + 4 + 4 + 4) / adamw_bytes;
+    else if (strcmp(cfg->optimizer, "lars") == 0)
+        kind = (4 + 4 + sb + 4 + sb + 4 + 4) / adamw_bytes;
+    else if (strcmp(cfg->optimizer, "sgd") == 0)
+        kind = (4 + 4 + sb + 4 + sb) / adamw_bytes;
+    const double n_upd = n_local / (cfg->zero && dp > 1 ? dp : 1);
+    double t = hw->optim_rate[form] > 0 ? kind * n_upd / (hw->optim_rate[form] * share)
+                                        : kind * n_upd * adamw_bytes / bw;
+    t += n_local * (4.0 + 4.0 + (e < 4 ? 4.0 + e : 0.0)) / bw;
+    return t;
+}
+
 /* cfg carries the candidate's batch and switches */
 static void plan_time(const struct config *cfg, const struct hardware *hw, int dp, int tp,
                       int pp, int rpn, struct plan_time *pt) {
@@ -414,15 +516,27 @@ static void plan_time(const struct config *cfg, const struct hardware *hw, int d
 
     int *bounds = tr_malloc(sizeof(int) * (size_t)(pp + 1));
     model_stage_bounds(cfg, pp, bounds);
+    /* The non-matmul kernels: measured (kernels_bw: trident calibrate times one layer's
+     * LayerNorms, attention, GELU and residuals in this dtype, and divides the bytes counted
+     * here by that time: conversions, the softmax's exp, the attention's small per-head
+     * GEMMs are in it), else bytes / memory bandwidth. A backend that widens 16-bit
+     * operands (the CPU one: kernels/cpu/typed.c) runs each such kernel on fp32 copies:
+     * it moves the fp32 bytes (4/e times the 16-bit ones) and converts every element
+     * twice, in and out (e + 4 bytes each), so 16-bit kernels move (8 + e)/e times the
+     * bytes counted at e: 5x for bf16, 2.5x what fp32 moves. */
+    const int measured_kernels = hw->kernels_bw[d] > 0;
+    const double kbw = measured_kernels ? hw->kernels_bw[d] * share
+                       : hw->widened16 && e < 4 ? bw * e / (8.0 + e) : bw;
     /* matmul FLOPs per token of one layer, forward (backward is twice), as
-     * model_flops_per_token counts them; the attention core part separately */
-    const double f_layer = 24.0 * C * C + 2.0 * C * (T + 1), f_attn = 2.0 * C * (T + 1);
+     * model_flops_per_token counts them; the attention core part separately (inside the
+     * measured attention kernel when kernels_bw is measured: not counted twice) */
+    const double f_attn = measured_kernels ? 0.0 : 2.0 * C * (T + 1);
+    const double f_layer = 24.0 * C * C + f_attn;
     const double f_head = 2.0 * Vp * C;
-    /* bytes the other kernels move per token of one layer forward: two LayerNorms
-     * (read + write C), two residual adds (read 2C, write C), GELU (4C/tp in and out),
-     * softmax over the causal scores (read + write (T+1)/2 per local head) */
-    const double b_layer = e * (10.0 * C + 2.0 * 4.0 * C / tp + (NH / tp) * (T + 1));
-    const double b_attn = e * (NH / tp) * (T + 1);
+    const int flash = hw->flash_attention;
+    const double b_layer = plan_layer_kernel_bytes(C, NH, T, tp, e, flash);
+    /* what selective recomputation runs again: the attention core */
+    const double b_attn = flash ? e * 4.0 * C / tp : e * (NH / tp) * (T + 1);
     const double b_head = e * 3.0 * Vp / tp + e * 4.0 * C;   /* logits: write, read, gradient; final LN */
     const double act_bytes = tok * C;                         /* one [BT][C] activation */
     double worst = 0, worst_mm = 0, worst_other = 0, worst_tp = 0, worst_p2p = 0, bwd = 0;
@@ -453,15 +567,15 @@ static void plan_time(const struct config *cfg, const struct hardware *hw, int d
             double one = lat + e * act_bytes / lbw;
             p2p = (first || last ? 1.0 : 2.0) * one;   /* fwd out + bwd out (ends: one way each) */
         }
-        double mb_t = (mm_f + mm_b) / rate + (by_f + by_b) / bw + tp_f + tp_b + p2p;
+        double mb_t = (mm_f + mm_b) / rate + (by_f + by_b) / kbw + tp_f + tp_b + p2p;
         if (mb_t > worst) {
             worst = mb_t;
             worst_mm = (mm_f + mm_b) / rate;
-            worst_other = (by_f + by_b) / bw;
+            worst_other = (by_f + by_b) / kbw;
             worst_tp = tp_f + tp_b;
             worst_p2p = p2p;
         }
-        if (first) bwd = mm_b / rate + by_b / bw + tp_b;   /* stage 0 finishes last */
+        if (first) bwd = mm_b / rate + by_b / kbw + tp_b;   /* stage 0 finishes last */
         /* parameters of this stage's shard (params.c's table) */
         double n = nl * (12.0 * C * C + 13.0 * C) / tp +
                    (first ? Vp * C / tp + cfg->block_size * C : 0) +
@@ -478,39 +592,46 @@ static void plan_time(const struct config *cfg, const struct hardware *hw, int d
     pt->bwd_last = bwd;
     (void)steps_mb;
 
-    /* the data-parallel reduction of the gradients */
+    /* The data-parallel reduction of the gradients: in fp32, or bf16 on the wire
+     * (grad_reduce = bf16: an all-to-all and an all-gather, the bytes of an all-reduce at
+     * 2 bytes a gradient). Hierarchical (allreduce = hier, or auto) where
+     * the group spans nodes and the node's ranks of it divide it evenly: inside the node
+     * a reduce-scatter, across nodes the node's share, inside the node an all-gather.
+     * With zero = 1 only the reduce-scatter half runs under the backward pass, and the
+     * new weights (the computing copy: fp32 or 16-bit) are all-gathered after the
+     * optimizer, through the same two levels. */
     if (dp > 1) {
-        double bytes = n_local_max * (strcmp(cfg->grad_reduce, "bf16") == 0 ? 2.0 : 4.0);
+        const int bf16_wire = strcmp(cfg->grad_reduce, "bf16") == 0;
+        double bytes = n_local_max * (bf16_wire ? 2.0 : 4.0);
         int span = tp * (dp - 1) + 1 > rpn;
         int per_node = TR_MAX(1, rpn / tp), nodes = dp / TR_MAX(per_node, 1);
-        int hier = span && strcmp(cfg->allreduce, "flat") != 0 &&
-                   strcmp(cfg->grad_reduce, "bf16") != 0 && rpn % tp == 0 &&
-                   dp % per_node == 0 && per_node > 1;
-        if (!span) pt->dp_comm = t_allreduce(dp, bytes, hw->intra_latency, hw->intra_bandwidth);
-        else if (hier)
-            pt->dp_comm = 2.0 * t_half(per_node, bytes, hw->intra_latency, hw->intra_bandwidth) +
-                          t_allreduce(nodes, bytes / per_node, hw->inter_latency, inter_bw);
-        else pt->dp_comm = t_allreduce(dp, bytes, hw->inter_latency, inter_bw);
+        /* auto is hierarchical across nodes, with zero = 1 too (dpr_choose, src/dp.c) */
+        int asked = strcmp(cfg->allreduce, "flat") != 0;
+        int hier = span && asked && !bf16_wire && rpn % tp == 0 && dp % per_node == 0 &&
+                   per_node > 1;
         double lat = span ? hw->inter_latency : hw->intra_latency;
         double lbw = span ? inter_bw : hw->intra_bandwidth;
-        if (cfg->zero) {
-            /* reduce-scatter under the backward, then the new weights all-gathered */
-            double rs = pt->dp_comm / 2.0;
-            pt->dp_exposed = fmax(0.0, rs - bwd);
-            pt->zero_gather = t_half(dp, n_local_max * e, lat, lbw);
+        if (!cfg->zero) {
+            if (hier)
+                pt->dp_comm = 2.0 * t_half(per_node, bytes, hw->intra_latency, hw->intra_bandwidth) +
+                              t_allreduce(nodes, bytes / per_node, hw->inter_latency, inter_bw);
+            else pt->dp_comm = t_allreduce(dp, bytes, lat, lbw);
+            pt->dp_exposed = fmax(0.0, pt->dp_comm - bwd);
         } else {
+            double wbytes = n_local_max * e;
+            if (hier) {
+                pt->dp_comm = t_half(per_node, bytes, hw->intra_latency, hw->intra_bandwidth) +
+                              t_half(nodes, bytes / per_node, hw->inter_latency, inter_bw);
+                pt->zero_gather = t_half(nodes, wbytes / per_node, hw->inter_latency, inter_bw) +
+                                  t_half(per_node, wbytes, hw->intra_latency, hw->intra_bandwidth);
+            } else {
+                pt->dp_comm = t_half(dp, bytes, lat, lbw);
+                pt->zero_gather = t_half(dp, wbytes, lat, lbw);
+            }
             pt->dp_exposed = fmax(0.0, pt->dp_comm - bwd);
         }
     }
-    /* the optimizer: bytes per parameter read and written (AdamW: parameter, gradient,
-     * two moments read; parameter and moments written; the 16-bit copy; zeroing the
-     * gradient) */
-    double per = strcmp(cfg->optim_state, "int8") == 0 ? 4 + 4 + 4 + 2 + 2 + 4
-                 : strcmp(cfg->optim_state, "bf16") == 0 ? 4 + 4 + 4 + 4 + 4 + 4
-                                                         : 4 + 4 + 8 + 4 + 8 + 4;
-    if (e == 2) per += 2;
-    double n_opt = n_local_max / (cfg->zero && dp > 1 ? dp : 1);
-    pt->optimizer = n_opt * per / bw;
+    pt->optimizer = optimizer_time(cfg, hw, n_local_max, dp, e, bw, share);
     pt->step = worst * (M + pp - 1) + pt->dp_exposed + pt->optimizer + pt->zero_gather;
 }
 
@@ -552,14 +673,14 @@ static void cand_config(const struct plan_req *r, const struct cand *c, struct c
 static void evaluate(const struct plan_req *r, struct cand *c, int all_stages) {
     struct config cfg;
     cand_config(r, c, &cfg);
-    plan_memory(&cfg, c->dp, c->tp, c->pp, r->rpn, r->hw.runtime_bytes, &c->mem,
+    plan_memory(&cfg, &r->hw, c->dp, c->tp, c->pp, r->rpn, r->hw.runtime_bytes, &c->mem,
                 all_stages ? c->stage_total : NULL);
     c->fits = r->mem_limit <= 0 || c->mem.peak.total <= r->mem_limit;
     plan_time(&cfg, &r->hw, c->dp, c->tp, c->pp, r->rpn, &c->t);
     double tokens = (double)c->mb * c->ga * c->dp * cfg.seq_len;
     c->tok_s = tokens / c->t.step;
     c->flops_dev = model_flops_per_token(&cfg) * c->tok_s / r->world;
-    c->mfu = c->flops_dev / r->hw.peak[c->prec];
+    c->mfu = c->flops_dev / (r->hw.peak[c->prec] * r->hw.devices_per_node / r->rpn);
     /* what the hardware computes, recomputation included (Megatron-LM's count): full
      * recomputes each layer's forward, selective the attention core's */
     double C = cfg.n_embd, L = cfg.n_layer, T = cfg.seq_len;
@@ -849,14 +970,16 @@ static void print_text(const struct plan_req *r, const struct plan_result *res, 
            b->dp, b->tp, b->pp, b->mb, b->ga);
     const struct plan_time *t = &b->t;
     printf("  %-58s %10.4g s\n", "matmuls (model FLOPs / calibrated GEMM rate)", t->matmul);
-    printf("  %-58s %10.4g s\n", "other kernels (bytes moved / memory bandwidth)", t->other);
+    printf("  %-58s %10.4g s\n", r->hw.kernels_bw[b->prec] > 0 ? "other kernels (bytes moved / their measured rate)"
+           : r->hw.widened16 && b->prec != PD_FP32 ? "other kernels (bytes, widened to fp32 / bandwidth)"
+           : "other kernels (bytes moved / memory bandwidth)", t->other);
     printf("  %-58s %10.4g s\n", "tensor-parallel all-reduces (4 per layer, not overlapped)", t->tp_comm);
     printf("  %-58s %10.4g s\n", "pipeline sends (on the critical path)", t->p2p);
     printf("  %-58s %10.4g s\n", "pipeline bubble ((p-1) micro-batch times)", t->bubble);
     printf("  %-58s %10.4g s\n", "data-parallel reduction, total", t->dp_comm);
     printf("  %-58s %10.4g s\n", "  hidden under the last micro-batch's backward (up to)", t->bwd_last);
     printf("  %-58s %10.4g s\n", "  exposed", t->dp_exposed);
-    printf("  %-58s %10.4g s\n", "optimizer step (memory-bound, overlaps nothing)", t->optimizer);
+    printf("  %-58s %10.4g s\n", "optimizer step (overlaps nothing)", t->optimizer);
     if (b->zero) printf("  %-58s %10.4g s\n", "ZeRO all-gather of the new weights (exposed)", t->zero_gather);
     printf("  %-58s %10.4g s\n", "step", t->step);
     printf("\n  memory of the largest rank (stage %d, %d micro-batch%s in flight), MB:\n",
@@ -1038,7 +1161,7 @@ void plan_print_fit_hint(const struct config *cfg, const struct grid *g,
                 u.grad_accum = c.grad_accum * (c.micro_batch / mb);
                 u.micro_batch = mb;
                 struct plan_mem pm;
-                plan_memory(&u, g->dp, g->tp, g->pp, g->ranks_per_node, -1, &pm, NULL);
+                plan_memory(&u, NULL, g->dp, g->tp, g->pp, g->ranks_per_node, -1, &pm, NULL);
                 if (pm.peak.total <= limit_per_rank) {
                     snprintf(text, sizeof text, "micro_batch = %d, grad_accum = %d (same "
                              "global batch)", mb, u.grad_accum);
@@ -1069,7 +1192,7 @@ void plan_print_fit_hint(const struct config *cfg, const struct grid *g,
             t.zero == c.zero && strcmp(t.precision, c.precision) == 0)
             continue;
         struct plan_mem pm;
-        plan_memory(&t, g->dp, g->tp, g->pp, g->ranks_per_node, -1, &pm, NULL);
+        plan_memory(&t, NULL, g->dp, g->tp, g->pp, g->ranks_per_node, -1, &pm, NULL);
         if (pm.peak.total > limit_per_rank) continue;
         snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s%s", n ? ", or " : "", text,
                  pm.analytic ? " (once built)" : "");

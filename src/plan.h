@@ -13,7 +13,11 @@
  *
  * Hardware comes from `key = value` files (inputs/hardware/NAME.hw), parsed as strictly as
  * configs: per device peak FLOP/s per dtype, measured or assumed GEMM rate, memory,
- * bandwidth, devices per node, and the links inside and between nodes.
+ * bandwidth, devices per node, and the links inside and between nodes; optionally the
+ * measured rates of the non-matmul kernels and of the optimizer update (`trident
+ * calibrate` writes them), and what the backend does with 16-bit kernels and attention
+ * (the CPU backend widens 16-bit operands into fp32 and keeps the attention
+ * probabilities; the CUDA backend computes in 16 bits and keeps one log-sum-exp per row).
  */
 #ifndef TRIDENT_PLAN_H
 #define TRIDENT_PLAN_H
@@ -37,7 +41,23 @@ struct hardware {
     double runtime_bytes;          /* per rank, counted against its memory; < 0: measured here */
     double intra_latency, intra_bandwidth;   /* s; bytes/s per rank, inside a node */
     double inter_latency, inter_bandwidth;   /* s; bytes/s per NODE (its NICs together) */
+    /* the non-matmul kernels (LayerNorm, attention, GELU, residual) per dtype: the
+     * planner's byte count of a layer (plan_layer_kernel_bytes) over their measured time,
+     * bytes/s per device; 0: not measured (bytes / mem_bandwidth, widened when 16-bit
+     * kernels are) */
+    double kernels_bw[PD_COUNT];
+    /* AdamW parameters updated per second per device, by state form (fp32, bf16, int8);
+     * 0: not measured (bytes / mem_bandwidth) */
+    double optim_rate[3];
+    int    widened16;              /* 1: 16-bit non-matmul kernels run on fp32 copies (CPU) */
+    int    flash_attention;        /* 1: attention keeps a log-sum-exp per row, not T x T */
 };
+
+/* Bytes the non-matmul kernels of one transformer layer move per token, forward (the
+ * backward pass is counted as twice this), with activations of e bytes: two LayerNorms,
+ * two residual adds, GELU, and the attention's softmax (T x T probabilities) or, with
+ * flash attention, only its q, k, v and output. */
+double plan_layer_kernel_bytes(double C, double NH, double T, int tp, double e, int flash);
 
 /* Read a hardware file; a missing key, an unknown key, a bad value: tr_fail naming the
  * file and line. */
@@ -46,7 +66,9 @@ void plan_hardware_load(struct hardware *hw, const char *path);
 /* The memory of one candidate on the rank that needs the most, in bytes, by item, and
  * each stage's total (the peak over the stage's ranks). Fills the switches that memplan
  * does not model from the analytic formulas (see plan.c). stage_total may be NULL; else it
- * has pp entries. */
+ * has pp entries. hw says what the backend keeps (NULL: the CPU backend, whose plan is
+ * memplan's): with flash attention a log-sum-exp per row instead of the probabilities,
+ * with native 16-bit kernels no widening workspaces. */
 struct plan_mem {
     struct mem_breakdown peak;       /* the largest rank */
     int64_t item_max[MEM_COUNT];     /* each item's largest value over the ranks */
@@ -54,8 +76,9 @@ struct plan_mem {
     int     analytic;                /* bit i: switch i of PLAN_SW_* modelled here */
 };
 enum { PLAN_SW_RECOMPUTE = 1, PLAN_SW_ZERO = 2, PLAN_SW_OPTIM_STATE = 4 };
-void plan_memory(const struct config *cfg, int dp, int tp, int pp, int ranks_per_node,
-                 double runtime_bytes, struct plan_mem *pm, int64_t *stage_total);
+void plan_memory(const struct config *cfg, const struct hardware *hw, int dp, int tp, int pp,
+                 int ranks_per_node, double runtime_bytes, struct plan_mem *pm,
+                 int64_t *stage_total);
 
 /* Whether memplan/model_mem_plan model a switch already (its numbers change with it). */
 int plan_switch_built(const struct config *cfg, int sw);

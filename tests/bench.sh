@@ -264,8 +264,16 @@ fi
 if want 10; then
     echo
     echo "== 10. memory switches on the bench model: measured vs the planner (trident plan --layout)"
+    # the planner's hardware: PLAN_HW, or this machine calibrated just now (2 ranks × 1
+    # thread: the link between ranks measured too), so that prediction and measurement see
+    # the same machine minutes apart (a shared machine's speed drifts over an hour)
+    PLAN_HW=${PLAN_HW:-}
+    if [ -z "$PLAN_HW" ]; then
+        PLAN_HW=$TMP/this-machine.hw
+        OMP_NUM_THREADS=1 mpirun -np 2 bin/trident calibrate --out "$PLAN_HW" | sed 's/^/  /'
+    fi
     echo "(peak MB: the largest rank's resident peak, what the plan predicts; tokens/s: median of"
-    echo " steps 2-7; planner: inputs/hardware/this-machine.hw, written by trident calibrate)"
+    echo " steps 2-7; planner: $PLAN_HW; load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
     printf '%-26s %6s %10s %10s %7s %10s %10s %7s\n' switch ranks "peak MB" "plan MB" err \
         tokens/s "plan tok/s" err
     sw_row() { # NAME RANKS ARGS...
@@ -278,7 +286,7 @@ if want 10; then
         peak=$(series peak_mem_mb_max "$f" | sort -k2 -g | tail -n 1 | cut -d' ' -f2)
         tok=$(series tokens_per_s "$f" | median)
         plan=$(OMP_NUM_THREADS=1 bin/trident plan inputs/small.conf --nodes 1 --ranks-per-node "$np" \
-               --layout "${LAYOUT}" --json "${BENCH_MODEL[@]}" "$@" 2>/dev/null)
+               --layout "${LAYOUT}" --hardware "$PLAN_HW" --json "${BENCH_MODEL[@]}" "$@" 2>/dev/null)
         pmb=$(python3 -c 'import json,sys; c=json.load(sys.stdin)["candidates"][0]; print(c["memory"]["total"]/2**20, c["tokens_per_s"])' <<<"$plan" 2>/dev/null)
         ptok=${pmb#* }; pmb=${pmb% *}
         awk -v n="$name" -v r="$np" -v m="$peak" -v pm="$pmb" -v t="$tok" -v pt="$ptok" 'BEGIN {
@@ -297,6 +305,9 @@ if want 10; then
     LAYOUT=2x1x1
     sw_row "dp=2 zero=0" 2 --dp=2 --precision=fp32 --recompute=none --zero=0 --optim_state=fp32
     sw_row "dp=2 zero=1" 2 --dp=2 --precision=fp32 --recompute=none --zero=1 --optim_state=fp32
+    sw_row "dp=2 bf16" 2 --dp=2 --precision=bf16 --recompute=none --zero=0 --optim_state=fp32
+    sw_row "dp=2 int8" 2 --dp=2 --precision=fp32 --recompute=none --zero=0 --optim_state=int8
+    echo "(load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
 fi
 
 if want 11; then

@@ -7,7 +7,10 @@
  * AdamW with bf16 state: every stored moment is the fp32 update rounded to nearest even
  * (a rounding written here, not convert.h's). int8 state: the block-wise codes round-trip
  * within the companding's bound in every block, the largest element of a block exactly,
- * and decoding + encoding again gives the same bits. lr_scaling's factors. The memory
+ * and decoding + encoding again gives the same bits. Every update kernel (AdamW, LAMB's
+ * two calls, LARS, SGD) and the conversions on fp32, bf16 and int8 state give the same
+ * bits as a scalar reference written here from kernels.h, on random blocks with a NaN
+ * block, an inf block, a zero block and a short tail. lr_scaling's factors. The memory
  * plan's bytes of state for each optimizer and form.
  */
 #include <math.h>
@@ -277,6 +280,282 @@ static void test_int8_first_moment_round_trip_within_bound(void) { check_int8_ro
 static void test_int8_second_moment_round_trip_within_bound(void) { check_int8_round_trip(1); }
 
 /* ------------------------------------------------------------------------------------ */
+/* the update kernels on int8 and bf16 state against a straightforward reference            */
+
+/* The reference: kernels.h's definition of the state forms written out one element at a
+ * time (lrintf, the sign as a factor, isfinite), and the updates of kernels.h on the
+ * decoded block. The kernels are vectorized and parallel over blocks; they must give the
+ * same bits. */
+struct ref_state {
+    int form;         /* 0 fp32, 1 bf16, 2 int8 */
+    int role;
+    float *f;         /* fp32 */
+    uint16_t *h;      /* bf16 */
+    int8_t *q;        /* int8 codes */
+    float *scale;     /* int8 scales */
+};
+
+static void ref_load(const struct ref_state *s, int b0, int len, float *x) {
+    for (int j = 0; j < len; j++) {
+        int i = b0 + j;
+        if (s->form == 0) x[j] = s->f[i];
+        else if (s->form == 1) {
+            uint32_t u = (uint32_t)s->h[i] << 16;
+            memcpy(&x[j], &u, 4);
+        } else {
+            float A = s->scale[b0 / KSTATE_BLOCK];
+            if (s->role == 0) {
+                float t = (float)s->q[i] / 127.0f;
+                x[j] = t * t * A * (s->q[i] < 0 ? -1.0f : 1.0f);
+            } else {
+                float t = (float)(uint8_t)s->q[i] / 255.0f;
+                float t2 = t * t;
+                x[j] = t2 * t2 * A;
+            }
+        }
+    }
+}
+
+/* store x; x becomes the values stored */
+static void ref_store(struct ref_state *s, int b0, int len, float *x) {
+    if (s->form == 0) {
+        for (int j = 0; j < len; j++) s->f[b0 + j] = x[j];
+        return;
+    }
+    if (s->form == 1) {
+        for (int j = 0; j < len; j++) {
+            uint32_t u;
+            memcpy(&u, &x[j], 4);
+            if ((u & 0x7fffffffu) > 0x7f800000u) s->h[b0 + j] = (uint16_t)((u >> 16) | 0x40u);
+            else s->h[b0 + j] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        }
+        ref_load(s, b0, len, x);
+        return;
+    }
+    float A = 0.0f;
+    int bad = 0;
+    for (int j = 0; j < len; j++) {
+        bad |= !isfinite(x[j]);
+        if (fabsf(x[j]) > A) A = fabsf(x[j]);
+    }
+    const int blk = b0 / KSTATE_BLOCK;
+    if (bad || A == 0.0f) {
+        s->scale[blk] = bad ? NAN : 0.0f;
+        for (int j = 0; j < len; j++) s->q[b0 + j] = 0;
+    } else {
+        s->scale[blk] = A;
+        for (int j = 0; j < len; j++) {
+            long c;
+            if (s->role == 0) {
+                c = lrintf(127.0f * sqrtf(fabsf(x[j]) / A));
+                if (c > 127) c = 127;
+                s->q[b0 + j] = (int8_t)(x[j] < 0 ? -c : c);
+            } else {
+                c = lrintf(255.0f * sqrtf(sqrtf(x[j] > 0 ? x[j] / A : 0.0f)));
+                if (c > 255) c = 255;
+                s->q[b0 + j] = (int8_t)(uint8_t)c;
+            }
+        }
+    }
+    ref_load(s, b0, len, x);
+}
+
+enum { RN = 9 * KSTATE_BLOCK + 77, RNB = (RN + KSTATE_BLOCK - 1) / KSTATE_BLOCK };
+
+/* a kernel-side state buffer and its reference copy, holding the same random values;
+ * block 1 holds a NaN, block 2 an inf, block 3 is zero, the last block is a short tail */
+struct both { struct kstate k; struct ref_state r; };
+
+static struct both make_both(int form, int role) {
+    struct backend *be = cpu_backend();
+    const struct kernels *k = backend_kernels(be);
+    struct both b;
+    memset(&b, 0, sizeof b);
+    b.r.form = form;
+    b.r.role = role;
+    float *x = backend_alloc(be, 4 * RN);
+    for (int j = 0; j < RN; j++) {
+        double mag = pow(10.0, -6.0 * uniform()) * 1e-2;
+        x[j] = (float)(role ? mag * mag : (uniform() < 0.5 ? -mag : mag));
+    }
+    x[1 * KSTATE_BLOCK + 5] = NAN;
+    x[2 * KSTATE_BLOCK + 9] = role ? INFINITY : -INFINITY;
+    for (int j = 3 * KSTATE_BLOCK; j < 4 * KSTATE_BLOCK; j++) x[j] = 0.0f;
+    if (form == 0) {
+        b.k.q = tensor_1d(backend_alloc(be, 4 * RN), KDT_F32, RN);
+        b.r.f = malloc(4 * RN);
+    } else if (form == 1) {
+        b.k.q = tensor_1d(backend_alloc(be, 2 * RN), KDT_BF16, RN);
+        b.r.h = malloc(2 * RN);
+    } else {
+        b.k.q = tensor_1d(backend_alloc(be, 4 * ((RN + 3) / 4)), KDT_I32, (RN + 3) / 4);
+        b.k.scale = tensor_1d(backend_alloc(be, 4 * RNB), KDT_F32, RNB);
+        b.r.q = malloc(RN);
+        b.r.scale = malloc(4 * RNB);
+    }
+    /* the kernel encodes, the reference encodes: the first comparison */
+    k->state_from_f32(be, b.k, tensor_1d(x, KDT_F32, RN), role);
+    for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
+        float blk[KSTATE_BLOCK];
+        int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
+        memcpy(blk, x + b0, 4 * (size_t)len);
+        ref_store(&b.r, b0, len, blk);
+    }
+    backend_free_mem(be, x);
+    return b;
+}
+
+/* the number of elements (codes, and int8 scales) whose bits differ */
+static int both_differ(const struct both *b) {
+    int d = 0;
+    if (b->r.form == 0) d += memcmp(b->k.q.data, b->r.f, 4 * RN) != 0;
+    else if (b->r.form == 1) {
+        const uint16_t *h = b->k.q.data;
+        for (int j = 0; j < RN; j++) d += h[j] != b->r.h[j];
+    } else {
+        const int8_t *q = b->k.q.data;
+        const float *sc = b->k.scale.data;
+        for (int j = 0; j < RN; j++) d += q[j] != b->r.q[j];
+        for (int j = 0; j < RNB; j++) d += memcmp(&sc[j], &b->r.scale[j], 4) != 0;
+    }
+    return d;
+}
+
+static void free_both(struct both *b) {
+    struct backend *be = cpu_backend();
+    backend_free_mem(be, b->k.q.data);
+    if (b->k.scale.data) backend_free_mem(be, b->k.scale.data);
+    free(b->r.f); free(b->r.h); free(b->r.q); free(b->r.scale);
+}
+
+/* the bits of two fp32 arrays, NaNs equal when their bits are */
+static int floats_differ(const float *a, const float *b, int n) {
+    int d = 0;
+    for (int j = 0; j < n; j++) d += memcmp(&a[j], &b[j], 4) != 0;
+    return d;
+}
+
+static void check_updates_match_reference(int form) {
+    struct backend *be = cpu_backend();
+    const struct kernels *k = backend_kernels(be);
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.5f, mu = 0.9f;
+    const int t = 7;
+    const float c1 = (float)(1.0 / (1.0 - pow(b1, t))), c2 = (float)(1.0 / (1.0 - pow(b2, t)));
+    float *p = backend_alloc(be, 4 * RN), *g = backend_alloc(be, 4 * RN);
+    float *rp = malloc(4 * RN);
+    for (int j = 0; j < RN; j++) {
+        p[j] = rp[j] = (float)(0.02 * normal());
+        g[j] = (float)(1e-3 * normal());
+    }
+    struct tensor P = tensor_1d(p, KDT_F32, RN), G = tensor_1d(g, KDT_F32, RN);
+    float m[KSTATE_BLOCK], v[KSTATE_BLOCK];
+
+    /* the state as encoded */
+    struct both bm = make_both(form, 0), bv = make_both(form, 1);
+    CHECK_MSG(both_differ(&bm) == 0 && both_differ(&bv) == 0,
+              "form %d: state_from_f32 differs from the reference encoding", form);
+    /* and decoded */
+    float *dk = backend_alloc(be, 4 * RN), *dr = malloc(4 * RN);
+    k->state_to_f32(be, tensor_1d(dk, KDT_F32, RN), bv.k, 1);
+    for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK)
+        ref_load(&bv.r, b0, RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK, dr + b0);
+    CHECK_MSG(floats_differ(dk, dr, RN) == 0, "form %d: state_to_f32 differs", form);
+
+    /* AdamW */
+    k->adamw_state(be, P, G, bm.k, bv.k, lr, b1, b2, eps, wd, gs, t);
+    for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
+        int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
+        ref_load(&bm.r, b0, len, m);
+        ref_load(&bv.r, b0, len, v);
+        for (int j = 0; j < len; j++) {
+            float gj = g[b0 + j] * gs;
+            m[j] = b1 * m[j] + (1.0f - b1) * gj;
+            v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
+            rp[b0 + j] -= lr * ((m[j] * c1) / (sqrtf(v[j] * c2) + eps) + wd * rp[b0 + j]);
+        }
+        ref_store(&bm.r, b0, len, m);
+        ref_store(&bv.r, b0, len, v);
+    }
+    CHECK_MSG(floats_differ(p, rp, RN) == 0, "form %d adamw: %d weights differ", form,
+              floats_differ(p, rp, RN));
+    CHECK_MSG(both_differ(&bm) == 0 && both_differ(&bv) == 0, "form %d adamw: %d + %d state "
+              "elements differ", form, both_differ(&bm), both_differ(&bv));
+
+    /* LAMB: the sum of squares over an owned range that cuts blocks (and leaves out the
+     * NaN and inf blocks, whose NaN would hide every other difference), then the step */
+    const int own0 = 4 * KSTATE_BLOCK + KSTATE_BLOCK / 2 + 3, own_n = RN - own0 - 11;
+    double sk = k->lamb_moments(be, P, G, bm.k, bv.k, b1, b2, eps, wd, gs, t, own0, own_n);
+    double sr = 0.0;
+    for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
+        int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
+        ref_load(&bm.r, b0, len, m);
+        ref_load(&bv.r, b0, len, v);
+        for (int j = 0; j < len; j++) {
+            float gj = g[b0 + j] * gs;
+            m[j] = b1 * m[j] + (1.0f - b1) * gj;
+            v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
+        }
+        ref_store(&bm.r, b0, len, m);
+        ref_store(&bv.r, b0, len, v);
+        double s = 0.0;
+        for (int j = 0; j < len; j++) {
+            int i = b0 + j;
+            if (i < own0 || i >= own0 + own_n) continue;
+            float r = (m[j] * c1) / (sqrtf(v[j] * c2) + eps) + wd * rp[i];
+            s += (double)r * r;
+        }
+        sr += s;
+    }
+    CHECK_MSG(memcmp(&sk, &sr, sizeof sk) == 0, "form %d lamb: sum of squares %.17g, the "
+              "reference %.17g", form, sk, sr);
+    k->lamb_apply(be, P, bm.k, bv.k, lr, b1, b2, eps, wd, t);
+    for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
+        int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
+        ref_load(&bm.r, b0, len, m);
+        ref_load(&bv.r, b0, len, v);
+        for (int j = 0; j < len; j++)
+            rp[b0 + j] -= lr * ((m[j] * c1) / (sqrtf(v[j] * c2) + eps) + wd * rp[b0 + j]);
+    }
+    CHECK_MSG(floats_differ(p, rp, RN) == 0, "form %d lamb: %d weights differ", form,
+              floats_differ(p, rp, RN));
+    CHECK_MSG(both_differ(&bm) == 0 && both_differ(&bv) == 0, "form %d lamb: state differs", form);
+
+    /* LARS (local lr) and SGD (local lr 1) on the first moment as momentum */
+    for (int lars = 1; lars >= 0; lars--) {
+        const float llr = lars ? 0.37f : 1.0f;
+        if (lars) k->lars_update(be, P, G, bm.k, lr, llr, mu, wd, gs);
+        else k->sgd_update(be, P, G, bm.k, lr, mu, wd, gs);
+        for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
+            int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
+            ref_load(&bm.r, b0, len, m);
+            for (int j = 0; j < len; j++) {
+                float gj = g[b0 + j] * gs;
+                m[j] = mu * m[j] + llr * (gj + wd * rp[b0 + j]);
+                rp[b0 + j] -= lr * m[j];
+            }
+            ref_store(&bm.r, b0, len, m);
+        }
+        CHECK_MSG(floats_differ(p, rp, RN) == 0, "form %d %s: %d weights differ", form,
+                  lars ? "lars" : "sgd", floats_differ(p, rp, RN));
+        CHECK_MSG(both_differ(&bm) == 0, "form %d %s: %d state elements differ", form,
+                  lars ? "lars" : "sgd", both_differ(&bm));
+    }
+    /* the NaN and inf blocks stayed visible, the others did not become NaN */
+    if (form == 2) {
+        const float *sc = bm.k.scale.data;
+        CHECK(isnan(sc[1]) && isnan(sc[2]) && !isnan(sc[0]) && !isnan(sc[RNB - 1]));
+    }
+    free_both(&bm);
+    free_both(&bv);
+    backend_free_mem(be, p); backend_free_mem(be, g); backend_free_mem(be, dk);
+    free(rp); free(dr);
+}
+
+static void test_int8_updates_equal_the_scalar_reference(void) { check_updates_match_reference(2); }
+static void test_bf16_updates_equal_the_scalar_reference(void) { check_updates_match_reference(1); }
+static void test_fp32_updates_equal_the_scalar_reference(void) { check_updates_match_reference(0); }
+
+/* ------------------------------------------------------------------------------------ */
 /* lr_scaling and the memory plan                                                          */
 
 static void test_lr_scaling_factors(void) {
@@ -336,6 +615,9 @@ int main(int argc, char **argv) {
     RUN(test_bf16_state_is_the_fp32_update_rounded);
     RUN(test_int8_first_moment_round_trip_within_bound);
     RUN(test_int8_second_moment_round_trip_within_bound);
+    RUN(test_int8_updates_equal_the_scalar_reference);
+    RUN(test_bf16_updates_equal_the_scalar_reference);
+    RUN(test_fp32_updates_equal_the_scalar_reference);
     RUN(test_lr_scaling_factors);
     RUN(test_state_bytes_per_optimizer_and_form);
     int rc = test_summary();

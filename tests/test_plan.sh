@@ -3,7 +3,10 @@
 # pre-flight's, item by item, on several layouts and switches; bad arguments and bad
 # hardware files are refused with the reason and a HINT; --json is valid JSON; a config
 # that fits nowhere lists no candidate and says why; the pre-flight's refusal suggests
-# switches that would fit; every shipped hardware file loads; calibrate writes one.
+# switches that would fit; the step-time model's terms (widened 16-bit kernels, measured
+# kernel and optimizer rates, flash attention's memory, ZeRO-1's reduce-scatter, flat and
+# hierarchical, with every optimizer and state form) against arithmetic written here;
+# every shipped hardware file loads; calibrate writes one.
 # (No timing here: tests/bench_plan.sh compares predicted and measured step times.)
 source "$(dirname "$0")/lib.sh"
 DATA=$(sample_data)
@@ -196,6 +199,129 @@ fi
 if grep -q "recompute = selective\|zero = 1\|recompute = full" <<<"$out"
 then pass "preflight_names_switches"
 else fail "preflight_names_switches" "$(grep '^trident: it' <<<"$out")"; fi
+
+# ---- the step-time and memory model's terms, each against arithmetic written here ----
+# one candidate's JSON for --layout with every switch fixed: HWFILE NP LAYOUT ARGS...
+cand() {
+    local hw=$1 np=$2 layout=$3; shift 3
+    "$TRIDENT" plan "$ROOT/inputs/tiny.conf" --hardware "$hw" "${MID[@]}" --nodes 1 \
+        --ranks-per-node "$np" --layout "$layout" --precision=fp32 --recompute=none --zero=0 \
+        --optim_state=fp32 --micro_batch=4 --grad_accum=1 "$@" --json 2>/dev/null
+}
+# two nodes of 2 ranks (dp 4 spans them): the data-parallel terms
+cand2() {
+    local hw=$1; shift
+    "$TRIDENT" plan "$ROOT/inputs/tiny.conf" --hardware "$hw" "${MID[@]}" --nodes 2 \
+        --ranks-per-node 2 --layout 4x1x1 --precision=fp32 --recompute=none --zero=0 \
+        --optim_state=fp32 --micro_batch=4 --grad_accum=1 "$@" --json 2>/dev/null
+}
+# value of a candidate's field (python expression on c = the first candidate)
+val() { python3 -c "import json,sys; c=json.load(sys.stdin)['candidates'][0]; print($1)"; }
+# ratio A / B within rel of want: NAME A B WANT REL
+ratio_is() {
+    local r
+    r=$(awk -v a="$2" -v b="$3" -v w="$4" -v t="$5" 'BEGIN { if (b == 0) { print "b=0"; exit }
+        q = a / b; print (q > w * (1 - t) && q < w * (1 + t)) ? "ok" : sprintf("ratio %.6g, want %.6g", q, w) }')
+    if [ "$r" = ok ]; then pass "$1"; else fail "$1" "$r ($2 / $3)"; fi
+}
+hwvar() { # NAME LINES...: the test node plus these lines
+    local f="$TEST_TMP/var_$1.hw"; shift
+    { cat "$HW"; printf '%s\n' "$@"; } > "$f"
+    echo "$f"
+}
+HW_NATIVE=$(hwvar native "kernels_16bit = native")
+HW_FLASH=$(hwvar flash "kernels_16bit = native" "attention = flash")
+HW_KBW=$(hwvar kbw "kernels_bw_fp32 = 2.5e9")
+HW_OPT1=$(hwvar opt1 "optim_fp32 = 1e8")
+HW_OPT2=$(hwvar opt2 "optim_fp32 = 2e8")
+
+# widening: the CPU backend (the default, kernels_16bit = widened) runs 16-bit non-matmul
+# kernels on fp32 copies: (8 + 2) / 2 = 5x the bf16 bytes, 2.5x what fp32 moves; native
+# 16-bit kernels move half the fp32 bytes
+o32=$(cand "$HW" 1 1x1x1 | val 'c["time"]["other_kernels"]')
+obf=$(cand "$HW" 1 1x1x1 --precision=bf16 | val 'c["time"]["other_kernels"]')
+onat=$(cand "$HW_NATIVE" 1 1x1x1 --precision=bf16 | val 'c["time"]["other_kernels"]')
+ratio_is widened_bf16_kernels_cost_2.5x_fp32 "$obf" "$o32" 2.5 1e-4
+ratio_is native_bf16_kernels_cost_half_fp32 "$onat" "$o32" 0.5 1e-4
+
+# measured kernel bandwidth: kernels_bw_fp32 = mem_bandwidth / 4 quadruples the time of
+# the other kernels, and the attention core's FLOPs (inside the measured attention
+# kernel) leave the matmul term: 24 C^2 of 24 C^2 + 2 C (T + 1) per token and layer,
+# the LM head (2 Vp C per token) unchanged
+j1=$(cand "$HW" 1 1x1x1); j2=$(cand "$HW_KBW" 1 1x1x1)
+ratio_is measured_kernel_bandwidth_used "$(val 'c["time"]["other_kernels"]' <<<"$j2")" \
+    "$(val 'c["time"]["other_kernels"]' <<<"$j1")" 4 1e-4
+vp=$(( (257 + 127) / 128 * 128 ))
+want=$(awk -v C=512 -v T=128 -v L=8 -v V=$vp 'BEGIN { a = L * 24 * C * C + 2 * V * C;
+    print a / (a + L * 2 * C * (T + 1)) }')
+ratio_is measured_kernels_take_the_attention_flops "$(val 'c["time"]["matmul"]' <<<"$j2")" \
+    "$(val 'c["time"]["matmul"]' <<<"$j1")" "$want" 1e-4
+
+# the optimizer at a measured rate: twice the rate saves n / (2 rate) seconds, n = the
+# model's parameters (8 layers of 12 C^2 + 13 C, the tied embedding, positions, final LN),
+# the rate per device times the 4 devices the one rank of the node has
+t1=$(cand "$HW_OPT1" 1 1x1x1 | val 'c["time"]["optimizer"]')
+t2=$(cand "$HW_OPT2" 1 1x1x1 | val 'c["time"]["optimizer"]')
+n=$(awk -v C=512 -v L=8 -v V=$vp 'BEGIN { print L * (12 * C * C + 13 * C) + V * C + 128 * C + 2 * C }')
+ratio_is optimizer_at_measured_rate "$(awk -v a="$t1" -v b="$t2" 'BEGIN { print a - b }')" \
+    "$(awk -v n="$n" 'BEGIN { print n / (2e8 * 4) }')" 1 0.001
+# ... and each state form its own rate: an int8 rate changes only int8 runs
+HW_OPT8=$(hwvar opt8 "optim_fp32 = 1e8" "optim_int8 = 2e8")
+t8=$(cand "$HW_OPT8" 1 1x1x1 --optim_state=int8 | val 'c["time"]["optimizer"]')
+t81=$(cand "$HW_OPT1" 1 1x1x1 --optim_state=int8 | val 'c["time"]["optimizer"]')
+ratio_is int8_state_at_its_own_rate "$(awk -v a="$t1" -v b="$t8" 'BEGIN { print a - b }')" \
+    "$(awk -v n="$n" 'BEGIN { print n / (2e8 * 4) }')" 1 0.001
+if awk -v a="$t81" -v b="$t1" 'BEGIN { exit !(a != b) }'; then pass int8_without_rate_uses_bytes
+else fail int8_without_rate_uses_bytes "int8 without optim_int8 took fp32's rate ($t81 s)"; fi
+
+# flash attention (attention = flash): per layer and micro-batch in flight the
+# [B*NH*T][T] probabilities (fp32 here) give way to [B*NH*T] fp32 log-sum-exps, and the
+# backward's fp32 [B*NH*T][T] scratch goes
+jp=$(cand "$HW_NATIVE" 1 1x1x1); jf=$(cand "$HW_FLASH" 1 1x1x1)
+da=$(( $(val 'c["memory"]["activations"]' <<<"$jp") - $(val 'c["memory"]["activations"]' <<<"$jf") ))
+dw=$(( $(val 'c["memory"]["workspace"]' <<<"$jp") - $(val 'c["memory"]["workspace"]' <<<"$jf") ))
+rows=$(( 4 * 8 * 128 ))
+if [ "$da" = $(( 8 * (4 * rows * 128 - 4 * rows) )) ] && [ "$dw" = $(( 4 * rows * 128 )) ]
+then pass flash_attention_keeps_a_row_statistic
+else fail flash_attention_keeps_a_row_statistic "activations -$da, workspace -$dw bytes; want -$(( 8 * (4 * rows * 128 - 4 * rows) )), -$(( 4 * rows * 128 ))"; fi
+# native 16-bit kernels: no widening workspaces (bf16 smaller; fp32 has none anyway)
+wbw=$(cand "$HW" 1 1x1x1 --precision=bf16 | val 'c["memory"]["workspace"]')
+wbn=$(cand "$HW_NATIVE" 1 1x1x1 --precision=bf16 | val 'c["memory"]["workspace"]')
+w32w=$(cand "$HW" 1 1x1x1 | val 'c["memory"]["workspace"]')
+w32n=$(cand "$HW_NATIVE" 1 1x1x1 | val 'c["memory"]["workspace"]')
+if [ "$wbn" -lt "$wbw" ] && [ "$w32w" = "$w32n" ]; then pass native_kernels_need_no_widening_workspace
+else fail native_kernels_need_no_widening_workspace "bf16 $wbw -> $wbn, fp32 $w32w -> $w32n"; fi
+# the choice keys are strict
+bad_hw choice "kernels_16bit = 'half' is not one of native|widened" '$a kernels_16bit = half'
+
+# ZeRO-1 with LAMB, int8 state, hierarchical reduction, bf16 on the wire: planned (not
+# refused) with the state over dp = 4, the reduce-scatter half of the all-reduce, and the
+# two-level form where asked
+for sw in --optimizer=lamb --optim_state=int8 --allreduce=hier --grad_reduce=bf16; do
+    name=zero_plans_${sw#--}; name=${name//=/_}
+    z0=$(cand2 "$HW" "$sw"); z1=$(cand2 "$HW" "$sw" --zero=1)
+    r=$(python3 -c '
+import json, sys
+a = json.loads(sys.argv[1])["candidates"][0]; b = json.loads(sys.argv[2])["candidates"][0]
+ok = b["switches"]["zero"] == 1 and b["layout"]["dp"] == 4
+q = b["memory"]["optimizer"] / a["memory"]["optimizer"]
+ok = ok and 0.24 < q < 0.27 and b["time"]["zero_gather"] > 0
+print("ok" if ok else "zero %s, state ratio %.3f, gather %g" % (b["switches"]["zero"], q, b["time"]["zero_gather"]))' "$z0" "$z1" 2>&1)
+    if [ "$r" = ok ]; then pass "$name"; else fail "$name" "$r"; fi
+done
+# the reduce-scatter is half the flat all-reduce (ring: (n-1) steps of bytes/n instead of
+# 2(n-1)); bf16 on the wire halves it again
+ar=$(cand2 "$HW" --allreduce=flat | val 'c["time"]["dp_comm"]')
+rs=$(cand2 "$HW" --allreduce=flat --zero=1 | val 'c["time"]["dp_comm"]')
+rs16=$(cand2 "$HW" --allreduce=flat --zero=1 --grad_reduce=bf16 | val 'c["time"]["dp_comm"]')
+ratio_is zero_reduce_scatter_half_the_allreduce "$rs" "$ar" 0.5 1e-4
+ratio_is zero_bf16_wire_halves_the_bytes "$rs16" "$rs" 0.5 0.01
+# hierarchical: inside the node (2 ranks, 5 GB/s each) then across (1.25 GB/s per node,
+# 2 nodes): reduce-scatter n/2 bytes inside, n/4 across, against n·3/4 across flat
+hs=$(cand2 "$HW" --allreduce=hier --zero=1 | val 'c["time"]["dp_comm"]')
+gb=$(cand2 "$HW" --zero=1 | val 'c["memory"]["gradients"]')
+want=$(awk -v g="$gb" 'BEGIN { print 1e-6 + g / 2 / 5e9 + 2e-5 + g / 4 / (1.25e9 / 2) }')
+ratio_is zero_hierarchical_reduce_scatter "$hs" "$want" 1 0.01
 
 # every shipped hardware file loads and gives a plan of GPT-2 124M on 2 nodes
 for f in "$ROOT"/inputs/hardware/*.hw; do
