@@ -39,6 +39,12 @@ predicted_vs_peak zero1_dp2_bf16 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --
     --precision=bf16
 predicted_vs_peak zero1_dp2_pp2_bf16_state 4 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=2 --zero=1 \
     --grad_accum=4 --optim_state=bf16
+# zero = 1 with bf16 on the wire (all-to-all into the slice), and with the two-level
+# reduce-scatter on 2 emulated nodes (the node's partial sums), int8 state and LAMB
+predicted_vs_peak zero1_dp2_bf16_wire 2 "${MID[@]}" --steps=3 --dp=2 --tp=1 --pp=1 --zero=1 \
+    --grad_reduce=bf16
+TRIDENT_RANKS_PER_NODE=2 predicted_vs_peak zero1_dp4_hier_int8_lamb 4 "${MID[@]}" --steps=3 \
+    --dp=4 --tp=1 --pp=1 --zero=1 --allreduce=hier --optim_state=int8 --optimizer=lamb
 # recompute: the slots shrink and one shared layer of recomputed activations appears; on
 # a model whose activations dominate (T = 256), so that a slot or the shared layer
 # counted wrong (a layer here is about a quarter of full's total) misses by more than 10 %
