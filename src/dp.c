@@ -93,7 +93,7 @@ static int64_t align_cut(const struct params *pt, int64_t n, int64_t c) {
 }
 
 void dpr_zero_layout(const struct params *pt, int64_t n, const struct config *cfg,
-                     const struct grid *g, int *counts, int *displs) {
+                     const struct grid *g, int64_t *counts, int64_t *displs) {
     const int p = g->dp;
     const int hier = dpr_choose(cfg, g, 0) == DP_ZERO_HIER;
     const int nodes = hier ? g->dp_nodes : 1, per_node = p / nodes;
@@ -106,12 +106,8 @@ void dpr_zero_layout(const struct params *pt, int64_t n, const struct config *cf
     }
     for (int d = 0; d < p; d++) {
         int q = hier ? (d % per_node) * nodes + d / per_node : d;  /* its position */
-        if (cut[q + 1] - cut[q] > 0x7fffffff)
-            tr_fail(TR_EXIT_USAGE, "use more data-parallel ranks, tensor or pipeline "
-                    "parallelism", "a ZeRO slice of %lld floats is too large for one MPI "
-                    "message", (long long)(cut[q + 1] - cut[q]));
-        displs[d] = (int)cut[q];
-        counts[d] = (int)(cut[q + 1] - cut[q]);
+        displs[d] = cut[q];
+        counts[d] = cut[q + 1] - cut[q];
     }
     tr_free(cut);
 }

@@ -92,8 +92,10 @@ enum dp_algo dpr_choose(const struct config *cfg, const struct grid *g, int warn
  *    position l * N + node. So the node-local reduce-scatter hands local rank l one
  *    contiguous chunk (the slices of every rank with local index l), and the cross-node
  *    reduce-scatter of that chunk, ordered by node, leaves each rank its own slice.
- *    The flat forms keep rank order (MPI's reduce-scatter needs it). */
+ *    The flat forms keep rank order (MPI's reduce-scatter needs it).
+ * In elements, 64-bit: the planner sizes layouts too large to run; a run checks that its
+ * slices fit an MPI count (model.c). */
 void dpr_zero_layout(const struct params *pt, int64_t n, const struct config *cfg,
-                     const struct grid *g, int *counts, int *displs);
+                     const struct grid *g, int64_t *counts, int64_t *displs);
 
 #endif

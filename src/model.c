@@ -2,6 +2,7 @@
  * pass of one micro-batch through this rank's pipeline stage and tensor shard. */
 #include "model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,9 +259,24 @@ static void zero_layout(struct model *m, const struct config *cfg, const struct 
     if (!m->z.on) return;
     m->z.counts = tr_malloc(sizeof(int) * (size_t)g->dp);
     m->z.displs = tr_malloc(sizeof(int) * (size_t)g->dp);
-    dpr_zero_layout(&m->pt, m->n_local, cfg, g, m->z.counts, m->z.displs);
-    m->z.lo = m->z.displs[g->dp_rank];
-    m->z.n = m->z.counts[g->dp_rank];
+    int64_t *counts = tr_malloc(sizeof(int64_t) * (size_t)g->dp);
+    int64_t *displs = tr_malloc(sizeof(int64_t) * (size_t)g->dp);
+    dpr_zero_layout(&m->pt, m->n_local, cfg, g, counts, displs);
+    m->z.lo = displs[g->dp_rank];
+    m->z.n = counts[g->dp_rank];
+    /* the slices travel as MPI counts and offsets (int): a run refuses what does not fit;
+     * the memory plan (no backend) sizes any layout, and uses only lo and n */
+    for (int d = 0; d < g->dp; d++) {
+        if (m->be && displs[d] + counts[d] > INT_MAX)
+            tr_fail(TR_EXIT_USAGE, "use more data-parallel ranks, or tensor or pipeline "
+                    "parallelism, for smaller slices", "a ZeRO slice ending at float %lld of "
+                    "this stage's buffer is beyond what one MPI message can address",
+                    (long long)(displs[d] + counts[d]));
+        m->z.displs[d] = (int)TR_MIN(displs[d], INT_MAX);
+        m->z.counts[d] = (int)TR_MIN(counts[d], INT_MAX);
+    }
+    tr_free(counts);
+    tr_free(displs);
 }
 
 void model_init(struct model *m, const struct config *cfg, const struct grid *g,
