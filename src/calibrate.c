@@ -160,11 +160,15 @@ static double optim_rate(struct backend *be, int f) {
         backend_memset(be, s[i].q.data, 0, tensor_bytes(s[i].q));
     }
     /* small non-zero gradients: the int8 blocks are neither zero nor NaN (the usual path) */
-    float *gh = backend_host_view(be, g.data), *ph = backend_host_view(be, p.data);
+    float *gh = tr_malloc(sizeof(float) * (size_t)n), *ph = tr_malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) {
         gh[i] = 1e-3f * (float)((i * 7919) % 2001 - 1000) / 1000.0f;
         ph[i] = 0.01f;
     }
+    backend_copy_h2d(be, g.data, gh, tensor_bytes(g));
+    backend_copy_h2d(be, p.data, ph, tensor_bytes(p));
+    tr_free(gh);
+    tr_free(ph);
     double best = 1e30, start = tr_now();
     for (int r = 0; r < 200 && (r < 6 || tr_now() - start < 0.5); r++) {
         double t0 = tr_now();
