@@ -278,24 +278,22 @@ static int slice_counts(const struct model *m, const struct param *p) {
     return !(p->kind == PK_WTE && !m->first);
 }
 
+struct tensor optim_norm_part(const struct model *m, int i) {
+    const struct param *p = &m->pt.p[i];
+    if (m->z.on) {
+        int64_t a, len;
+        if (!slice_counts(m, p) || !slice_part(m, p, &a, &len)) return TENSOR_NONE;
+        return tensor_view(m->z.grads, a - m->z.lo, 1, len);
+    }
+    if (!p->own_n) return TENSOR_NONE;
+    return tensor_view(m->grads, p->offset + p->own_offset, 1, p->own_n);
+}
+
 double optim_grad_norm(const struct model *m) {
     double local = 0.0;
-    if (m->z.on) {
-        for (int i = 0; i < m->pt.n; i++) {
-            const struct param *p = &m->pt.p[i];
-            int64_t a, len;
-            if (slice_counts(m, p) && slice_part(m, p, &a, &len))
-                local += m->k->sumsq(m->be, tensor_view(m->z.grads, a - m->z.lo, 1, len));
-        }
-        comm_allreduce(&m->grid->comm, COMM_WORLD, &local, 1, COMM_F64, COMM_SUM);
-        return sqrt(local);
-    }
-    /* each rank sums the part it owns: every logical element exactly once */
     for (int i = 0; i < m->pt.n; i++) {
-        const struct param *p = &m->pt.p[i];
-        if (p->own_n)
-            local += m->k->sumsq(m->be, tensor_view(m->grads, p->offset + p->own_offset, 1,
-                                                    p->own_n));
+        struct tensor part = optim_norm_part(m, i);
+        if (tensor_present(part)) local += m->k->sumsq(m->be, part);
     }
     comm_allreduce(&m->grid->comm, COMM_WORLD, &local, 1, COMM_F64, COMM_SUM);
     return sqrt(local);

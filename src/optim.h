@@ -85,6 +85,11 @@ void optim_state_set_f32(const struct optim *o, const struct model *m, int which
  * slice (m->z.grads): a tensor replicated over tp counted by tp rank 0 only, the tied
  * wte by stage 0 only. */
 double optim_grad_norm(const struct model *m);
+/* The part of table entry i's gradient that this rank's norm counts, so that the job
+ * counts every logical element once: zero = 0 the part it owns; zero = 1 its slice's part
+ * of the entry (a tensor replicated over tp on tp rank 0, the tied wte on stage 0).
+ * Absent when there is none. */
+struct tensor optim_norm_part(const struct model *m, int i);
 
 /* zero = 1: finish the all-gather of the weights optim_step started (nothing to do
  * otherwise; hierarchical: it runs the second, node-local phase, collective over the

@@ -229,25 +229,13 @@ double trainer_step(struct trainer *t, double *grad_norm, float *lr_out) {
 
     watchdog_beat(&t->wd, t->step + 1, "gradient norm, loss and optimizer");
     if (fault_armed("overflow", t->step + 1)) {
-        /* in the part of a gradient this rank owns, so the norm sees it (zero = 1: in
-         * its slice, of a tensor that the norm counts on every rank holding it: neither
-         * tp-replicated nor the last stage's copy of wte) */
-        for (int i = 0; i < m->pt.n && m->z.on; i++) {
-            const struct param *p = &m->pt.p[i];
-            int64_t lo = TR_MAX(m->z.lo, p->offset);
-            if (p->tp_replicated || (p->kind == PK_WTE && !m->first) || !p->n_local ||
-                lo >= TR_MIN(m->z.lo + m->z.n, p->offset + p->n_local))
-                continue;
-            fault_overflow(t->be, tensor_view(m->z.grads, lo - m->z.lo, 1, 1), t->step + 1);
+        /* in the first part of a gradient this rank's norm counts, so the norm sees it */
+        for (int i = 0; i < m->pt.n; i++) {
+            struct tensor part = optim_norm_part(m, i);
+            if (!tensor_present(part)) continue;
+            fault_overflow(t->be, part, t->step + 1);
             break;
         }
-        for (int i = 0; i < m->pt.n && !m->z.on; i++)
-            if (m->pt.p[i].own_n) {
-                const struct param *p = &m->pt.p[i];
-                fault_overflow(t->be, tensor_view(m->grads, p->offset + p->own_offset, 1,
-                                                  p->own_n), t->step + 1);
-                break;
-            }
     }
     /* the norm is summed over every rank, so an inf or NaN anywhere reaches every rank:
      * with fp16 that is the job-wide overflow verdict, one for all */
@@ -547,18 +535,20 @@ static void check_binding(const struct grid *g) {
                 "--cpus-per-task=%d", threads, threads, threads);
 }
 
+/* A backend's refusal (a sentence, then after a newline "HINT: the fix") as a usage error */
+static void fail_backend(char *err) {
+    char *hint = strstr(err, "\nHINT: ");
+    if (hint) *hint = '\0', hint += strlen("\nHINT: ");
+    tr_fail(TR_EXIT_USAGE, hint, "%s", err);
+}
+
 struct backend *trainer_open_backend(const char *device, int local_rank) {
     int dev = backend_parse(device);
     if (dev < 0)
         tr_fail(TR_EXIT_USAGE, "device is one of: cpu, cuda", "unknown device '%s'", device);
     char err[512];
     struct backend *be = backend_init((enum kdevice)dev, local_rank, err, sizeof err);
-    if (!be) {
-        /* the reason is a sentence, then (after a newline) "HINT: the fix" */
-        char *hint = strstr(err, "\nHINT: ");
-        if (hint) *hint = '\0', hint += strlen("\nHINT: ");
-        tr_fail(TR_EXIT_USAGE, hint, "%s", err);
-    }
+    if (!be) fail_backend(err);
     return be;
 }
 
@@ -614,11 +604,7 @@ void trainer_init(struct trainer *t, const struct config *cfg, int open_run_dir)
             tr_fail(TR_EXIT_USAGE, "a size in bytes with an optional K, M, G or T, e.g. 2G",
                     "TRIDENT_CUDA_POOL_MARGIN='%s' is not a size", margin ? margin : "");
         char err[768];
-        if (backend_reserve(t->be, (size_t)pool, err, sizeof err) != 0) {
-            char *hint = strstr(err, "\nHINT: ");
-            if (hint) *hint = '\0', hint += strlen("\nHINT: ");
-            tr_fail(TR_EXIT_USAGE, hint, "%s", err);
-        }
+        if (backend_reserve(t->be, (size_t)pool, err, sizeof err) != 0) fail_backend(err);
     }
     model_init(&t->m, &t->cfg, &t->g, t->be, n_slots);
     optim_init(&t->o, &t->m);

@@ -435,6 +435,20 @@ static int floats_differ(const float *a, const float *b, int n) {
     return d;
 }
 
+/* the reference Adam moments of block [b0, b0 + len) after gradient g * gs, in fp32 into m
+ * and v, loaded from the reference copies of bm and bv (the caller stores them: AdamW
+ * steps with the fp32 values, LAMB with the stored ones) */
+static void ref_adam_moments(const struct both *bm, const struct both *bv, int b0, int len,
+                             const float *g, float gs, float b1, float b2, float *m, float *v) {
+    ref_load(&bm->r, b0, len, m);
+    ref_load(&bv->r, b0, len, v);
+    for (int j = 0; j < len; j++) {
+        float gj = g[b0 + j] * gs;
+        m[j] = b1 * m[j] + (1.0f - b1) * gj;
+        v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
+    }
+}
+
 static void check_updates_match_reference(int form) {
     struct backend *be = cpu_backend();
     const struct kernels *k = backend_kernels(be);
@@ -465,14 +479,9 @@ static void check_updates_match_reference(int form) {
     k->adamw_state(be, P, G, bm.k, bv.k, lr, b1, b2, eps, wd, gs, t);
     for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
         int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
-        ref_load(&bm.r, b0, len, m);
-        ref_load(&bv.r, b0, len, v);
-        for (int j = 0; j < len; j++) {
-            float gj = g[b0 + j] * gs;
-            m[j] = b1 * m[j] + (1.0f - b1) * gj;
-            v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
+        ref_adam_moments(&bm, &bv, b0, len, g, gs, b1, b2, m, v);
+        for (int j = 0; j < len; j++)
             rp[b0 + j] -= lr * ((m[j] * c1) / (sqrtf(v[j] * c2) + eps) + wd * rp[b0 + j]);
-        }
         ref_store(&bm.r, b0, len, m);
         ref_store(&bv.r, b0, len, v);
     }
@@ -488,13 +497,7 @@ static void check_updates_match_reference(int form) {
     double sr = 0.0;
     for (int b0 = 0; b0 < RN; b0 += KSTATE_BLOCK) {
         int len = RN - b0 < KSTATE_BLOCK ? RN - b0 : KSTATE_BLOCK;
-        ref_load(&bm.r, b0, len, m);
-        ref_load(&bv.r, b0, len, v);
-        for (int j = 0; j < len; j++) {
-            float gj = g[b0 + j] * gs;
-            m[j] = b1 * m[j] + (1.0f - b1) * gj;
-            v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
-        }
+        ref_adam_moments(&bm, &bv, b0, len, g, gs, b1, b2, m, v);
         ref_store(&bm.r, b0, len, m);
         ref_store(&bv.r, b0, len, v);
         double s = 0.0;

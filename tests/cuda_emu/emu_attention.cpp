@@ -30,9 +30,26 @@ static int att_launch(K kernel, const struct cuda_launch &l, const att_args &a)
                         : emu_launch((unsigned)l.grid_x, l.threads, l.smem, kernel, a);
 }
 
-/* plans with the opt-in maximum of an A100/H100 (227 KiB) and runs forward and backward */
-template <int HS> static bool run_attention(att_args &a, int B, int NH, int T)
+/* plans with the opt-in maximum of an A100/H100 (227 KiB) and runs forward and backward on
+ * buffers of dtype dt (lse and D are fp32) */
+template <int HS>
+static bool run_attention(const void *qkv, void *out, float *lse, const void *dout, void *dqkv,
+                          float *D, enum kdtype dt, int B, int NH, int T)
 {
+    att_args a{};
+    a.qkv = qkv;
+    a.qkv_dt = dt;
+    a.out = out;
+    a.out_dt = dt;
+    a.lse = lse;
+    a.dout = dout;
+    a.dout_dt = dt;
+    a.dqkv = dqkv;
+    a.dqkv_dt = dt;
+    a.D = D;
+    a.T = T;
+    a.NH = NH;
+    a.Cq = NH * HS;
     struct cuda_attn_plan p;
     char err[512];
     const int rc = cuda_attention_plan(B, NH, T, HS, 227 * 1024, &p, err, sizeof err);
@@ -57,21 +74,9 @@ template <int HS> static void fp32_case(int B, int NH, int T)
     emu_rng r(1000 + HS + T);
     for (auto &x : qkv) x = 1.5f * r.uniform();
     for (auto &x : dout) x = r.uniform();
-    att_args a{};
-    a.qkv = qkv.data();
-    a.qkv_dt = KDT_F32;
-    a.out = out.data();
-    a.out_dt = KDT_F32;
-    a.lse = lse.data();
-    a.dout = dout.data();
-    a.dout_dt = KDT_F32;
-    a.dqkv = dqkv.data();
-    a.dqkv_dt = KDT_F32;
-    a.D = D.data();
-    a.T = T;
-    a.NH = NH;
-    a.Cq = Cq;
-    if (!run_attention<HS>(a, B, NH, T)) return;
+    if (!run_attention<HS>(qkv.data(), out.data(), lse.data(), dout.data(), dqkv.data(), D.data(),
+                           KDT_F32, B, NH, T))
+        return;
     /* the double reference */
     const double sc = 1.0 / sqrt((double)HS), tol = 1e-4;
     double worst = 0;
@@ -196,21 +201,9 @@ template <int HS> static void half_case(enum kdtype dt, int B, int NH, int T)
                      NH);
     std::vector<uint8_t> og(oc.size(), 0xff), gg(gc.size(), 0xff);
     std::vector<float> lse(rows, NAN), D(rows, NAN);
-    att_args a{};
-    a.qkv = q.data();
-    a.qkv_dt = dt;
-    a.out = og.data();
-    a.out_dt = dt;
-    a.lse = lse.data();
-    a.dout = d.data();
-    a.dout_dt = dt;
-    a.dqkv = gg.data();
-    a.dqkv_dt = dt;
-    a.D = D.data();
-    a.T = T;
-    a.NH = NH;
-    a.Cq = Cq;
-    if (!run_attention<HS>(a, B, NH, T)) return;
+    if (!run_attention<HS>(q.data(), og.data(), lse.data(), d.data(), gg.data(), D.data(), dt, B,
+                           NH, T))
+        return;
     const bool bf = dt == KDT_BF16;
     const double eo = excess(emu_to_f32(og.data(), dt, BT * Cq), emu_to_f32(oc.data(), dt, BT * Cq),
                              bf ? 1e-4 + 2.0 / 256 : 1e-4 + 2.0 / 2048,
